@@ -1,0 +1,1 @@
+"""Jinja templates for hfsynth cards (installed as the package ``hfsynth.card_templates``)."""

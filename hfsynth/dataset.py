@@ -1,0 +1,146 @@
+"""The synthetic dataset: built from curated samples, saved to disk with its card, loaded back from disk or the Hub.
+
+Layout of ``DIR/dataset/``: the ``DatasetDict`` (``save_to_disk``: ``dataset_dict.json`` and one folder per split),
+``README.md`` (the dataset card), ``recipe.yaml`` (the recipe that made it), ``dropped.jsonl`` (every sample
+curation dropped, and why) and ``generation.json`` (statistics the card is built from).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from hfsynth.curation import Sample, jaccard_matrix
+from hfsynth.errors import HfsynthError
+from hfsynth.generation import GenerationResult, per_cell_counts
+from hfsynth.realdata import load_labelled_set
+from hfsynth.recipe import Recipe
+
+SPLITS = ("train", "validation")
+RECIPE_FILE = "recipe.yaml"
+DROPPED_FILE = "dropped.jsonl"
+STATS_FILE = "generation.json"
+
+
+def features(label_names: list[str]) -> datasets.Features:
+    return datasets.Features(
+        {
+            "text": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=label_names),
+            "language": datasets.Value("string"),
+            "teacher": datasets.Value("string"),
+            "strategy": datasets.Value("string"),
+            "prompt_id": datasets.Value("string"),
+        }
+    )
+
+
+def build_dataset_dict(recipe: Recipe, result: GenerationResult) -> datasets.DatasetDict:
+    """Train/validation split stratified by (language, label), reproducible from the recipe's seed."""
+    by_cell: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for index, sample in enumerate(result.samples):
+        by_cell[(sample.language, sample.label)].append(index)
+    rng = random.Random(recipe.generation.seed)
+    validation: set[int] = set()
+    for indices in by_cell.values():
+        # Never move a cell's last examples out of train: a student must see every label.
+        count = min(int(len(indices) * recipe.generation.validation_fraction), max(len(indices) - 1, 0))
+        validation.update(rng.sample(indices, count))
+
+    rows: dict[str, dict[str, list[Any]]] = {split: defaultdict(list) for split in SPLITS}
+    for index, sample in enumerate(result.samples):
+        split = rows["validation" if index in validation else "train"]
+        split["text"].append(sample.text)
+        split["label"].append(sample.label)
+        split["language"].append(sample.language)
+        split["teacher"].append(result.teacher_model)
+        split["strategy"].append(result.strategy)
+        split["prompt_id"].append(sample.prompt_id)
+    schema = features(recipe.label_names)
+    return datasets.DatasetDict(
+        {split: datasets.Dataset.from_dict({name: rows[split][name] for name in schema}, features=schema)
+         for split in SPLITS}
+    )
+
+
+def generation_stats(recipe: Recipe, result: GenerationResult) -> dict[str, Any]:
+    return {
+        "teacher": result.teacher_model,
+        "strategy": result.strategy,
+        "calls": result.calls,
+        "cached_calls": result.cached_calls,
+        "rounds": result.rounds,
+        "parsed_samples": result.parsed,
+        "kept_samples": len(result.samples),
+        "dropped_samples": len(result.dropped),
+        "drop_reasons": result.drop_counts(),
+        "per_language_label": per_cell_counts(result.samples),
+        "target_per_label": recipe.generation.samples_per_label,
+    }
+
+
+def real_texts_by_language(recipe: Recipe) -> dict[str, list[str]]:
+    """Real texts to compare the synthetic ones with: the recipe's seed and evaluation sets."""
+    texts: dict[str, list[str]] = defaultdict(list)
+    for seed_set in [*recipe.generation.seeds, *recipe.evaluation.sets]:
+        texts[seed_set.language].extend(load_labelled_set(seed_set, recipe.label_names)["text"])
+    return dict(texts)
+
+
+def diversity_stats(samples: list[Sample], real_texts: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """Per language: mean pairwise n-gram distance of the synthetic texts, and mean similarity of each synthetic text
+    to its nearest real one (Li et al. 2023 relate both to how well synthetic data trains students)."""
+    stats = {}
+    for language in sorted({sample.language for sample in samples}):
+        texts = [sample.text for sample in samples if sample.language == language]
+        similarity = jaccard_matrix(texts, texts)
+        pairs = len(texts) * (len(texts) - 1)
+        mean_similarity = (similarity.sum() - similarity.trace()) / pairs if pairs else 1.0
+        real = real_texts.get(language, [])
+        nearest = float(jaccard_matrix(texts, real).max(axis=1).mean()) if real and texts else None
+        stats[language] = {"mean_pairwise_distance": float(1.0 - mean_similarity),
+                           "nearest_real_similarity": nearest, "real_examples": len(real)}
+    return stats
+
+
+def save_dataset(recipe: Recipe, result: GenerationResult, out_dir: Path) -> datasets.DatasetDict:
+    """Write the dataset, its card, the recipe and the drop record into ``out_dir``."""
+    from hfsynth.cards import write_dataset_card
+
+    dataset = build_dataset_dict(recipe, result)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dataset.save_to_disk(str(out_dir))
+    (out_dir / RECIPE_FILE).write_text(recipe.source_text, encoding="utf-8")
+    with (out_dir / DROPPED_FILE).open("w", encoding="utf-8") as handle:
+        for record in result.dropped:
+            handle.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+    stats = generation_stats(recipe, result)
+    stats["splits"] = {split: len(dataset[split]) for split in SPLITS}
+    stats["diversity"] = diversity_stats(result.samples, real_texts_by_language(recipe))
+    (out_dir / STATS_FILE).write_text(json.dumps(stats, indent=2, ensure_ascii=False))
+    write_dataset_card(recipe, out_dir)
+    return dataset
+
+
+def load_synthetic_dataset(source: str | Path) -> datasets.DatasetDict:
+    """A synthetic dataset from a folder written by :func:`save_dataset` or from a Hub dataset id."""
+    path = Path(source)
+    try:
+        if path.is_dir():
+            loaded = datasets.load_from_disk(str(path))
+        else:
+            loaded = datasets.load_dataset(str(source))
+    except Exception as exc:  # many exception types; the user needs the source and the reason in one line
+        raise HfsynthError(f"cannot load synthetic dataset {source}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(loaded, datasets.DatasetDict) or "train" not in loaded:
+        raise HfsynthError(f"{source}: not a synthetic dataset (expected splits {SPLITS})")
+    missing = {"text", "label", "language"} - set(loaded["train"].column_names)
+    if missing:
+        raise HfsynthError(f"{source}: missing columns {sorted(missing)}")
+    return loaded

@@ -1,0 +1,15 @@
+"""User-facing errors: the CLI prints them as one line and exits non-zero, never with a traceback."""
+
+from __future__ import annotations
+
+
+class HfsynthError(Exception):
+    """A mistake the user can fix (bad recipe, missing file, unreachable server...)."""
+
+
+class RecipeError(HfsynthError):
+    """A recipe that does not validate. The message names the file and the field."""
+
+
+class TeacherError(HfsynthError):
+    """A teacher that cannot be loaded or reached."""

@@ -1,0 +1,205 @@
+"""The generation stage: plan label x language x count, prompt the teacher, parse, curate, top up.
+
+Every teacher answer goes to the call cache the moment its batch returns, so a killed run resumes where it stopped
+and, because batches, seeds and top-up rounds are all derived from the plan and the cached answers, ends with the
+same dataset as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hfsynth.cache import CallCache, call_key
+from hfsynth.curation import CurationResult, DropRecord, Sample, apply_self_check, curate
+from hfsynth.parsing import parse_answer
+from hfsynth.prompts import GenerationRequest, classification_prompt, generation_prompt, prompt_fingerprint
+from hfsynth.realdata import examples_by_label, load_labelled_set
+from hfsynth.recipe import Recipe
+from hfsynth.teachers.base import Prompt, Teacher
+
+#: Extra rounds for (label, language) cells that curation left short of their target.
+MAX_TOP_UP_ROUNDS = 2
+
+
+@dataclass
+class GenerationProgress:
+    """Callbacks the CLI uses for its progress display; the library itself stays silent."""
+
+    on_calls_planned: Callable[[int, int], None] = lambda total, cached: None  # noqa: E731
+    on_batch_done: Callable[[int, int], None] = lambda calls, samples: None  # noqa: E731
+    on_round_done: Callable[[int, int, int], None] = lambda round_index, kept, dropped: None  # noqa: E731
+
+
+@dataclass
+class GenerationResult:
+    samples: list[Sample]
+    dropped: list[DropRecord]
+    strategy: str
+    teacher_model: str
+    calls: int = 0
+    cached_calls: int = 0
+    rounds: int = 0
+    parsed: int = 0
+    targets: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        return Counter((sample.language, sample.label) for sample in self.samples)
+
+    def drop_counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(record.reason for record in self.dropped).items()))
+
+
+def load_seed_examples(recipe: Recipe) -> dict[str, dict[str, list[str]]]:
+    """Real labelled examples per language and label, for few-shot generation."""
+    seeds: dict[str, dict[str, list[str]]] = {}
+    for seed_set in recipe.generation.seeds:
+        by_label = examples_by_label(load_labelled_set(seed_set, recipe.label_names))
+        merged = seeds.setdefault(seed_set.language, {})
+        for label, texts in by_label.items():
+            merged.setdefault(label, []).extend(texts)
+    return seeds
+
+
+def plan_requests(
+    recipe: Recipe,
+    needed: dict[tuple[str, str], int],
+    round_index: int,
+    seed_examples: dict[str, dict[str, list[str]]],
+) -> list[GenerationRequest]:
+    """Calls that ask for ``needed`` samples per (language, label); call indices continue across rounds."""
+    config = recipe.generation
+    calls_per_cell = math.ceil(config.samples_per_label / config.samples_per_call)
+    requests = []
+    for language in recipe.languages:
+        for label in recipe.label_names:
+            missing = needed.get((language, label), 0)
+            for offset in range(math.ceil(missing / config.samples_per_call)):
+                call_index = round_index * calls_per_cell + offset
+                pool = seed_examples.get(language, {}).get(label, [])
+                rng = random.Random(f"{config.seed}/{language}/{label}/{call_index}")
+                shown = tuple(rng.sample(pool, min(config.seeds_per_call, len(pool)))) if pool else ()
+                count = min(config.samples_per_call, missing - offset * config.samples_per_call)
+                requests.append(GenerationRequest(label, language, count, call_index, shown))
+    return requests
+
+
+class CachedTeacher:
+    """Routes teacher calls through the cache, in fixed batches so that a resumed run sees the same batches."""
+
+    def __init__(self, teacher: Teacher, cache: CallCache, recipe: Recipe) -> None:
+        self.teacher, self.cache, self.recipe = teacher, cache, recipe
+
+    def generation_key(self, prompt: Prompt, call_id: str) -> str:
+        # The call id is part of the key: two calls with the same prompt must still give different samples.
+        return call_key(job="generate", model=self.teacher.model_id, chat=self.teacher.uses_chat,
+                        prompt=prompt_fingerprint(prompt), call=call_id,
+                        sampling=self.recipe.teacher.sampling.model_dump(), seed=self.recipe.generation.seed)
+
+    def generate(self, prompts: Sequence[Prompt], call_ids: Sequence[str],
+                 progress: GenerationProgress | None = None,
+                 count_samples: Callable[[str], int] = lambda answer: 0) -> tuple[list[str], int]:
+        """Answers for ``prompts`` in order, and how many came from the cache."""
+        keys = [self.generation_key(prompt, call_id) for prompt, call_id in zip(prompts, call_ids, strict=True)]
+        answers = self.cache.get_many(keys)
+        cached = sum(key in answers for key in keys)
+        if progress:
+            progress.on_calls_planned(len(prompts), cached)
+        size = self.teacher.batch_size
+        for start in range(0, len(prompts), size):
+            batch_keys = keys[start : start + size]
+            todo = [i for i, key in enumerate(batch_keys, start) if key not in answers]
+            if todo:
+                # The seed depends on the batch's content only, so a resumed run reproduces it exactly.
+                batch_seed = int(call_key(keys=batch_keys)[:8], 16)
+                outputs = self.teacher.generate([prompts[i] for i in todo], self.recipe.teacher.sampling, batch_seed)
+                fresh = {keys[i]: output for i, output in zip(todo, outputs, strict=True)}
+                self.cache.put_many(fresh)
+                answers.update(fresh)
+            if progress:
+                progress.on_batch_done(len(batch_keys), sum(count_samples(answers[k]) for k in batch_keys))
+        return [answers[key] for key in keys], cached
+
+    def classify(self, prompts: Sequence[Prompt]) -> list[str | None]:
+        """The teacher's label for each classification prompt (``None`` where it gave no readable label)."""
+        keys = [call_key(job="classify", model=self.teacher.model_id, chat=self.teacher.uses_chat,
+                         prompt=prompt_fingerprint(prompt), labels=self.recipe.label_names) for prompt in prompts]
+        answers = self.cache.get_many(keys)
+        todo = [i for i, key in enumerate(keys) if key not in answers]
+        size = self.teacher.batch_size
+        for start in range(0, len(todo), size):
+            chunk = todo[start : start + size]
+            scores = self.teacher.classify([prompts[i] for i in chunk], self.recipe.label_names)
+            fresh = {keys[i]: score.label or "" for i, score in zip(chunk, scores, strict=True)}
+            self.cache.put_many(fresh)
+            answers.update(fresh)
+        return [answers[key] or None for key in keys]
+
+
+def generate_samples(
+    recipe: Recipe, teacher: Teacher, cache_path: Path, progress: GenerationProgress | None = None
+) -> GenerationResult:
+    """Run generation and curation to the recipe's targets (within ``MAX_TOP_UP_ROUNDS`` extra rounds)."""
+    config = recipe.generation
+    seed_examples = load_seed_examples(recipe) if config.strategy == "few-shot" else {}
+    seed_texts = [text for by_label in seed_examples.values() for texts in by_label.values() for text in texts]
+    targets = {(language, label): config.samples_per_label
+               for language in recipe.languages for label in recipe.label_names}
+    result = GenerationResult([], [], config.strategy, teacher.model_id, targets=targets)
+    chat = teacher.uses_chat
+
+    raw_samples: list[Sample] = []
+    curated = CurationResult([], [])
+    needed = dict(targets)
+    with CallCache(cache_path) as cache:
+        cached_teacher = CachedTeacher(teacher, cache, recipe)
+        for round_index in range(1 + MAX_TOP_UP_ROUNDS):
+            requests = plan_requests(recipe, needed, round_index, seed_examples)
+            if not requests:
+                break
+            prompts = [generation_prompt(recipe, request) for request in requests]
+            answers, cached = cached_teacher.generate(prompts, [request.prompt_id for request in requests], progress,
+                                                      count_samples=lambda answer: len(parse_answer(answer, chat)))
+            result.calls += len(prompts)
+            result.cached_calls += cached
+            result.rounds = round_index + 1
+            for request, answer in zip(requests, answers, strict=True):
+                # A chatty teacher may write more than asked: keep only what was asked for.
+                for text in parse_answer(answer, chat)[: request.count]:
+                    raw_samples.append(Sample(text, request.label, request.language, request.prompt_id))
+            result.parsed = len(raw_samples)
+
+            curated = curate(raw_samples, recipe.curation, seed_texts)
+            if recipe.curation.self_check and curated.kept:
+                curated = _self_check(recipe, cached_teacher, curated)
+            if progress:
+                progress.on_round_done(round_index, len(curated.kept), len(curated.dropped))
+            counts = Counter((sample.language, sample.label) for sample in curated.kept)
+            needed = {cell: target - counts[cell] for cell, target in targets.items() if counts[cell] < target}
+
+    # Keep at most the target per cell, in plan order: over-generation is a reserve, not extra data.
+    taken: Counter[tuple[str, str]] = Counter()
+    for sample in curated.kept:
+        cell = (sample.language, sample.label)
+        if taken[cell] < targets[cell]:
+            taken[cell] += 1
+            result.samples.append(sample)
+    result.dropped = curated.dropped
+    return result
+
+
+def _self_check(recipe: Recipe, teacher: CachedTeacher, curated: CurationResult) -> CurationResult:
+    prompts = [classification_prompt(recipe, sample.text, sample.language) for sample in curated.kept]
+    checked = apply_self_check(curated.kept, teacher.classify(prompts))
+    return CurationResult(checked.kept, curated.dropped + checked.dropped)
+
+
+def per_cell_counts(samples: Sequence[Sample]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for (language, label), count in sorted(Counter((s.language, s.label) for s in samples).items()):
+        counts[language][label] = count
+    return dict(counts)

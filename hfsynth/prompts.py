@@ -1,0 +1,117 @@
+"""Prompts for the teacher's two jobs, each rendered both as chat messages and as a plain few-shot document.
+
+Generation follows Li et al. (2023): a context prompt sets the scene, a generation prompt fixes label, language,
+style and length, and every few calls a diversity instruction asks for something unlike what came before. Few-shot
+generation adds real labelled examples with the instruction to imitate but not copy them. Base models get the same
+request as a document to continue, with examples in the target language (chat-style instructions mean nothing to
+them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hfsynth.languages import language_name
+from hfsynth.recipe import Label, Recipe
+from hfsynth.teachers.base import Prompt
+
+# Rotated through so that consecutive calls ask for different things (Li et al.'s diversity prompt).
+DIVERSITY_INSTRUCTIONS = (
+    "Make them clearly different from typical examples: vary the topic details, the people and places mentioned.",
+    "Vary sentence structure and length; avoid starting two texts the same way.",
+    "Use a different register than usual: some formal, some casual.",
+    "Cover less common situations that still clearly belong to this label.",
+)
+
+#: Completion-style documents separate items with this marker, so a base model's continuation can be cut there.
+ITEM_MARKER = "Text:"
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What one teacher call should produce: ``count`` texts for ``label`` in ``language``."""
+
+    label: str
+    language: str
+    count: int
+    call_index: int  # position of this call among the calls for (label, language); drives diversity rotation
+    seed_examples: tuple[str, ...] = ()  # real texts of this label (few-shot), shown to be imitated, not copied
+
+    @property
+    def prompt_id(self) -> str:
+        """Stable id recorded with every sample made from this request (provenance)."""
+        return f"{self.language}/{self.label}/{self.call_index}"
+
+
+def _label(recipe: Recipe, name: str) -> Label:
+    return next(label for label in recipe.labels if label.name == name)
+
+
+def _label_line(label: Label) -> str:
+    return f"{label.name} ({label.description})" if label.description else label.name
+
+
+def generation_prompt(recipe: Recipe, request: GenerationRequest) -> Prompt:
+    task, config = recipe.task, recipe.generation
+    label = _label(recipe, request.label)
+    language = language_name(request.language)
+    domain = task.domain or "texts"
+
+    diversity = ""
+    if config.diversity_every and request.call_index % config.diversity_every == config.diversity_every - 1:
+        diversity = DIVERSITY_INSTRUCTIONS[(request.call_index // config.diversity_every) % len(DIVERSITY_INSTRUCTIONS)]
+
+    lines = [config.context] if config.context else []
+    lines.append(f"Task: {task.description}")
+    lines.append(f"Write {request.count} different {domain} in {language} with the label: {_label_line(label)}.")
+    lines.append(f"Each text should be {config.min_words} to {config.max_words} words long.")
+    if config.style:
+        lines.append(f"Style: {config.style}")
+    if request.seed_examples:
+        lines.append("Here are real examples with this label. Imitate their kind and tone, but do not copy them:")
+        lines.extend(f"- {example}" for example in request.seed_examples)
+    if diversity:
+        lines.append(diversity)
+    lines.append(f"Write only the texts, one per line, numbered 1 to {request.count}, all in {language}.")
+    messages = (("user", "\n".join(lines)),)
+
+    # Base model: a document of labelled items it continues with one more item of the requested label.
+    header = f"{task.description} Language: {language}. Label: {label.name}."
+    document = [header, ""]
+    for example in request.seed_examples:
+        document += [f"{ITEM_MARKER} {example}", ""]
+    document.append(ITEM_MARKER)
+    return Prompt(messages=messages, completion="\n".join(document))
+
+
+def classification_prompt(
+    recipe: Recipe, text: str, language: str, examples: Sequence[tuple[str, str]] = ()
+) -> Prompt:
+    """Ask for the label of ``text``; the answer (the assistant turn, or the document's continuation) is the label.
+
+    ``examples`` are (text, label) demonstrations: real ones for a few-shot teacher, synthetic ones for the
+    in-context student. The same prompt is used to fine-tune the SFT student, so train and test prompts agree.
+    """
+    task = recipe.task
+    label_lines = "\n".join(f"- {_label_line(label)}" for label in recipe.labels)
+    instruction = (
+        f"{task.description}\nLanguage: {language_name(language)}.\n"
+        f"Answer with exactly one label from this list:\n{label_lines}"
+    )
+    messages: list[tuple[str, str]] = [("system", instruction)]
+    for example_text, example_label in examples:
+        messages += [("user", example_text), ("assistant", example_label)]
+    messages.append(("user", text))
+
+    names = ", ".join(recipe.label_names)
+    document = [f"{task.description} Labels: {names}.", ""]
+    for example_text, example_label in examples:
+        document += [f"{ITEM_MARKER} {example_text}", f"Label: {example_label}", ""]
+    document += [f"{ITEM_MARKER} {text}", "Label:"]
+    return Prompt(messages=tuple(messages), completion="\n".join(document))
+
+
+def prompt_fingerprint(prompt: Prompt) -> str:
+    return hashlib.sha256(repr((prompt.messages, prompt.completion)).encode()).hexdigest()

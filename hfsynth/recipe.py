@@ -1,0 +1,310 @@
+"""Recipes: one YAML file names the task, labels, languages, teacher, generation, curation, students and evaluation.
+
+A recipe is validated into the typed objects below (pydantic, unknown keys forbidden). ``load_recipe`` turns every
+validation problem into one :class:`~hfsynth.errors.RecipeError` line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from hfsynth.errors import RecipeError
+from hfsynth.languages import is_known_language
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Task(_Strict):
+    name: str = Field(min_length=1, description="Short task name, e.g. 'topic' or 'sentiment'.")
+    description: str = Field(min_length=1, description="What is being classified, in one sentence.")
+    domain: str = Field("", description="Where texts come from, e.g. 'news sentences' or 'product reviews'.")
+    # Li et al. (2023): the more subjective the task, the worse synthetic data does. Stated, not guessed.
+    subjectivity: Literal["low", "medium", "high"] = "medium"
+
+
+class Label(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+
+
+class SamplingParams(_Strict):
+    max_new_tokens: int = Field(200, ge=1, le=8192)
+    temperature: float = Field(1.0, ge=0.0, le=5.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(1.0, gt=0.0)
+
+
+class TeacherConfig(_Strict):
+    backend: Literal["local", "remote"] = "local"
+    # An embedded short name (see hfsynth.embedded), a local folder, or a Hub model id.
+    model: str = Field(min_length=1)
+    # Remote backend: an OpenAI-compatible server (TGI, vLLM, `transformers serve`) or a Hub inference provider.
+    base_url: str | None = None
+    provider: str | None = None
+    # "auto": chat template when the tokenizer has one, completion-style few-shot prompts otherwise.
+    prompt_format: Literal["auto", "chat", "completion"] = "auto"
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    batch_size: int = Field(8, ge=1)
+    max_concurrency: int = Field(4, ge=1)
+    timeout: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    sampling: SamplingParams = SamplingParams()
+
+    @model_validator(mode="after")
+    def _remote_needs_a_target(self) -> TeacherConfig:
+        if self.backend == "local" and (self.base_url or self.provider):
+            raise ValueError("base_url/provider are only for backend: remote")
+        return self
+
+
+class SeedSet(_Strict):
+    """Real labelled examples: few-shot seeds for generation, or an evaluation set."""
+
+    language: str
+    # Exactly one of: a local JSON Lines/CSV/Parquet file (relative to the recipe), or a Hub dataset id.
+    path: str | None = None
+    hub_id: str | None = None
+    config: str | None = None
+    split: str = "test"
+    text_column: str = "text"
+    label_column: str = "label"
+    # Maps the set's label names onto the recipe's when they differ.
+    label_map: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SeedSet:
+        if (self.path is None) == (self.hub_id is None):
+            raise ValueError("give exactly one of path or hub_id")
+        return self
+
+
+class GenerationConfig(_Strict):
+    strategy: Literal["zero-shot", "few-shot"] = "zero-shot"
+    samples_per_label: int = Field(20, ge=1, description="Per label and language, before curation.")
+    samples_per_call: int = Field(5, ge=1, le=50)
+    # Li et al.: every few calls, ask for something different from what came before.
+    diversity_every: int = Field(3, ge=0)
+    context: str = Field("", description="Scene-setting line, e.g. 'Imagine you are a news editor.'")
+    style: str = ""
+    min_words: int = Field(5, ge=1)
+    max_words: int = Field(40, ge=1)
+    # Few-shot: real seed examples shown per call, and where they come from (per language).
+    seeds_per_call: int = Field(3, ge=0)
+    seeds: list[SeedSet] = []
+    seed: int = 0
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _few_shot_needs_seeds(self) -> GenerationConfig:
+        if self.strategy == "few-shot" and not self.seeds:
+            raise ValueError("strategy few-shot needs seeds (real labelled examples per language)")
+        if self.min_words > self.max_words:
+            raise ValueError(f"min_words ({self.min_words}) is larger than max_words ({self.max_words})")
+        return self
+
+
+class CurationConfig(_Strict):
+    min_words: int = Field(3, ge=0)
+    max_words: int = Field(80, ge=1)
+    dedup: bool = True
+    # Character 3-gram Jaccard similarity above which two samples count as near duplicates.
+    near_duplicate_threshold: float = Field(0.8, gt=0.0, le=1.0)
+    remove_seed_copies: bool = True
+    language_id: bool = True
+    min_language_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    # Ask the teacher whether each text fits its label; drop those it assigns elsewhere.
+    self_check: bool = False
+
+
+class DatasetConfig(_Strict):
+    repo_id: str = Field(min_length=1, description="Where the synthetic dataset is pushed, e.g. 'me/topic-synth'.")
+    license: str = "other"
+    private: bool = False
+
+
+class StudentConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    kind: Literal["setfit", "sft", "in-context", "encoder"]
+    # An embedded short name, a local folder, or a Hub model id.
+    model: str = Field(min_length=1)
+    # Kind-specific training settings, validated by the student's own TrainingArguments-like class.
+    params: dict[str, Any] = {}
+    repo_id: str | None = None
+    # Learning curve: train also on these many samples per label (the paper's training-size sweep).
+    train_sizes: list[Annotated[int, Field(ge=1)]] = []
+    repeats: int = Field(1, ge=1)
+
+
+class EvaluationConfig(_Strict):
+    sets: list[SeedSet] = []
+    max_samples: int | None = Field(None, ge=1, description="Per language; a fixed random subset, for quick runs.")
+    teacher_examples_per_label: int = Field(0, ge=0, description="0: the teacher classifies zero-shot.")
+    seed: int = 0
+
+
+class PublishConfig(_Strict):
+    organization: str | None = None
+    private: bool = False
+    space_repo_id: str | None = None
+
+
+class Recipe(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    task: Task
+    labels: list[Label] = Field(min_length=2)
+    languages: list[str] = Field(min_length=1)
+    teacher: TeacherConfig
+    generation: GenerationConfig = GenerationConfig()
+    curation: CurationConfig = CurationConfig()
+    dataset: DatasetConfig
+    students: list[StudentConfig] = []
+    evaluation: EvaluationConfig = EvaluationConfig()
+    publish: PublishConfig = PublishConfig()
+
+    # The YAML text as the user wrote it: written beside artifacts (resolved paths are machine-specific).
+    _source_text: str = PrivateAttr("")
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, labels: list[Label]) -> list[Label]:
+        seen: set[str] = set()
+        for label in labels:
+            if label.name in seen:
+                raise ValueError(f"duplicate label {label.name!r}")
+            seen.add(label.name)
+        return labels
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, languages: list[str]) -> list[str]:
+        for code in languages:
+            if not is_known_language(code):
+                raise ValueError(f"unknown language code {code!r} (use ISO 639-1 or 639-3, e.g. 'en', 'sw', 'swh')")
+        if len(set(languages)) != len(languages):
+            raise ValueError("duplicate language codes")
+        return languages
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Recipe:
+        label_names = {label.name for label in self.labels}
+        for field, sets in (("generation.seeds", self.generation.seeds), ("evaluation.sets", self.evaluation.sets)):
+            for index, seed_set in enumerate(sets):
+                if seed_set.language not in self.languages:
+                    raise ValueError(
+                        f"{field}[{index}].language {seed_set.language!r} is not one of languages {self.languages}"
+                    )
+                unknown = set(seed_set.label_map.values()) - label_names
+                if unknown:
+                    raise ValueError(f"{field}[{index}].label_map maps onto unknown labels {sorted(unknown)}")
+        names = [student.name for student in self.students]
+        if len(set(names)) != len(names):
+            raise ValueError("duplicate student names")
+        return self
+
+    @property
+    def label_names(self) -> list[str]:
+        return [label.name for label in self.labels]
+
+    @property
+    def source_text(self) -> str:
+        return self._source_text or dump_recipe(self)
+
+
+def _field_path(location: tuple[Any, ...]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    field = _field_path(tuple(error["loc"]))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown field {field!r}"
+    if kind == "missing":
+        return f"missing field {field!r}"
+    message = error["msg"].removeprefix("Value error, ")
+    if kind in {"literal_error", "string_type", "int_parsing", "float_parsing", "bool_parsing", "list_type",
+                "dict_type", "model_type", "too_short", "greater_than_equal", "less_than_equal", "string_too_short",
+                "string_pattern_mismatch", "greater_than", "less_than", "int_type", "float_type"}:
+        return f"field {field!r}: {message} (got {error.get('input')!r})"
+    return f"field {field!r}: {message}"
+
+
+def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = None) -> Recipe:
+    """Validate already-parsed YAML. ``base_dir`` resolves relative seed/eval paths and checks they exist."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe is a YAML mapping, got {type(data).__name__}")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+        raise RecipeError(f"{source}: {_describe(first)}{more}") from None
+    if base_dir is not None:
+        recipe = _resolve_local_paths(recipe, base_dir, source)
+    _check_model_names(recipe, source)
+    return recipe
+
+
+def _resolve_local_paths(recipe: Recipe, base_dir: Path, source: str) -> Recipe:
+    """Make seed/eval paths absolute (relative to the recipe) and fail early on files that do not exist."""
+
+    def resolve(sets: list[SeedSet], field: str) -> list[SeedSet]:
+        resolved = []
+        for index, seed_set in enumerate(sets):
+            if seed_set.path is not None:
+                path = (base_dir / seed_set.path).resolve()
+                if not path.is_file():
+                    raise RecipeError(f"{source}: field '{field}[{index}].path': file not found: {seed_set.path}")
+                seed_set = seed_set.model_copy(update={"path": str(path)})
+            resolved.append(seed_set)
+        return resolved
+
+    generation = recipe.generation.model_copy(update={"seeds": resolve(recipe.generation.seeds, "generation.seeds")})
+    evaluation = recipe.evaluation.model_copy(update={"sets": resolve(recipe.evaluation.sets, "evaluation.sets")})
+    return recipe.model_copy(update={"generation": generation, "evaluation": evaluation})
+
+
+def _check_model_names(recipe: Recipe, source: str) -> None:
+    from hfsynth.embedded import check_model_name
+
+    fields = [("teacher.model", recipe.teacher.model)] if recipe.teacher.backend == "local" else []
+    fields += [(f"students[{i}].model", student.model) for i, student in enumerate(recipe.students)]
+    for field, name in fields:
+        problem = check_model_name(name)
+        if problem:
+            raise RecipeError(f"{source}: field '{field}': {problem}")
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file. Every problem becomes one RecipeError line naming the file and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise RecipeError(f"{path}: malformed YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a UTF-8 text file") from None
+    recipe = parse_recipe(data, source=str(path), base_dir=path.parent)
+    recipe._source_text = path.read_text(encoding="utf-8")
+    return recipe
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The recipe as YAML, as written beside every artifact it made."""
+    return yaml.safe_dump(recipe.model_dump(mode="json", exclude_defaults=True), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,19 @@
+"""Teacher backends behind one interface (:class:`~hfsynth.teachers.base.Teacher`)."""
+
+from __future__ import annotations
+
+from hfsynth.recipe import TeacherConfig
+from hfsynth.teachers.base import LabelScores, Prompt, Teacher
+
+__all__ = ["LabelScores", "Prompt", "Teacher", "load_teacher"]
+
+
+def load_teacher(config: TeacherConfig) -> Teacher:
+    """The backend a recipe's ``teacher:`` section names. Heavy imports happen only for the backend used."""
+    if config.backend == "remote":
+        from hfsynth.teachers.remote import RemoteTeacher
+
+        return RemoteTeacher(config)
+    from hfsynth.teachers.local import LocalTeacher
+
+    return LocalTeacher(config)

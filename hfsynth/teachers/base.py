@@ -1,0 +1,90 @@
+"""The one small interface every teacher backend implements; the pipeline never knows which backend it talks to."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from hfsynth.recipe import SamplingParams
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One request, in both forms a teacher may need.
+
+    ``messages`` (role, content) pairs go through the chat template of an instruction-tuned model; ``completion`` is
+    the same request as a plain-text few-shot prompt for a base model (which continues it). A backend uses one.
+    """
+
+    messages: tuple[tuple[str, str], ...]
+    completion: str
+
+    def as_openai_messages(self) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+
+@dataclass(frozen=True)
+class LabelScores:
+    """A teacher's classification of one text: a probability per label, or ``None`` where no label could be read."""
+
+    probabilities: dict[str, float] | None
+    raw: str = ""  # the teacher's answer as text (remote backends); kept for the unparseable-answer report
+
+    @property
+    def label(self) -> str | None:
+        if not self.probabilities:
+            return None
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+    @classmethod
+    def from_logprobs(cls, logprobs: dict[str, float], raw: str = "") -> LabelScores:
+        """Softmax over per-label log-likelihoods."""
+        top = max(logprobs.values())
+        exps = {label: math.exp(value - top) for label, value in logprobs.items()}
+        total = sum(exps.values())
+        return cls({label: value / total for label, value in exps.items()}, raw)
+
+
+@dataclass
+class TeacherStats:
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+class Teacher(ABC):
+    """A large model that writes labelled texts and, as the baseline students must beat, classifies texts."""
+
+    #: Model identifier recorded as provenance in datasets and cards (a Hub id, never a local path).
+    model_id: str
+    #: Whether prompts go through a chat template (``Prompt.messages``) or as plain text (``Prompt.completion``).
+    uses_chat: bool
+
+    def __init__(self) -> None:
+        self.stats = TeacherStats()
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int) -> list[str]:
+        """One completion per prompt, in order. ``seed`` makes sampling reproducible for the same batch."""
+
+    @abstractmethod
+    def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
+        """For each classification prompt, the label it gets, constrained to ``labels``."""
+
+    @property
+    def batch_size(self) -> int:
+        """How many prompts the pipeline should hand over per ``generate`` call (also the caching unit)."""
+        return 8
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free the model or connections."""
+
+    def __enter__(self) -> Teacher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

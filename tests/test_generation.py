@@ -1,0 +1,149 @@
+"""The generation stage: planning, caching, top-up rounds, and resuming after a crash with nothing lost or repeated.
+
+These tests drive the pipeline with a small deterministic teacher written against hfsynth's own Teacher interface,
+so that a crash can be placed exactly; the real teachers are covered in test_local_teacher/test_remote_teacher and
+end to end in test_cli.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import pytest
+
+from hfsynth.cache import CallCache
+from hfsynth.dataset import save_dataset
+from hfsynth.generation import generate_samples, plan_requests
+from hfsynth.recipe import SamplingParams, parse_recipe
+from hfsynth.teachers.base import LabelScores, Prompt, Teacher
+
+WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
+
+
+class ScriptedTeacher(Teacher):
+    """Writes numbered lists of distinct pseudo-sentences derived from the prompt, the seed and a counter."""
+
+    model_id = "test/scripted-teacher"
+    uses_chat = True
+
+    def __init__(self, crash_after_batches: int | None = None, repeat_every: int = 0) -> None:
+        super().__init__()
+        self.crash_after_batches = crash_after_batches
+        self.repeat_every = repeat_every  # every n-th answer repeats an earlier one: exercises dedup + top-up
+        self.batches = 0
+        self.prompts_seen: list[Prompt] = []
+
+    @property
+    def batch_size(self) -> int:
+        return 3
+
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int) -> list[str]:
+        if self.crash_after_batches is not None and self.batches >= self.crash_after_batches:
+            raise KeyboardInterrupt("simulated kill")
+        self.batches += 1
+        self.prompts_seen.extend(prompts)
+        answers = []
+        for position, prompt in enumerate(prompts):
+            self.stats.calls += 1
+            # Like a sampling LLM: the same prompt twice in one batch still gives different texts.
+            digest = hashlib.sha256(f"{prompt.messages}{seed}/{position}".encode()).digest()
+            if self.repeat_every and self.stats.calls % self.repeat_every == 0:
+                digest = b"\x00" * 32  # the same texts as every other repeated answer
+            lines = [" ".join(WORDS[(b + i * 7) % len(WORDS)] for b in digest[i * 6 : i * 6 + 6]) for i in range(4)]
+            answers.append("Here are the texts:\n" + "\n".join(f"{n}. {line}." for n, line in enumerate(lines, 1)))
+        return answers
+
+    def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
+        return [LabelScores({label: 1.0 / len(labels) for label in labels}) for _ in prompts]
+
+
+def recipe(**generation):  # noqa: ANN003, ANN201
+    return parse_recipe({
+        "name": "t",
+        "task": {"name": "topic", "description": "Classify the topic."},
+        "labels": [{"name": "sports"}, {"name": "health"}, {"name": "travel"}],
+        "languages": ["en", "de"],
+        "teacher": {"model": "smollm2-135m-instruct"},
+        "generation": {"samples_per_label": 6, "samples_per_call": 2, "min_words": 3, "max_words": 10, **generation},
+        "curation": {"language_id": False, "min_words": 3},
+        "dataset": {"repo_id": "me/t"},
+    })
+
+
+def rows(result) -> list[tuple[str, str, str, str]]:  # noqa: ANN001
+    return [(s.language, s.label, s.text, s.prompt_id) for s in result.samples]
+
+
+def test_plan_covers_every_label_and_language() -> None:
+    r = recipe()
+    needed = {(lang, label): 6 for lang in r.languages for label in r.label_names}
+    requests = plan_requests(r, needed, 0, {})
+    assert len(requests) == 2 * 3 * 3
+    assert Counter((q.language, q.label) for q in requests) == Counter({cell: 3 for cell in needed})
+    assert sum(q.count for q in requests) == 36
+    # Top-up rounds get fresh call indices, so fresh prompts and cache keys.
+    top_up = plan_requests(r, {("en", "sports"): 1}, 1, {})
+    assert [(q.call_index, q.count) for q in top_up] == [(3, 1)]
+
+
+def test_every_cell_reaches_its_target(tmp_path: Path) -> None:
+    result = generate_samples(recipe(), ScriptedTeacher(), tmp_path / "cache.sqlite")
+    assert Counter((s.language, s.label) for s in result.samples) == Counter(
+        {(lang, label): 6 for lang in ("en", "de") for label in ("sports", "health", "travel")})
+    assert result.rounds == 1 and result.calls == 18
+
+
+def test_top_up_rounds_replace_dropped_duplicates(tmp_path: Path) -> None:
+    teacher = ScriptedTeacher(repeat_every=4)
+    result = generate_samples(recipe(), teacher, tmp_path / "cache.sqlite")
+    assert result.rounds > 1, "duplicates should have triggered a top-up round"
+    assert Counter(r.reason for r in result.dropped)["duplicate"] > 0
+    assert len(result.samples) == 36
+
+
+def test_second_run_is_served_from_the_cache(tmp_path: Path) -> None:
+    first = generate_samples(recipe(), ScriptedTeacher(), tmp_path / "cache.sqlite")
+    again = ScriptedTeacher()
+    second = generate_samples(recipe(), again, tmp_path / "cache.sqlite")
+    assert again.stats.calls == 0 and second.cached_calls == second.calls
+    assert rows(first) == rows(second)
+
+
+@pytest.mark.parametrize("crash_after", [0, 1, 3, 5])
+def test_crash_then_resume_equals_uninterrupted_run(tmp_path: Path, crash_after: int) -> None:
+    uninterrupted = generate_samples(recipe(), ScriptedTeacher(repeat_every=5), tmp_path / "full.sqlite")
+
+    cache = tmp_path / "crashed.sqlite"
+    with pytest.raises(KeyboardInterrupt):
+        generate_samples(recipe(), ScriptedTeacher(crash_after_batches=crash_after, repeat_every=5), cache)
+    with CallCache(cache) as stored:
+        assert len(stored) == 3 * crash_after  # every finished batch was kept, nothing half-written
+
+    resumed_teacher = ScriptedTeacher(repeat_every=5)
+    resumed_teacher.stats.calls = 3 * crash_after  # the scripted teacher's repeats depend on its call counter
+    resumed = generate_samples(recipe(), resumed_teacher, cache)
+    assert resumed.cached_calls >= 3 * crash_after
+    assert rows(resumed) == rows(uninterrupted)
+    assert len(set(rows(resumed))) == len(rows(resumed))  # nothing duplicated
+
+
+def test_saved_dataset_schema_and_card(tmp_path: Path) -> None:
+    r = recipe(validation_fraction=0.2)
+    result = generate_samples(r, ScriptedTeacher(), tmp_path / "cache.sqlite")
+    save_dataset(r, result, tmp_path / "dataset")
+    loaded = datasets.load_from_disk(str(tmp_path / "dataset"))
+    assert set(loaded) == {"train", "validation"}
+    assert loaded["train"].features["label"].names == ["sports", "health", "travel"]
+    assert {"text", "label", "language", "teacher", "strategy", "prompt_id"} <= set(loaded["train"].column_names)
+    assert len(loaded["train"]) + len(loaded["validation"]) == 36
+    # every label of every language stays in train
+    train_cells = Counter(zip(loaded["train"]["language"], loaded["train"]["label"], strict=True))
+    assert len(train_cells) == 6
+    assert set(loaded["train"]["teacher"]) == {"test/scripted-teacher"}
+    assert (tmp_path / "dataset" / "recipe.yaml").is_file()
+    card = (tmp_path / "dataset" / "README.md").read_text()
+    assert "arxiv.org/abs/2601.16278" in card and "pecher-etal-2026-better" in card
