@@ -52,6 +52,11 @@ def build_dataset_dict(recipe: Recipe, result: GenerationResult) -> datasets.Dat
         # Never move a cell's last examples out of train: a student must see every label.
         count = min(int(len(indices) * recipe.generation.validation_fraction), max(len(indices) - 1, 0))
         validation.update(rng.sample(indices, count))
+    if not validation:
+        # datasets cannot save an empty split; a tiny dataset lends one row of its largest cell instead.
+        largest = max(by_cell.values(), key=len, default=[])
+        if len(largest) > 1:
+            validation.add(rng.choice(largest))
 
     rows: dict[str, dict[str, list[Any]]] = {split: defaultdict(list) for split in SPLITS}
     for index, sample in enumerate(result.samples):
@@ -65,7 +70,7 @@ def build_dataset_dict(recipe: Recipe, result: GenerationResult) -> datasets.Dat
     schema = features(recipe.label_names)
     return datasets.DatasetDict(
         {split: datasets.Dataset.from_dict({name: rows[split][name] for name in schema}, features=schema)
-         for split in SPLITS}
+         for split in SPLITS if rows[split]["text"]}
     )
 
 
@@ -121,7 +126,7 @@ def save_dataset(recipe: Recipe, result: GenerationResult, out_dir: Path) -> dat
         for record in result.dropped:
             handle.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
     stats = generation_stats(recipe, result)
-    stats["splits"] = {split: len(dataset[split]) for split in SPLITS}
+    stats["splits"] = {split: len(rows) for split, rows in dataset.items()}
     stats["diversity"] = diversity_stats(result.samples, real_texts_by_language(recipe))
     (out_dir / STATS_FILE).write_text(json.dumps(stats, indent=2, ensure_ascii=False))
     write_dataset_card(recipe, out_dir)

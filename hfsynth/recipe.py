@@ -286,22 +286,28 @@ def _check_model_names(recipe: Recipe, source: str) -> None:
             raise RecipeError(f"{source}: field '{field}': {problem}")
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe file. Every problem becomes one RecipeError line naming the file and field."""
+def load_recipe(path: str | Path, base_dir: Path | None = None, display_name: str | None = None) -> Recipe:
+    """Read and validate a recipe file. Every problem becomes one RecipeError line naming the file and field.
+
+    ``base_dir`` (default: the recipe's folder) resolves relative data paths; ``display_name`` is how messages name
+    the file (e.g. the ``hf://`` address of a downloaded recipe).
+    """
     path = Path(path)
+    name = display_name or str(path)
     if not path.is_file():
-        raise RecipeError(f"{path}: recipe file not found")
+        raise RecipeError(f"{name}: recipe file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise RecipeError(f"{path}: malformed YAML{where}: {problem}") from None
+        raise RecipeError(f"{name}: malformed YAML{where}: {problem}") from None
     except UnicodeDecodeError:
-        raise RecipeError(f"{path}: not a UTF-8 text file") from None
-    recipe = parse_recipe(data, source=str(path), base_dir=path.parent)
-    recipe._source_text = path.read_text(encoding="utf-8")
+        raise RecipeError(f"{name}: not a UTF-8 text file") from None
+    recipe = parse_recipe(data, source=name, base_dir=base_dir or path.parent)
+    recipe._source_text = text
     return recipe
 
 

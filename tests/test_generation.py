@@ -1,15 +1,12 @@
 """The generation stage: planning, caching, top-up rounds, and resuming after a crash with nothing lost or repeated.
 
-These tests drive the pipeline with a small deterministic teacher written against hfsynth's own Teacher interface,
-so that a crash can be placed exactly; the real teachers are covered in test_local_teacher/test_remote_teacher and
-end to end in test_cli.
+A scripted teacher places crashes exactly; the real teachers are covered in test_local_teacher/test_remote_teacher
+and end to end in test_cli.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
@@ -18,48 +15,8 @@ import pytest
 from hfsynth.cache import CallCache
 from hfsynth.dataset import save_dataset
 from hfsynth.generation import generate_samples, plan_requests
-from hfsynth.recipe import SamplingParams, parse_recipe
-from hfsynth.teachers.base import LabelScores, Prompt, Teacher
-
-WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
-
-
-class ScriptedTeacher(Teacher):
-    """Writes numbered lists of distinct pseudo-sentences derived from the prompt, the seed and a counter."""
-
-    model_id = "test/scripted-teacher"
-    uses_chat = True
-
-    def __init__(self, crash_after_batches: int | None = None, repeat_every: int = 0) -> None:
-        super().__init__()
-        self.crash_after_batches = crash_after_batches
-        self.repeat_every = repeat_every  # every n-th answer repeats an earlier one: exercises dedup + top-up
-        self.batches = 0
-        self.prompts_seen: list[Prompt] = []
-
-    @property
-    def batch_size(self) -> int:
-        return 3
-
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int) -> list[str]:
-        if self.crash_after_batches is not None and self.batches >= self.crash_after_batches:
-            raise KeyboardInterrupt("simulated kill")
-        self.batches += 1
-        self.prompts_seen.extend(prompts)
-        answers = []
-        for position, prompt in enumerate(prompts):
-            self.stats.calls += 1
-            # Like a sampling LLM: the same prompt twice in one batch still gives different texts.
-            digest = hashlib.sha256(f"{prompt.messages}{seed}/{position}".encode()).digest()
-            if self.repeat_every and self.stats.calls % self.repeat_every == 0:
-                digest = b"\x00" * 32  # the same texts as every other repeated answer
-            lines = [" ".join(WORDS[(b + i * 7) % len(WORDS)] for b in digest[i * 6 : i * 6 + 6]) for i in range(4)]
-            answers.append("Here are the texts:\n" + "\n".join(f"{n}. {line}." for n, line in enumerate(lines, 1)))
-        return answers
-
-    def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
-        return [LabelScores({label: 1.0 / len(labels) for label in labels}) for _ in prompts]
-
+from hfsynth.recipe import parse_recipe
+from tests.scripted_teacher import ScriptedTeacher
 
 def recipe(**generation):  # noqa: ANN003, ANN201
     return parse_recipe({

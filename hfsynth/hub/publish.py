@@ -1,0 +1,111 @@
+"""Publishing to the Hub (or the loopback Hub server) and reading published recipes back.
+
+Every push is idempotent: huggingface_hub skips files whose content the Hub already has, so re-running a publish
+that finished is a no-op, and re-running one that failed half-way completes it. The token comes from the usual
+sources (``HF_TOKEN``, the stored login) through huggingface_hub itself and is never written anywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+from hfsynth.errors import HfsynthError
+from hfsynth.recipe import Recipe, load_recipe
+
+HUB_PREFIX = "hf://"
+REPO_TYPES = {"datasets": "dataset", "spaces": "space", "models": "model"}
+# Files written beside the dataset that travel with it (the card is handled separately).
+DATASET_SIDE_FILES = ("recipe.yaml", "dropped.jsonl", "generation.json")
+
+
+def _describe(error: Exception, repo_id: str) -> str:
+    """One line for a failed Hub call. huggingface_hub's messages carry URLs and request ids, never the token."""
+    if isinstance(error, RepositoryNotFoundError):
+        return f"repository {repo_id} not found, or your token cannot see it"
+    if isinstance(error, HfHubHTTPError) and error.response is not None:
+        status = error.response.status_code
+        reason = {401: "not logged in or invalid token (set HF_TOKEN or run `hf auth login`)",
+                  403: "your token may not write to this repository"}.get(status, str(error).splitlines()[0])
+        return f"{repo_id}: HTTP {status}: {reason}"
+    return f"{repo_id}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
+def qualified_repo_id(repo_id: str, organization: str | None) -> str:
+    """``name`` becomes ``organization/name``; an id with a namespace stays as it is."""
+    if "/" in repo_id or not organization:
+        return repo_id
+    return f"{organization}/{repo_id}"
+
+
+def push_dataset(recipe: Recipe, dataset_dir: Path, repo_id: str | None = None, private: bool | None = None) -> str:
+    """Push the synthetic dataset, its card and side files; return the repo URL."""
+    from hfsynth.cards import dataset_card
+    from hfsynth.dataset import load_synthetic_dataset
+
+    repo_id = repo_id or qualified_repo_id(recipe.dataset.repo_id, recipe.publish.organization)
+    private = recipe.dataset.private or recipe.publish.private if private is None else private
+    api = HfApi()
+    try:
+        url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        # datasets writes the parquet shards and merges its dataset_info/configs into whatever card the repo has.
+        load_synthetic_dataset(dataset_dir).push_to_hub(repo_id, private=private,
+                                                        commit_message=f"hfsynth: {recipe.name} synthetic dataset")
+        remote = DatasetCard.load(repo_id, repo_type="dataset")
+        card = dataset_card(recipe, dataset_dir)
+        for key in ("dataset_info", "configs"):  # keep what datasets wrote, so the viewer and load_dataset work
+            value = remote.data.to_dict().get(key)
+            if value is not None:
+                setattr(card.data, key, value)
+        operations = [CommitOperationAdd("README.md", str(card).encode("utf-8"))]
+        operations += [CommitOperationAdd(name, str(dataset_dir / name)) for name in DATASET_SIDE_FILES
+                       if (dataset_dir / name).is_file()]
+        api.create_commit(repo_id, operations, repo_type="dataset",
+                          commit_message=f"hfsynth: card and recipe for {recipe.name}")
+    except (HfHubHTTPError, OSError) as error:
+        raise HfsynthError(f"push of dataset failed: {_describe(error, repo_id)}") from None
+    return str(url)
+
+
+def push_folder(folder: Path, repo_id: str, repo_type: str, private: bool, commit_message: str,
+                space_sdk: str | None = None, ignore_patterns: list[str] | None = None) -> str:
+    """Push a folder as it is (a student's model folder, the Space); return the repo URL."""
+    api = HfApi()
+    try:
+        url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
+        api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type=repo_type, commit_message=commit_message,
+                          ignore_patterns=ignore_patterns)
+    except (HfHubHTTPError, OSError) as error:
+        raise HfsynthError(f"push of {folder.name} failed: {_describe(error, repo_id)}") from None
+    return str(url)
+
+
+def parse_hub_path(spec: str) -> tuple[str, str, str]:
+    """``hf://datasets/owner/name/path/in/repo.yaml`` -> (repo_type, repo_id, path); models need no type prefix."""
+    parts = spec.removeprefix(HUB_PREFIX).split("/")
+    repo_type = "model"
+    if parts[0] in REPO_TYPES:
+        repo_type = REPO_TYPES[parts.pop(0)]
+    if len(parts) < 3 or not all(parts):
+        raise HfsynthError(f"{spec}: expected hf://[datasets/|spaces/]OWNER/NAME/path/to/recipe.yaml")
+    return repo_type, "/".join(parts[:2]), "/".join(parts[2:])
+
+
+def load_recipe_source(source: str, base_dir: Path | None = None) -> Recipe:
+    """A recipe from a local file or from the Hub (``hf://...``).
+
+    Relative data paths in a downloaded recipe resolve against ``base_dir``: by default ``./recipes`` when it exists
+    (how this project's published recipes are written, relative to the recipes folder), else the current directory.
+    """
+    if not source.startswith(HUB_PREFIX):
+        return load_recipe(source)
+    repo_type, repo_id, path = parse_hub_path(source)
+    try:
+        local = hf_hub_download(repo_id, path, repo_type=repo_type)
+    except (HfHubHTTPError, OSError) as error:
+        raise HfsynthError(f"cannot download recipe {source}: {_describe(error, repo_id)}") from None
+    if base_dir is None:
+        base_dir = Path("recipes") if Path("recipes").is_dir() else Path(".")
+    return load_recipe(local, base_dir=base_dir, display_name=source)

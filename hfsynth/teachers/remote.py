@@ -1,0 +1,325 @@
+"""A teacher behind an HTTP API: a Hub model on an Inference Provider, or any OpenAI-compatible server.
+
+``base_url`` names a server speaking the OpenAI chat API (TGI, vLLM, ``transformers serve``, an Inference
+Endpoint); without it, ``model`` is a Hub id served by ``provider`` (default: the Hugging Face router's "auto").
+
+Requests go through ``huggingface_hub.InferenceClient`` from a small thread pool rather than through
+``AsyncInferenceClient``: the Teacher interface is synchronous, so threads need no event loop of their own (and still
+work when the caller already runs one, as Gradio or Jupyter do), and the sync client shares huggingface_hub's pooled
+HTTP session, so connections are reused from one batch to the next. Requests are I/O-bound and few at a time, so
+threads cost nothing.
+
+The token comes from the usual places (``HF_TOKEN``, a stored login) and is sent to the server, never logged:
+httpx2 logs only the request line, httpcore2 (DEBUG) the request object without headers, and huggingface_hub
+(DEBUG) whether a request is authenticated, replacing the header by ``<TOKEN>`` even with ``HF_DEBUG``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from huggingface_hub import ChatCompletionOutput, InferenceClient, get_token
+from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled
+
+from hfsynth.errors import TeacherError
+from hfsynth.recipe import SamplingParams, TeacherConfig
+from hfsynth.teachers.base import LabelScores, Prompt, Teacher
+
+logger = logging.getLogger(__name__)
+
+# Enough for a label, or a short sentence around it ("The sentiment is positive.").
+CLASSIFY_MAX_TOKENS = 16
+_BACKOFF_CAP_SECONDS = 30.0
+# A server asking for a longer pause (a daily quota) will not be helped by waiting inside one run.
+_RETRY_AFTER_CAP_SECONDS = 300.0
+_DETAIL_CHARS = 200
+
+
+class RemoteTeacher(Teacher):
+    """One chat request per prompt, ``config.max_concurrency`` in flight, each retried on overload or network trouble.
+
+    ``backoff_base`` is the first retry's delay in seconds (doubling, with jitter, up to 30 s); tests make it small.
+    """
+
+    def __init__(self, config: TeacherConfig, *, backoff_base: float = 1.0) -> None:
+        super().__init__()
+        if config.base_url and config.provider:
+            raise TeacherError("teacher: give either base_url (an OpenAI-compatible server) or provider, not both")
+        if config.base_url and not config.base_url.startswith(("http://", "https://")):
+            raise TeacherError(f"teacher.base_url must start with http:// or https://, got {config.base_url!r}")
+        self.config = config
+        self.model_id = config.model
+        # huggingface_hub's client has no OpenAI /v1/completions route for a base_url (its text_generation speaks
+        # TGI's native API), so completion-style prompts cannot be sent: every request is a chat request.
+        self.uses_chat = True
+        if config.prompt_format == "completion":
+            logger.warning(
+                "teacher prompt_format 'completion' is not supported by the remote backend; sending chat messages, "
+                "so the server's model needs a chat template"
+            )
+        self._backoff_base = backoff_base
+        self._token = get_token()
+        self._target = config.base_url or f"provider {config.provider or 'auto'}"
+        self._client = InferenceClient(
+            base_url=config.base_url,
+            provider=config.provider,
+            token=self._token,
+            timeout=config.timeout,
+        )
+        self._pool = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="remote-teacher")
+        self._stats_lock = threading.Lock()
+        # A private generator: jitter drawn from worker threads must not disturb a seeded global `random`.
+        self._jitter = random.Random()
+
+    @property
+    def batch_size(self) -> int:
+        # Twice the concurrency: requests stay in flight while the slowest of a batch finishes.
+        return self.config.max_concurrency * 2
+
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int) -> list[str]:
+        parameters: dict[str, Any] = {
+            "max_tokens": sampling.max_new_tokens,
+            "temperature": sampling.temperature,
+            # 1.0 means "off", and some servers (TGI) reject it.
+            "top_p": sampling.top_p if sampling.top_p < 1.0 else None,
+            # The OpenAI schema has no repetition_penalty and strict servers reject unknown fields; `transformers
+            # serve` turns frequency_penalty back into repetition_penalty = 1 + frequency_penalty.
+            "frequency_penalty": sampling.repetition_penalty - 1.0 if sampling.repetition_penalty != 1.0 else None,
+        }
+        return self._run_all(
+            [{**parameters, "messages": prompt.as_openai_messages(), "seed": request_seed(seed, index)}
+             for index, prompt in enumerate(prompts)]
+        )
+
+    def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
+        # Greedy and short: the answer is a label, read from the text (OpenAI-compatible servers differ too much in
+        # logprobs support to rely on them; `transformers serve` ignores the field).
+        answers = self._run_all(
+            [{"messages": prompt.as_openai_messages(), "temperature": 0.0, "max_tokens": CLASSIFY_MAX_TOKENS}
+             for prompt in prompts]
+        )
+        return [label_scores(answer, labels) for answer in answers]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- requests ---------------------------------------------------------------------------------------------------
+
+    def _run_all(self, requests: list[dict[str, Any]]) -> list[str]:
+        """Answers in request order. The first request that fails for good stops the rest and raises its error."""
+        stop = threading.Event()
+        futures = [self._pool.submit(self._complete, request, stop) for request in requests]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:
+            # A failure, or the caller interrupted: queued requests are dropped, running ones end after this attempt.
+            if not all(future.done() for future in futures):
+                stop.set()
+                for future in futures:
+                    future.cancel()
+        wait(futures)
+        for future in futures:
+            error = None if future.cancelled() else future.exception()
+            if error is not None and not isinstance(error, _Stopped):
+                raise error
+        return [future.result() for future in futures]
+
+    def _complete(self, request: dict[str, Any], stop: threading.Event) -> str:
+        """One chat request with retries; its answer text."""
+        attempt = 0
+        while True:
+            if stop.is_set():
+                raise _Stopped
+            try:
+                output = self._client.chat_completion(model=self.config.model, **request)
+                text = _answer_text(output)
+                break
+            except (HfHubHTTPError, httpx2.HTTPError, OfflineModeIsEnabled, ValueError) as error:
+                failure = self._failure(error)
+            attempts = f"; gave up after {attempt + 1} attempts" if attempt else ""
+            if not failure.retryable or attempt >= self.config.max_retries:
+                message = self._redact(f"remote teacher {self.config.model!r} at {self._target}: "
+                                       f"{failure.message}{attempts}")
+                with self._stats_lock:
+                    self.stats.failures.append(message)
+                stop.set()
+                raise TeacherError(message)
+            delay = self._retry_delay(attempt, failure.retry_after)
+            with self._stats_lock:
+                self.stats.retries += 1
+            logger.info("%s: %s; retry %d of %d in %.1f s", self._target, self._redact(failure.message), attempt + 1,
+                        self.config.max_retries, delay)
+            if stop.wait(delay):
+                raise _Stopped
+            attempt += 1
+        with self._stats_lock:
+            self.stats.calls += 1
+            if output.usage is not None:
+                self.stats.prompt_tokens += output.usage.prompt_tokens or 0
+                self.stats.completion_tokens += output.usage.completion_tokens or 0
+        return text
+
+    def _failure(self, error: Exception) -> _Failure:
+        if isinstance(error, OfflineModeIsEnabled):
+            # huggingface_hub refuses every request in offline mode, also to a loopback base_url.
+            return _Failure("HF_HUB_OFFLINE=1 blocks huggingface_hub's HTTP client; unset it for a remote teacher",
+                            retryable=False)
+        if isinstance(error, HfHubHTTPError):
+            response = error.response
+            status = response.status_code
+            detail = _server_detail(response)
+            return _Failure(
+                f"HTTP {status} {response.reason_phrase}" + (f": {detail}" if detail else ""),
+                retryable=status in (408, 429) or (500 <= status < 600 and status != 501),
+                retry_after=_retry_after_seconds(response.headers.get("retry-after")),
+            )
+        if isinstance(error, (InferenceTimeoutError, httpx2.TimeoutException)):
+            return _Failure(f"no answer within the {self.config.timeout:g} s timeout", retryable=True)
+        if isinstance(error, httpx2.HTTPError):
+            return _Failure(f"request failed ({type(error).__name__}: {_one_line(str(error))})", retryable=True)
+        # ValueError: a malformed answer, or the client refusing the configuration (unknown provider, no token).
+        return _Failure(f"{type(error).__name__}: {_one_line(str(error))}", retryable=False)
+
+    def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
+        # Exponential backoff with jitter, so that clients failing together do not retry together.
+        backoff = min(_BACKOFF_CAP_SECONDS, self._backoff_base * 2**attempt) * self._jitter.uniform(0.5, 1.0)
+        if retry_after is None:
+            return backoff
+        return max(backoff, min(retry_after, _RETRY_AFTER_CAP_SECONDS))
+
+    def _redact(self, text: str) -> str:
+        # Belt and braces: a server echoing the request headers back must not put the token into our messages.
+        return text.replace(self._token, "<token>") if self._token else text
+
+
+@dataclass(frozen=True)
+class _Failure:
+    message: str
+    retryable: bool
+    retry_after: float | None = None
+
+
+class _Stopped(Exception):
+    """A request dropped because another request of its batch failed."""
+
+
+def request_seed(batch_seed: int, index: int) -> int:
+    """The seed of the ``index``-th request of a batch: reproducible, distinct per prompt, fits every server's int."""
+    digest = hashlib.sha256(f"{batch_seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def _answer_text(output: ChatCompletionOutput) -> str:
+    if not output.choices:
+        raise ValueError("the server's answer has no choices")
+    return output.choices[0].message.content or ""
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _DETAIL_CHARS else text[:_DETAIL_CHARS] + "..."
+
+
+def _server_detail(response: httpx2.Response) -> str:
+    """The server's own error message (OpenAI, FastAPI or TGI style), on one short line; never an HTML page."""
+    try:
+        body: Any = response.json()
+    except (ValueError, httpx2.ResponseNotRead):
+        try:
+            body = "" if "html" in response.headers.get("content-type", "") else response.text
+        except httpx2.ResponseNotRead:
+            body = ""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            error = error.get("message")
+        body = error or body.get("detail") or body.get("message") or ""
+    return _one_line(str(body))
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds from now: either a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+# --- reading a label out of a free-text answer ------------------------------------------------------------------------
+
+
+def _normalize(text: str) -> str:
+    """Case-folded words: punctuation, quotes, markdown and separators ("sci/tech", "sci-tech") become single spaces."""
+    return " ".join(re.sub(r"[\W_]+", " ", text.casefold()).split())
+
+
+def parse_label(answer: str, labels: Sequence[str]) -> str | None:
+    """The label a free-text answer names, or ``None`` when it names none or several.
+
+    Tried in order: the exact label; the same words ignoring case, punctuation and quotes ("'Positive.'"); an answer
+    that starts with a label ("Positive. The review praises..."); exactly one label among the answer's words ("The
+    sentiment is positive"); an answer that is the start of exactly one label (cut short: "pos").
+    """
+    if answer.strip() in labels:
+        return answer.strip()
+    text = _normalize(answer)
+    if not text:
+        return None
+    words = {label: _normalize(label) for label in labels}
+    same = [label for label, normalized in words.items() if normalized == text]
+    if same:
+        return same[0] if len(same) == 1 else None
+
+    leading = [label for label, normalized in words.items() if normalized and text.startswith(normalized + " ")]
+    if leading:
+        longest = max(len(words[label]) for label in leading)
+        leading = [label for label in leading if len(words[label]) == longest]
+        return leading[0] if len(leading) == 1 else None
+
+    spans = {
+        label: [match.span() for match in re.finditer(rf"(?<!\S){re.escape(normalized)}(?!\S)", text)]
+        for label, normalized in words.items()
+        if normalized
+    }
+    spans = {label: found for label, found in spans.items() if found}
+    # "non toxic" also contains "toxic": a label seen only inside another label's occurrences does not count.
+    mentioned = [
+        label
+        for label, found in spans.items()
+        if any(
+            not any(other != label and start_o <= start and end <= end_o
+                    for other, other_found in spans.items() for start_o, end_o in other_found)
+            for start, end in found
+        )
+    ]
+    if mentioned:
+        return mentioned[0] if len(mentioned) == 1 else None
+
+    prefixed = [label for label, normalized in words.items() if normalized.startswith(text)]
+    return prefixed[0] if len(prefixed) == 1 else None
+
+
+def label_scores(answer: str, labels: Sequence[str]) -> LabelScores:
+    """The parsed label as certain (one-hot over ``labels``), or no label, keeping the answer for the report."""
+    label = parse_label(answer, labels)
+    if label is None:
+        return LabelScores(None, raw=answer)
+    return LabelScores({name: float(name == label) for name in labels}, raw=answer)

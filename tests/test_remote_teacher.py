@@ -1,0 +1,409 @@
+"""RemoteTeacher against a real ``transformers serve``, and against loopback stand-ins for overloaded, slow or dead
+servers.
+
+A stand-in is a tiny HTTP server: each POST gets the next scripted reply, which may relay the request to the real
+server (optionally swapping the answer text inside the real response), so retries, concurrency and the request bodies
+can be observed while the answers still come from the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from huggingface_hub import constants
+
+from hfsynth.errors import TeacherError
+from hfsynth.recipe import SamplingParams, TeacherConfig
+from hfsynth.teachers.base import Prompt
+from hfsynth.teachers.remote import (
+    CLASSIFY_MAX_TOKENS,
+    RemoteTeacher,
+    _retry_after_seconds,
+    parse_label,
+    request_seed,
+)
+
+if TYPE_CHECKING:
+    from tests.serve_fixtures import ServedModel
+
+# The session-wide `transformers_server` fixture (a plugin, so every module using it shares one server).
+pytest_plugins = ["tests.serve_fixtures"]
+
+FAKE_TOKEN = "hf_FakeTokenForRemoteTeacherTests0123456789"
+SENTIMENT = ["positive", "negative"]
+
+
+@pytest.fixture(autouse=True)
+def client_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    # The suite may run with HF_HUB_OFFLINE=1, which makes huggingface_hub refuse even loopback requests.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # No telemetry request to huggingface.co from the client's first request.
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+
+
+@pytest.fixture
+def debug_logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
+    """Everything the HTTP stack logs, at its most talkative (HF_DEBUG also logs each request as a curl command)."""
+    monkeypatch.setattr(constants, "HF_DEBUG", True)
+    for name in (None, "huggingface_hub", "httpx2", "httpcore2", "hfsynth"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    return caplog
+
+
+def make_teacher(base_url: str, model: str = "HuggingFaceTB/SmolLM2-135M-Instruct", **settings: Any) -> RemoteTeacher:
+    # Requests to the real server wait behind each other on 2 shared cores: a generous default timeout.
+    config = TeacherConfig(backend="remote", model=model, base_url=base_url, **{"timeout": 120, **settings})
+    return RemoteTeacher(config, backoff_base=0.01)
+
+
+def chat(text: str) -> Prompt:
+    return Prompt(messages=(("user", text),), completion=text)
+
+
+def sentiment_prompt(review: str) -> Prompt:
+    return chat(f"Is the sentiment of this review positive or negative? Answer with one word.\nReview: {review}")
+
+
+def assert_token_not_leaked(logs: pytest.LogCaptureFixture, *texts: str) -> None:
+    assert "(authenticated: True)" in logs.text  # the debug logging really was on, and the token was sent
+    for text in (logs.text, *texts):
+        assert FAKE_TOKEN not in text
+
+
+# --- a scripted loopback server ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
+    delay: float = 0.0
+    #: Relay the request to the upstream server and answer with its response ...
+    forward: bool = False
+    #: ... with the answer text replaced by this.
+    content: str | None = None
+
+
+FORWARD = Reply(forward=True)
+
+
+class StandIn:
+    """A loopback HTTP server answering the n-th POST with ``replies[n]`` (the last one repeats); records requests."""
+
+    def __init__(self, replies: list[Reply], upstream: str | None = None) -> None:
+        self.replies = replies
+        self.upstream = upstream
+        self.bodies: list[dict[str, Any]] = []
+        self.authorizations: list[str | None] = []
+        self.arrivals: list[float] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def serve(self) -> None:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._closing.set()  # wakes delayed replies
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with owner._lock:
+                    reply = owner.replies[min(len(owner.bodies), len(owner.replies) - 1)]
+                    owner.bodies.append(json.loads(raw))
+                    owner.authorizations.append(self.headers.get("Authorization"))
+                    owner.arrivals.append(time.monotonic())
+                    owner.in_flight += 1
+                    owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
+                try:
+                    status, headers, body = owner._answer(reply, self.path, raw)
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+                finally:
+                    with owner._lock:
+                        owner.in_flight -= 1
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def _answer(self, reply: Reply, path: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        if reply.delay:
+            self._closing.wait(reply.delay)
+        if not reply.forward:
+            return reply.status, reply.headers, json.dumps(reply.body).encode()
+        assert self.upstream is not None
+        request = urllib.request.Request(self.upstream + path, data=raw, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                status, body = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, body = error.code, error.read()
+        if reply.content is not None:
+            answer = json.loads(body)
+            answer["choices"][0]["message"]["content"] = reply.content
+            body = json.dumps(answer).encode()
+        return status, {}, body
+
+
+@contextmanager
+def stand_in(replies: list[Reply], upstream: str | None = None) -> Iterator[StandIn]:
+    server = StandIn(replies, upstream)
+    server.serve()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def closed_port_url() -> Iterator[str]:
+    # Bound but not listening: connections are refused, and no other process can take the port meanwhile.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+# --- against the real server ---------------------------------------------------------------------------------------
+
+
+def test_generate_returns_one_answer_per_prompt_in_order(transformers_server: ServedModel) -> None:
+    countries = ["France", "Germany", "Italy"]
+    with make_teacher(transformers_server.base_url, transformers_server.model, max_concurrency=3) as teacher:
+        # Greedy, so each answer names its own country and the order can be checked.
+        answers = teacher.generate([chat(f"What is the capital of {country}?") for country in countries],
+                                   SamplingParams(max_new_tokens=8, temperature=0.0), seed=0)
+    assert [country in answer for country, answer in zip(countries, answers, strict=True)] == [True] * 3
+    assert teacher.stats.calls == 3
+    assert teacher.stats.prompt_tokens > 0 and teacher.stats.completion_tokens > 0
+    assert teacher.stats.retries == 0 and teacher.stats.failures == []
+
+
+def test_concurrency_is_bounded_and_each_request_carries_its_seed(transformers_server: ServedModel) -> None:
+    prompts = [chat(f"Name a colour. ({index})") for index in range(4)]
+    sampling = SamplingParams(max_new_tokens=2, temperature=0.7, top_p=0.9, repetition_penalty=1.2)
+    with (
+        stand_in([FORWARD], upstream=transformers_server.base_url) as fake,
+        make_teacher(fake.base_url, transformers_server.model, max_concurrency=2) as teacher,
+    ):
+        assert teacher.batch_size == 4
+        answers = teacher.generate(prompts, sampling, seed=7)
+    assert len(answers) == 4 and all(answers)
+    # The real server works on one request at a time, so requests pile up at the stand-in: as many as allowed.
+    assert fake.max_in_flight == 2
+    seeds = {body["messages"][0]["content"]: body["seed"] for body in fake.bodies}
+    assert seeds == {prompt.messages[0][1]: request_seed(7, index) for index, prompt in enumerate(prompts)}
+    body = fake.bodies[0]
+    assert (body["model"], body["max_tokens"], body["temperature"], body["top_p"]) == (
+        transformers_server.model, 2, 0.7, 0.9)
+    assert body["frequency_penalty"] == pytest.approx(0.2)  # the server maps it back to repetition_penalty 1.2
+    assert fake.authorizations == [f"Bearer {FAKE_TOKEN}"] * 4
+
+
+def test_the_same_seed_reproduces_sampled_answers(transformers_server: ServedModel) -> None:
+    prompts = [chat("Write a short product review."), chat("Write a short movie review.")]
+    sampling = SamplingParams(max_new_tokens=6, temperature=1.0)
+    # One request at a time: `transformers serve` seeds torch when it reads a request, not when it generates it,
+    # so concurrent requests would share (and reorder) the random stream.
+    with make_teacher(transformers_server.base_url, transformers_server.model, max_concurrency=1) as teacher:
+        first = teacher.generate(prompts, sampling, seed=3)
+        again = teacher.generate(prompts, sampling, seed=3)
+        other = teacher.generate(prompts, sampling, seed=4)
+    assert first == again
+    assert other != first  # the seed does reach the sampler (the server is not decoding greedily)
+
+
+def test_classify_reads_labels_of_clear_inputs(transformers_server: ServedModel) -> None:
+    reviews = ["I love this phone, it is fantastic and works perfectly!",
+               "Terrible. It broke after one day and support never answered."]
+    with make_teacher(transformers_server.base_url, transformers_server.model) as teacher:
+        scores = teacher.classify([sentiment_prompt(review) for review in reviews], SENTIMENT)
+    assert [score.label for score in scores] == SENTIMENT, [score.raw for score in scores]
+    assert all(score.raw for score in scores)
+
+
+def test_classify_reports_an_unparseable_answer_as_no_label(transformers_server: ServedModel) -> None:
+    garbage = "\u00af\\_(\u30c4)_/\u00af who knows"
+    with (
+        stand_in([Reply(forward=True, content=garbage)], upstream=transformers_server.base_url) as fake,
+        make_teacher(fake.base_url, transformers_server.model) as teacher,
+    ):
+        [score] = teacher.classify([sentiment_prompt("Great value for the price.")], SENTIMENT)
+    assert score.label is None and score.probabilities is None
+    assert score.raw == garbage
+    assert (fake.bodies[0]["temperature"], fake.bodies[0]["max_tokens"]) == (0.0, CLASSIFY_MAX_TOKENS)
+
+
+def test_retries_through_503s_then_succeeds(transformers_server: ServedModel,
+                                            debug_logs: pytest.LogCaptureFixture) -> None:
+    unavailable = Reply(status=503, body={"error": "loading"})
+    with (
+        stand_in([unavailable, unavailable, FORWARD], upstream=transformers_server.base_url) as fake,
+        make_teacher(fake.base_url, transformers_server.model, max_retries=3) as teacher,
+    ):
+        [answer] = teacher.generate([chat("Say hello.")], SamplingParams(max_new_tokens=3), seed=0)
+    assert answer
+    assert len(fake.bodies) == 3
+    assert (teacher.stats.retries, teacher.stats.calls, teacher.stats.failures) == (2, 1, [])
+    assert_token_not_leaked(debug_logs)
+
+
+def test_honours_retry_after_on_429(transformers_server: ServedModel) -> None:
+    too_many = Reply(status=429, headers={"Retry-After": "1"}, body={"error": "rate limited"})
+    with (
+        stand_in([too_many, FORWARD], upstream=transformers_server.base_url) as fake,
+        make_teacher(fake.base_url, transformers_server.model, max_retries=1) as teacher,
+    ):
+        [answer] = teacher.generate([chat("Say hello.")], SamplingParams(max_new_tokens=3), seed=0)
+    assert answer
+    # The backoff is 10 ms: only Retry-After explains a one-second pause.
+    assert fake.arrivals[1] - fake.arrivals[0] >= 0.95
+    assert teacher.stats.retries == 1
+
+
+# --- failing servers (no model needed) -----------------------------------------------------------------------------
+
+
+def test_a_server_that_is_down_fails_fast_after_retries(closed_port_url: str,
+                                                        debug_logs: pytest.LogCaptureFixture) -> None:
+    started = time.monotonic()
+    with make_teacher(closed_port_url, timeout=2, max_retries=2) as teacher, pytest.raises(TeacherError) as raised:
+        teacher.generate([chat("hello")], SamplingParams(), seed=0)
+    message = str(raised.value)
+    assert time.monotonic() - started < 5
+    assert closed_port_url in message and "HuggingFaceTB/SmolLM2-135M-Instruct" in message
+    assert "ConnectError" in message and "gave up after 3 attempts" in message and "\n" not in message
+    assert (teacher.stats.retries, teacher.stats.calls, teacher.stats.failures) == (2, 0, [message])
+    assert_token_not_leaked(debug_logs, message)
+
+
+def test_a_request_that_fails_for_good_stops_the_rest_of_its_batch() -> None:
+    with (
+        stand_in([Reply(status=404, body={"detail": "Not Found"})]) as fake,
+        make_teacher(fake.base_url, max_concurrency=1) as teacher,
+        pytest.raises(TeacherError, match="HTTP 404 Not Found: Not Found"),
+    ):
+        teacher.generate([chat(f"prompt {index}") for index in range(5)], SamplingParams(), seed=0)
+    assert len(fake.bodies) == 1
+
+
+def test_a_server_slower_than_the_timeout_is_retried_then_reported(debug_logs: pytest.LogCaptureFixture) -> None:
+    started = time.monotonic()
+    with (
+        stand_in([Reply(delay=30)]) as fake,
+        make_teacher(fake.base_url, timeout=0.5, max_retries=1) as teacher,
+        pytest.raises(TeacherError) as raised,
+    ):
+        teacher.generate([chat("hello")], SamplingParams(), seed=0)
+    assert time.monotonic() - started < 10
+    assert len(fake.bodies) == 2
+    message = str(raised.value)
+    assert fake.base_url in message and "0.5 s timeout" in message and "gave up after 2 attempts" in message
+    assert teacher.stats.retries == 1
+    assert_token_not_leaked(debug_logs, message)
+
+
+def test_a_client_error_is_not_retried_and_an_echoed_token_is_redacted(debug_logs: pytest.LogCaptureFixture) -> None:
+    # A server that quotes the request's Authorization header back in its error message.
+    echo = Reply(status=400, body={"error": {"message": f"bad request (Authorization: Bearer {FAKE_TOKEN})"}})
+    with (
+        stand_in([echo]) as fake,
+        make_teacher(fake.base_url, max_retries=3) as teacher,
+        pytest.raises(TeacherError) as raised,
+    ):
+        teacher.classify([sentiment_prompt("fine")], SENTIMENT)
+    message = str(raised.value)
+    assert len(fake.bodies) == 1 and teacher.stats.retries == 0
+    assert "HTTP 400 Bad Request: bad request (Authorization: Bearer <token>)" in message
+    assert_token_not_leaked(debug_logs, message)
+
+
+def test_offline_mode_is_reported_not_retried(monkeypatch: pytest.MonkeyPatch, closed_port_url: str) -> None:
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with make_teacher(closed_port_url, max_retries=3) as teacher, pytest.raises(TeacherError, match="HF_HUB_OFFLINE=1"):
+        teacher.generate([chat("hello")], SamplingParams(), seed=0)
+    assert teacher.stats.retries == 0
+
+
+def test_configuration_mistakes_are_teacher_errors() -> None:
+    with pytest.raises(TeacherError, match="not both"):
+        make_teacher("http://127.0.0.1:8000", provider="together")
+    with pytest.raises(TeacherError, match="http:// or https://"):
+        make_teacher("127.0.0.1:8000")
+
+
+# --- pure helpers --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "labels", "expected"),
+    [
+        ("positive", SENTIMENT, "positive"),
+        ("  Positive.\n", SENTIMENT, "positive"),
+        ('"NEGATIVE"', SENTIMENT, "negative"),
+        ("**negative**", SENTIMENT, "negative"),
+        ("Negative. The reviewer is unhappy, not positive at all.", SENTIMENT, "negative"),
+        ("The sentiment of this review is negative.", SENTIMENT, "negative"),
+        ("Label: positive", SENTIMENT, "positive"),
+        ("pos", SENTIMENT, "positive"),
+        ("It is positive or negative, hard to say.", SENTIMENT, None),
+        ("I am not sure.", SENTIMENT, None),
+        ("", SENTIMENT, None),
+        ("Sci/Tech", ["sci-tech", "sports"], "sci-tech"),
+        ("This one is non-toxic.", ["toxic", "non-toxic"], "non-toxic"),
+        ("This one is toxic.", ["toxic", "non-toxic"], "toxic"),
+        ("very positive!", ["positive", "very positive"], "very positive"),
+        ("s", ["sports", "science"], None),
+    ],
+)
+def test_parse_label(answer: str, labels: list[str], expected: str | None) -> None:
+    assert parse_label(answer, labels) == expected
+
+
+def test_request_seeds_are_reproducible_and_distinct() -> None:
+    seeds = [request_seed(42, index) for index in range(100)]
+    assert seeds == [request_seed(42, index) for index in range(100)]
+    assert len(set(seeds)) == 100 and request_seed(43, 0) != seeds[0]
+    assert all(0 <= seed < 2**31 for seed in seeds)
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    assert _retry_after_seconds("2.5") == 2.5
+    in_a_minute = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60))
+    assert 55 <= _retry_after_seconds(in_a_minute) <= 61
+    assert _retry_after_seconds("soon") is None and _retry_after_seconds(None) is None
