@@ -38,9 +38,6 @@ from hfsynth.teachers.remote import (
 if TYPE_CHECKING:
     from tests.serve_fixtures import ServedModel
 
-# The session-wide `transformers_server` fixture (a plugin, so every module using it shares one server).
-pytest_plugins = ["tests.serve_fixtures"]
-
 FAKE_TOKEN = "hf_FakeTokenForRemoteTeacherTests0123456789"
 SENTIMENT = ["positive", "negative"]
 
