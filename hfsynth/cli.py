@@ -52,9 +52,9 @@ def _quiet_libraries() -> None:
 
 
 def _load(recipe: str):  # noqa: ANN202 - returns hfsynth.recipe.Recipe; imported lazily to keep --help fast
-    from hfsynth.recipe import load_recipe
+    from hfsynth.hub.publish import load_recipe_source
 
-    return load_recipe(recipe)
+    return load_recipe_source(recipe)
 
 
 @recipes_app.command("validate")
@@ -128,10 +128,139 @@ def generate(recipe: RecipeArg, out: OutOption,
 
 
 def _push_dataset(recipe, out: Path) -> None:  # noqa: ANN001
-    from hfsynth import publish
+    from hfsynth import pipeline
 
-    url = publish.push_dataset(recipe, out / "dataset")
+    url = pipeline.push_dataset(recipe, pipeline.RunLayout(out).dataset, pipeline.dataset_repo_id(recipe))
     console.print(f"pushed dataset to {url}")
+
+
+DatasetOption = Annotated[
+    str | None, typer.Option("--dataset", help="Train on this synthetic dataset (folder or Hub id) instead of OUT's.")
+]
+
+
+@app.command()
+@user_errors
+def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None) -> None:
+    """Train the recipe's students into OUT/students (finished students are skipped, killed ones resume)."""
+    from hfsynth import pipeline
+
+    _quiet_libraries()
+    loaded = _load(recipe)
+    runs = pipeline.train(loaded, out, dataset)
+    table = Table(title=f"{loaded.name}: students")
+    for column in ("student", "kind", "train size", "seed", "status", "seconds"):
+        table.add_column(column)
+    for trained in runs:
+        run = trained.run
+        table.add_row(run.config.name, run.config.kind, str(run.train_size or "all"), str(run.repeat),
+                      "already trained" if trained.skipped else "trained", f"{trained.seconds:.0f}")
+    console.print(table)
+
+
+def _results_table(results: dict) -> Table:
+    languages = results["languages"]
+    table = Table(title=f"{results['recipe']}: macro-F1 on real test data (accuracy)")
+    table.add_column("model")
+    table.add_column("role")
+    for language in languages:
+        table.add_column(language, justify="right")
+    table.add_column("texts/s", justify="right")
+    entries = [entry for entry in results["summary"] if entry.get("train_size") is None]
+    for key in dict.fromkeys((entry["role"], entry["model"]) for entry in entries):
+        cells = {entry["language"]: entry for entry in entries if (entry["role"], entry["model"]) == key}
+        speed = [cell.get("texts_per_s") for cell in cells.values() if cell.get("texts_per_s")]
+        table.add_row(key[1], key[0], *(
+            f"{cells[lang]['macro_f1']:.3f} ({cells[lang]['accuracy']:.3f})" if lang in cells else "-"
+            for lang in languages), f"{sum(speed) / len(speed):.1f}" if speed else "-")
+    return table
+
+
+@app.command()
+@user_errors
+def evaluate(recipe: RecipeArg, out: OutOption) -> None:
+    """Teacher and students on the real test sets: OUT/eval/results.json, report.md, plots; then the cards."""
+    from hfsynth import pipeline
+
+    _quiet_libraries()
+    results = pipeline.evaluate(_load(recipe), out)
+    console.print(_results_table(results))
+    console.print(f"report: {pipeline.RunLayout(out).eval / 'report.md'}")
+
+
+@app.command()
+@user_errors
+def publish(recipe: RecipeArg, out: OutOption) -> None:
+    """Push the run's dataset and students, with their cards, to the Hub (HF_ENDPOINT; token from HF_TOKEN/login)."""
+    from hfsynth import pipeline
+
+    _quiet_libraries()
+    for url in pipeline.publish(_load(recipe), out):
+        console.print(f"pushed {url}")
+
+
+@app.command()
+@user_errors
+def run(recipe: RecipeArg, out: OutOption,
+        push: Annotated[bool, typer.Option(help="Publish dataset and students when done.")] = False) -> None:
+    """All stages: generate, train, evaluate (and publish with --push). Re-running resumes."""
+    loaded = _load(recipe)
+    generate(recipe, out, push=False)
+    if loaded.students:
+        train(recipe, out)
+    if loaded.evaluation.sets:
+        evaluate(recipe, out)
+    if push:
+        publish(recipe, out)
+
+
+space_app = typer.Typer(help="The Gradio Space that compares the teacher with its students.", no_args_is_help=True)
+app.add_typer(space_app, name="space")
+
+
+@space_app.command("serve")
+@user_errors
+def space_serve(out: OutOption,
+                port: Annotated[int | None, typer.Option(help="Port (default: the first free one).")] = None,
+                host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1") -> None:
+    """Serve the comparison Space on a local run folder."""
+    from hfsynth import space
+
+    space.serve(out, port=port, host=host)
+
+
+@space_app.command("deploy")
+@user_errors
+def space_deploy(recipe: RecipeArg, out: OutOption,
+                 repo_id: Annotated[str | None, typer.Option(help="Space repo id (default from the recipe).")] = None
+                 ) -> None:
+    """Push the comparison Space as a Gradio Space repo with the run's configuration."""
+    from hfsynth import space
+
+    console.print(f"deployed {space.deploy(_load(recipe), out, repo_id)}")
+
+
+hub_app = typer.Typer(help="The loopback Hub-compatible server.", no_args_is_help=True)
+app.add_typer(hub_app, name="hub")
+
+
+@hub_app.command("serve")
+@user_errors
+def hub_serve(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    host: Annotated[str, typer.Option(help="Interface (keep it on loopback).")] = "127.0.0.1",
+    data_dir: Annotated[Path | None, typer.Option(help="Persist repos here (default: a temporary folder).")] = None,
+    token: Annotated[list[str] | None, typer.Option(help="USER:TOKEN:read|write[:ORG,...]; repeatable.")] = None,
+) -> None:
+    """Run a Hub-compatible server that huggingface_hub and datasets talk to through HF_ENDPOINT."""
+    from hfsynth.hub.server import parse_token_spec, serve
+
+    try:
+        tokens = [parse_token_spec(spec) for spec in token or []]
+    except ValueError as error:
+        raise HfsynthError(f"--token: {error}") from None
+    console.print(f"Hub API on http://{host}:{port}; clients: HF_ENDPOINT=http://{host}:{port} HF_HUB_DISABLE_XET=1")
+    serve(host, port, data_dir, tokens)
 
 
 def main() -> None:  # pragma: no cover - console entry point convenience

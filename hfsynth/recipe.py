@@ -77,6 +77,17 @@ class SeedSet(_Strict):
     label_column: str = "label"
     # Maps the set's label names onto the recipe's when they differ.
     label_map: dict[str, str] = {}
+    # For cards (model-index, datasets): the public Hub dataset a local file is a copy of, e.g. "Davlan/sib200".
+    dataset_id: str | None = None
+    dataset_config: str | None = None
+
+    @property
+    def card_dataset_id(self) -> str:
+        return self.hub_id or self.dataset_id or Path(self.path or "local").stem
+
+    @property
+    def card_dataset_config(self) -> str | None:
+        return self.config if self.hub_id else self.dataset_config
 
     @model_validator(mode="after")
     def _one_source(self) -> SeedSet:

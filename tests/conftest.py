@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.hub_fixtures",
     # A real `transformers serve` process with an embedded model, shared by every module that uses it.
     "tests.serve_fixtures",
+    # A small trained run and the comparison Space served on it.
+    "tests.space_fixtures",
 ]
