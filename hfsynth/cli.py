@@ -96,18 +96,18 @@ def _progress() -> Progress:
                     TextColumn("{task.fields[samples]} samples parsed"), TimeElapsedColumn(), console=console)
 
 
-def _summary(recipe, result) -> Table:  # noqa: ANN001 - Recipe, GenerationResult
+def _summary(recipe, result) -> tuple[Table, str]:  # noqa: ANN001 - Recipe, GenerationResult
     counts = result.counts()
-    table = Table(title=f"{recipe.name}: synthetic samples kept (target {recipe.generation.samples_per_label})")
+    table = Table(title=f"samples kept per label (target {recipe.generation.samples_per_label})")
     table.add_column("label")
     for language in recipe.languages:
         table.add_column(language, justify="right")
     for label in recipe.label_names:
         table.add_row(label, *(str(counts[(language, label)]) for language in recipe.languages))
     drops = ", ".join(f"{reason} {count}" for reason, count in result.drop_counts().items())
-    table.caption = (f"{result.calls} teacher calls ({result.cached_calls} from cache), {result.parsed} parsed, "
-                     f"{len(result.samples)} kept, dropped: {drops or 'none'}")
-    return table
+    line = (f"{result.calls} teacher calls ({result.cached_calls} from the cache), {result.parsed} samples parsed, "
+            f"{len(result.samples)} kept; dropped: {drops or 'none'}")
+    return table, line
 
 
 @app.command()
@@ -121,7 +121,9 @@ def generate(recipe: RecipeArg, out: OutOption,
     loaded = _load(recipe)
     with _progress() as progress:
         _, result = pipeline.generate(loaded, out, _generation_progress(progress))
-    console.print(_summary(loaded, result))
+    table, line = _summary(loaded, result)
+    console.print(table)
+    console.print(line, highlight=False)
     console.print(f"dataset saved to {pipeline.RunLayout(out).dataset}")
     if push:
         _push_dataset(loaded, out)

@@ -341,7 +341,7 @@ def deploy(recipe: Recipe, run_dir: Path, repo_id: str | None = None, private: b
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    from hfsynth.hub.publish import _describe
+    from hfsynth.hub.publish import describe_hub_error
 
     repo_id = repo_id or default_space_repo_id(recipe)
     private = recipe.publish.private if private is None else private
@@ -357,5 +357,5 @@ def deploy(recipe: Recipe, run_dir: Path, repo_id: str | None = None, private: b
             api.upload_folder(repo_id=repo_id, folder_path=space_dir, repo_type="space", delete_patterns="*",
                               commit_message=f"hfsynth: {manifest.title}")
         except (HfHubHTTPError, OSError) as error:
-            raise HfsynthError(f"push of the Space failed: {_describe(error, repo_id)}") from None
+            raise HfsynthError(f"push of the Space failed: {describe_hub_error(error, repo_id)}") from None
     return str(url)

@@ -21,7 +21,7 @@ REPO_TYPES = {"datasets": "dataset", "spaces": "space", "models": "model"}
 DATASET_SIDE_FILES = ("recipe.yaml", "dropped.jsonl", "generation.json")
 
 
-def _describe(error: Exception, repo_id: str) -> str:
+def describe_hub_error(error: Exception, repo_id: str) -> str:
     """One line for a failed Hub call. huggingface_hub's messages carry URLs and request ids, never the token."""
     if isinstance(error, RepositoryNotFoundError):
         return f"repository {repo_id} not found, or your token cannot see it"
@@ -65,7 +65,7 @@ def push_dataset(recipe: Recipe, dataset_dir: Path, repo_id: str | None = None, 
         api.create_commit(repo_id, operations, repo_type="dataset",
                           commit_message=f"hfsynth: card and recipe for {recipe.name}")
     except (HfHubHTTPError, OSError) as error:
-        raise HfsynthError(f"push of dataset failed: {_describe(error, repo_id)}") from None
+        raise HfsynthError(f"push of dataset failed: {describe_hub_error(error, repo_id)}") from None
     return str(url)
 
 
@@ -78,7 +78,7 @@ def push_folder(folder: Path, repo_id: str, repo_type: str, private: bool, commi
         api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type=repo_type, commit_message=commit_message,
                           ignore_patterns=ignore_patterns)
     except (HfHubHTTPError, OSError) as error:
-        raise HfsynthError(f"push of {folder.name} failed: {_describe(error, repo_id)}") from None
+        raise HfsynthError(f"push of {folder.name} failed: {describe_hub_error(error, repo_id)}") from None
     return str(url)
 
 
@@ -105,7 +105,7 @@ def load_recipe_source(source: str, base_dir: Path | None = None) -> Recipe:
     try:
         local = hf_hub_download(repo_id, path, repo_type=repo_type)
     except (HfHubHTTPError, OSError) as error:
-        raise HfsynthError(f"cannot download recipe {source}: {_describe(error, repo_id)}") from None
+        raise HfsynthError(f"cannot download recipe {source}: {describe_hub_error(error, repo_id)}") from None
     if base_dir is None:
         base_dir = Path("recipes") if Path("recipes").is_dir() else Path(".")
     return load_recipe(local, base_dir=base_dir, display_name=source)
