@@ -96,7 +96,7 @@ def test_results_report_and_plots(run: tuple[Path, Path]) -> None:
     assert "setfit-minilm" in (out / "eval" / "report.md").read_text()
 
 
-def test_student_card_matches_results_and_validates(run: tuple[Path, Path]) -> None:
+def test_student_card_matches_results_and_validates(run: tuple[Path, Path], hub_server: object) -> None:
     _, out = run
     folder = out / "students" / "setfit-minilm"
     card = ModelCard.load(folder / "README.md")
@@ -117,7 +117,7 @@ def test_student_card_matches_results_and_validates(run: tuple[Path, Path]) -> N
     assert "arxiv.org/abs/2601.16278" in card.text and "pecher-etal-2026-better" in card.text
     assert "from setfit import SetFitModel" in card.text and "teacher_vs_students.png" in card.text
     assert (folder / "teacher_vs_students.png").is_file()
-    card.validate(repo_type="model")  # the loopback Hub's /api/validate-yaml
+    card.validate(repo_type="model")  # the loopback Hub's /api/validate-yaml (hub_server)
     DatasetCard.load(out / "dataset" / "README.md").validate(repo_type="dataset")
 
 
