@@ -28,7 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def plain_generate(model, tokenizer, prompts, sampling, batch_size: int, seed: int) -> tuple[list[str], int]:  # noqa: ANN001
-    """The baseline: chat template, left padding, ``model.generate`` per batch, decode the new tokens."""
+    """The baseline: chat template, left padding, ``model.generate`` per batch, decode the new tokens.
+
+    Sampling options and seeding match LocalTeacher's (top_k=0, one seed per batch), so both sides generate the
+    same tokens and the comparison measures only what hfsynth adds around ``generate``.
+    """
     texts, new_tokens = [], 0
     tokenizer.padding_side = "left"
     for start in range(0, len(prompts), batch_size):
@@ -36,14 +40,14 @@ def plain_generate(model, tokenizer, prompts, sampling, batch_size: int, seed: i
         rendered = [tokenizer.apply_chat_template(p.as_openai_messages(), tokenize=False, add_generation_prompt=True)
                     for p in chunk]
         inputs = tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        torch.manual_seed(seed + start)
+        torch.manual_seed(seed)
         with torch.inference_mode():
             output = model.generate(**inputs, do_sample=True, max_new_tokens=sampling.max_new_tokens,
-                                    temperature=sampling.temperature, top_p=sampling.top_p,
+                                    temperature=sampling.temperature, top_p=sampling.top_p, top_k=0,
                                     repetition_penalty=sampling.repetition_penalty,
-                                    pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+                                    pad_token_id=tokenizer.pad_token_id)
         generated = output[:, inputs["input_ids"].shape[1] :]
-        new_tokens += int((generated != (tokenizer.pad_token_id or tokenizer.eos_token_id)).sum())
+        new_tokens += int((generated != tokenizer.pad_token_id).sum())
         texts += tokenizer.batch_decode(generated, skip_special_tokens=True)
     return texts, new_tokens
 
@@ -68,8 +72,10 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(resolve_model(config.model), dtype=teacher.model.dtype)
     model.to(teacher.model.device).eval()
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.model))
+    tokenizer.pad_token = teacher.tokenizer.pad_token
 
     runs: dict[str, list[dict[str, float]]] = {"hfsynth": [], "plain_generate": []}
+    same_output: dict[int, bool] = {}
     for round_index in range(args.rounds):
         before = teacher.stats.completion_tokens
         started = time.perf_counter()
@@ -82,6 +88,7 @@ def main() -> None:
         started = time.perf_counter()
         texts, tokens = plain_generate(model, tokenizer, prompts, config.sampling, config.batch_size, round_index)
         seconds = time.perf_counter() - started
+        same_output[round_index] = [text.strip() for text in texts] == answers
         samples = sum(len(parse_answer(text, chat=True)) for text in texts)
         runs["plain_generate"].append({"seconds": seconds, "samples_per_s": samples / seconds,
                                        "tokens_per_s": tokens / seconds})
@@ -105,6 +112,7 @@ def main() -> None:
         "rounds": args.rounds,
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
         "median": summary,
+        "identical_texts_per_round": same_output,
         "runs": runs,
     }
     out = Path(args.out)
