@@ -1,0 +1,109 @@
+"""The small interface every student kind implements: train on synthetic data, give label probabilities, save, load.
+
+A saved student is a folder: the model files (``save_pretrained`` of the kind's library), ``hfsynth_student.json``
+(kind, labels, base model, training settings, training data size and fingerprint) and ``hfsynth_recipe.yaml`` (the
+recipe whose task and labels its prompts are built from). The meta file is written last, so its presence means the
+student finished.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import yaml
+
+from hfsynth.embedded import base_model_id
+from hfsynth.recipe import Recipe
+from hfsynth.students.params import StudentParams, parse_params
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import TrainerCallback
+
+META_FILE = "hfsynth_student.json"
+RECIPE_FILE = "hfsynth_recipe.yaml"
+
+
+class Student(ABC):
+    """A small classifier distilled from the teacher's synthetic data."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, recipe: Recipe, model: str, params: StudentParams) -> None:
+        self.recipe = recipe
+        #: The base model as the recipe names it: an embedded short name, a local folder or a Hub id.
+        self.model_name = model
+        self.params = params
+        #: What it was trained on (size, seed, data fingerprint); written into the meta file.
+        self.training: dict[str, Any] = {}
+
+    @property
+    def labels(self) -> list[str]:
+        return self.recipe.label_names
+
+    @abstractmethod
+    def train(
+        self, train_data: datasets.Dataset, checkpoint_dir: Path, callbacks: Sequence[TrainerCallback] = ()
+    ) -> None:
+        """Fit on ``train_data`` (the synthetic schema: ``text``, ClassLabel ``label``, ``language``).
+
+        Trainer checkpoints go to ``checkpoint_dir``; training resumes from the last one found there.
+        """
+
+    @abstractmethod
+    def predict_proba(self, texts: Sequence[str], languages: Sequence[str]) -> np.ndarray:
+        """Probabilities of shape ``(len(texts), len(labels))``, columns in the recipe's label order."""
+
+    def predict(self, texts: Sequence[str], languages: Sequence[str]) -> list[str]:
+        return [self.labels[index] for index in self.predict_proba(texts, languages).argmax(axis=1)]
+
+    @abstractmethod
+    def save_model(self, directory: Path) -> None:
+        """Write the kind's model files (``save_pretrained``) into ``directory``."""
+
+    @abstractmethod
+    def load_model(self, directory: Path) -> None:
+        """Read back what :meth:`save_model` wrote."""
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "labels": self.labels,
+            "model": self.model_name,
+            "base_model": base_model_id(self.model_name),
+            "params": self.params.model_dump(mode="json"),
+            "training": self.training,
+        }
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.save_model(directory)
+        (directory / RECIPE_FILE).write_text(self.recipe.source_text, encoding="utf-8")
+        (directory / META_FILE).write_text(json.dumps(self.meta(), indent=2, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> Student:
+        """Any saved student, whatever its kind (the meta file names it)."""
+        from hfsynth.students import student_class
+
+        meta = read_meta(directory)
+        if meta is None:
+            raise FileNotFoundError(f"{directory}: no finished student ({META_FILE} is missing)")
+        # Validated, but its model names and file paths not checked: only its task and labels matter here.
+        recipe = Recipe.model_validate(yaml.safe_load((directory / RECIPE_FILE).read_text(encoding="utf-8")))
+        student_type = student_class(meta["kind"])
+        student = student_type(recipe, meta["model"], parse_params(meta["kind"], meta["params"]))
+        student.training = meta["training"]
+        student.load_model(directory)
+        return student
+
+
+def read_meta(directory: Path) -> dict[str, Any] | None:
+    path = directory / META_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+

@@ -1,0 +1,96 @@
+"""A compact LLM that is not trained at all: each prompt shows it ``examples_per_label`` synthetic examples of every
+label (the paper's in-context setting), picked at random or as the ones nearest to the text by embedding, from the
+text's own language when the synthetic data has it.
+
+"Training" builds the example pool (and its embeddings); the saved student is that pool plus the meta file, and the
+base model is loaded by name (an embedded model, a folder or a Hub id): copying its weights would add nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import numpy as np
+from sentence_transformers import SentenceTransformer
+from transformers import TrainerCallback
+
+from hfsynth.embedded import resolve_model
+from hfsynth.prompts import classification_prompt
+from hfsynth.scoring import device_and_dtype
+from hfsynth.students.base import Student
+from hfsynth.students.causal_lm import label_probabilities, load_causal_lm
+from hfsynth.students.params import InContextParams
+
+EXAMPLES_FILE = "examples.jsonl"
+EMBEDDINGS_FILE = "example_embeddings.npy"
+
+
+class InContextStudent(Student):
+    kind = "in-context"
+    params: InContextParams
+
+    def train(
+        self, train_data: datasets.Dataset, checkpoint_dir: Path, callbacks: Sequence[TrainerCallback] = ()
+    ) -> None:
+        label_names = train_data.features["label"].names
+        self.examples = [
+            {"text": text, "label": label_names[label], "language": language}
+            for text, label, language in zip(train_data["text"], train_data["label"], train_data["language"],
+                                             strict=True)
+        ]
+        self._load_models()
+        self.embeddings = (self._embed([example["text"] for example in self.examples])
+                           if self.params.selection == "nearest" else None)
+
+    def _load_models(self) -> None:
+        device, dtype = device_and_dtype(self.params.device, self.params.dtype)
+        self.model, self.tokenizer = load_causal_lm(resolve_model(self.model_name), device, dtype)
+        self.model.eval()
+        self.embedder = (SentenceTransformer(resolve_model(self.params.embedding_model), device=str(device))
+                         if self.params.selection == "nearest" else None)
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embedder.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
+
+    def _demonstrations(self, text: str, language: str, query: np.ndarray | None) -> list[tuple[str, str]]:
+        """``examples_per_label`` (text, label) pairs per label, in a shuffled order (no label always comes last).
+
+        The random choices depend on the seed and the text only, so a text gets the same prompt in any batch.
+        """
+        rng = random.Random(f"{self.params.seed}/{text}")
+        pool = [i for i, example in enumerate(self.examples) if example["language"] == language]
+        pool = pool or list(range(len(self.examples)))
+        chosen: list[int] = []
+        for label in self.labels:
+            candidates = [i for i in pool if self.examples[i]["label"] == label]
+            if query is not None:
+                similarity = self.embeddings[candidates] @ query
+                chosen += [candidates[i] for i in np.argsort(-similarity)[: self.params.examples_per_label]]
+            else:
+                chosen += rng.sample(candidates, min(self.params.examples_per_label, len(candidates)))
+        rng.shuffle(chosen)
+        return [(self.examples[i]["text"], self.examples[i]["label"]) for i in chosen]
+
+    def predict_proba(self, texts: Sequence[str], languages: Sequence[str]) -> np.ndarray:
+        queries = self._embed(texts) if self.embedder is not None else [None] * len(texts)
+        prompts = [
+            classification_prompt(self.recipe, text, language, self._demonstrations(text, language, query))
+            for text, language, query in zip(texts, languages, queries, strict=True)
+        ]
+        return label_probabilities(self.model, self.tokenizer, prompts, self.labels, self.params.batch_size)
+
+    def save_model(self, directory: Path) -> None:
+        with (directory / EXAMPLES_FILE).open("w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(example, ensure_ascii=False) + "\n" for example in self.examples)
+        if self.embeddings is not None:
+            np.save(directory / EMBEDDINGS_FILE, self.embeddings)
+
+    def load_model(self, directory: Path) -> None:
+        with (directory / EXAMPLES_FILE).open(encoding="utf-8") as handle:
+            self.examples = [json.loads(line) for line in handle]
+        self.embeddings = np.load(directory / EMBEDDINGS_FILE) if self.params.selection == "nearest" else None
+        self._load_models()

@@ -1,0 +1,76 @@
+"""SetFit: contrastive fine-tuning of a sentence-transformers body on pairs of synthetic texts, then a logistic
+regression head on its embeddings. Cheap on CPU and strong with few examples per label."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import numpy as np
+from setfit import SetFitModel, Trainer, TrainingArguments
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from hfsynth.embedded import resolve_model
+from hfsynth.scoring import device_and_dtype
+from hfsynth.students.base import Student
+from hfsynth.students.params import SetFitParams
+
+
+class SetFitStudent(Student):
+    kind = "setfit"
+    params: SetFitParams
+
+    def _device(self) -> str:
+        device, _ = device_and_dtype(self.params.device, self.params.dtype)
+        return str(device)
+
+    def train(
+        self, train_data: datasets.Dataset, checkpoint_dir: Path, callbacks: Sequence[TrainerCallback] = ()
+    ) -> None:
+        params = self.params
+        self.model = SetFitModel.from_pretrained(resolve_model(self.model_name), labels=self.labels,
+                                                 device=self._device())
+        args = TrainingArguments(
+            output_dir=str(checkpoint_dir),
+            batch_size=params.batch_size,
+            num_epochs=params.num_epochs,
+            num_iterations=params.num_iterations,
+            body_learning_rate=params.body_learning_rate,
+            head_learning_rate=params.head_learning_rate,
+            max_steps=params.max_steps,
+            save_strategy="steps",
+            save_steps=params.save_steps,
+            save_total_limit=1,
+            seed=params.seed,
+            report_to="none",
+        )
+        trainer = Trainer(model=self.model, args=args, train_dataset=train_data.select_columns(["text", "label"]),
+                          callbacks=list(callbacks))
+        body = self.model.model_body
+        body.max_seq_length = params.max_length  # setfit's own max_length only reaches a differentiable head
+        if body.default_prompt_name:
+            # The body prefixes its default prompt (e5: "query: ") when encoding, but sentence-transformers' trainer
+            # only when told: train on the same inputs the head and predictions will see.
+            trainer.st_trainer.data_collator.prompts = body.prompts[body.default_prompt_name]
+        last_checkpoint = get_last_checkpoint(str(checkpoint_dir))
+        if last_checkpoint:
+            # setfit's train() has no resume argument; its embedding phase is a sentence-transformers Trainer that has.
+            trainer.st_trainer.train = functools.partial(trainer.st_trainer.train,
+                                                         resume_from_checkpoint=last_checkpoint)
+        trainer.train()
+
+    def predict_proba(self, texts: Sequence[str], languages: Sequence[str]) -> np.ndarray:
+        probabilities = self.model.predict_proba(list(texts), as_numpy=True)
+        # The head only knows the labels it saw in training; put its columns where the recipe's labels are.
+        full = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        full[:, self.model.model_head.classes_] = probabilities
+        return full
+
+    def save_model(self, directory: Path) -> None:
+        self.model.save_pretrained(str(directory))
+
+    def load_model(self, directory: Path) -> None:
+        self.model = SetFitModel.from_pretrained(str(directory), device=self._device())

@@ -1,0 +1,120 @@
+"""A small LLM fine-tuned with LoRA (peft) on the synthetic data as prompt/completion pairs (TRL ``SFTTrainer``).
+
+The training prompt is the very classification prompt the teacher and the other LLM students answer
+(:func:`hfsynth.prompts.classification_prompt`), and the completion is the label, so train and test prompts agree.
+Predictions score each label as the answer (:mod:`hfsynth.students.causal_lm`), never parse generated text.
+
+Saved as a merged model at the folder's root (loads with ``AutoModelForCausalLM.from_pretrained``) plus the LoRA
+adapter alone in ``adapter/`` (loads with ``PeftModel.from_pretrained(base, folder, subfolder="adapter")``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from peft import LoraConfig, PeftConfig
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTConfig, SFTTrainer
+
+from hfsynth.embedded import base_model_id, resolve_model
+from hfsynth.prompts import classification_prompt
+from hfsynth.scoring import device_and_dtype, label_continuations
+from hfsynth.students.base import Student
+from hfsynth.students.causal_lm import label_probabilities, load_causal_lm, uses_chat
+from hfsynth.students.params import SFTParams
+
+ADAPTER_DIR = "adapter"
+
+
+class SFTStudent(Student):
+    kind = "sft"
+    params: SFTParams
+
+    def _training_examples(self, train_data: datasets.Dataset) -> datasets.Dataset:
+        """Prompt/completion rows: chat messages for a chat model (TRL applies its template and end of turn), plain
+        text for a base model (completion-style document, answer on the ``Label:`` line)."""
+        chat = uses_chat(self.tokenizer)
+        label_names = train_data.features["label"].names
+        rows: dict[str, list[Any]] = {"prompt": [], "completion": []}
+        for text, label_id, language in zip(train_data["text"], train_data["label"], train_data["language"],
+                                            strict=True):
+            label = label_names[label_id]
+            prompt = classification_prompt(self.recipe, text, language)
+            if chat:
+                rows["prompt"].append(prompt.as_openai_messages())
+                rows["completion"].append([{"role": "assistant", "content": label}])
+            else:
+                rows["prompt"].append(prompt.completion)
+                rows["completion"].append(label_continuations(self.tokenizer, [label], chat=False)[0])
+        return datasets.Dataset.from_dict(rows)
+
+    def train(
+        self, train_data: datasets.Dataset, checkpoint_dir: Path, callbacks: Sequence[TrainerCallback] = ()
+    ) -> None:
+        params = self.params
+        device, dtype = device_and_dtype(params.device, params.dtype)
+        # Weights in float32 on CPU; on a GPU in its bf16/fp16, with mixed precision for the adapter's updates.
+        self.model, self.tokenizer = load_causal_lm(resolve_model(self.model_name), device, dtype)
+        args = SFTConfig(
+            output_dir=str(checkpoint_dir),
+            max_steps=params.max_steps,
+            per_device_train_batch_size=params.batch_size,
+            gradient_accumulation_steps=params.gradient_accumulation_steps,
+            learning_rate=params.learning_rate,
+            max_length=params.max_length,
+            activation_checkpointing=params.gradient_checkpointing,  # transformers 5's name for it
+            save_strategy="steps",
+            save_steps=params.save_steps,
+            save_total_limit=1,
+            logging_steps=max(1, params.save_steps // 2),
+            seed=params.seed,
+            use_cpu=device.type == "cpu",
+            bf16=dtype == torch.bfloat16,
+            fp16=dtype == torch.float16,
+            report_to="none",
+        )
+        lora = LoraConfig(
+            r=params.r,
+            lora_alpha=params.alpha,
+            lora_dropout=params.dropout,
+            target_modules=params.target_modules,
+            task_type="CAUSAL_LM",
+        )
+        trainer = SFTTrainer(
+            model=self.model,
+            args=args,
+            train_dataset=self._training_examples(train_data),
+            processing_class=self.tokenizer,
+            peft_config=lora,
+            callbacks=list(callbacks),
+        )
+        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoint_dir)))
+        self.peft_model = trainer.model
+
+    def predict_proba(self, texts: Sequence[str], languages: Sequence[str]) -> np.ndarray:
+        prompts = [classification_prompt(self.recipe, text, language)
+                   for text, language in zip(texts, languages, strict=True)]
+        self.model.eval()
+        return label_probabilities(self.model, self.tokenizer, prompts, self.labels, self.params.batch_size)
+
+    def save_model(self, directory: Path) -> None:
+        adapter_dir = directory / ADAPTER_DIR
+        # Saved while its config still names the local base folder (else peft looks the base up on the Hub), then
+        # renamed to the base's Hub id, so that the published adapter loads anywhere.
+        self.peft_model.save_pretrained(adapter_dir)
+        config = PeftConfig.from_pretrained(adapter_dir)
+        config.base_model_name_or_path = base_model_id(self.model_name)
+        config.save_pretrained(adapter_dir)
+        self.model = self.peft_model.merge_and_unload()
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+
+    def load_model(self, directory: Path) -> None:
+        device, dtype = device_and_dtype(self.params.device, self.params.dtype)
+        self.model, self.tokenizer = load_causal_lm(directory, device, dtype)
