@@ -167,7 +167,7 @@ def test_untrained_or_changed_students_are_an_error(tmp_path: Path) -> None:
 def test_local_teacher_against_students_with_a_learning_curve(tmp_path: Path) -> None:
     students = [
         {"name": "encoder", "kind": "encoder", "model": "all-minilm-l6-v2",
-         "params": {"num_epochs": 2, "batch_size": 8}, "train_sizes": [2], "repeats": 2},
+         "params": {"num_epochs": 1, "batch_size": 8}, "train_sizes": [2], "repeats": 2},
         {"name": "setfit", "kind": "setfit", "model": "all-minilm-l6-v2", "params": {"num_iterations": 1}},
     ]
     recipe = eval_recipe(tmp_path, students)

@@ -20,9 +20,11 @@ class StudentParams(BaseModel):
 
     #: Repeat ``k`` of a student trains with ``seed + k``.
     seed: int = 0
-    #: "auto": as :func:`hfsynth.scoring.device_and_dtype` picks (a GPU when present; bfloat16 where it is fast).
+    #: "auto": a GPU when present (:func:`hfsynth.scoring.device_and_dtype`).
     device: str = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
 
 class SetFitParams(StudentParams):
@@ -63,6 +65,8 @@ class SFTParams(StudentParams):
     save_steps: int = Field(20, ge=1)
     #: Classification prompts are short: recomputing activations would only slow a small model down.
     gradient_checkpointing: bool = False
+    #: The base model's weights; "auto": bfloat16 on a GPU or a CPU that computes it natively, else float32.
+    dtype: Dtype = "auto"
 
 
 class InContextParams(StudentParams):
@@ -73,6 +77,7 @@ class InContextParams(StudentParams):
     #: The sentence-transformers model that finds the nearest examples (``selection: nearest``).
     embedding_model: str = "multilingual-e5-small"
     batch_size: int = Field(8, ge=1)
+    dtype: Dtype = "auto"
 
 
 class EncoderParams(StudentParams):
@@ -88,6 +93,8 @@ class EncoderParams(StudentParams):
     #: -1: run the epochs in full.
     max_steps: int = Field(-1, ge=-1)
     save_steps: int = Field(50, ge=1)
+    #: Mixed precision: weights stay float32, bfloat16/float16 computations where "auto" finds them fast.
+    dtype: Dtype = "auto"
 
 
 PARAMS_BY_KIND: dict[str, type[StudentParams]] = {

@@ -24,7 +24,7 @@ class SetFitStudent(Student):
     params: SetFitParams
 
     def _device(self) -> str:
-        device, _ = device_and_dtype(self.params.device, self.params.dtype)
+        device, _ = device_and_dtype(self.params.device)
         return str(device)
 
     def train(

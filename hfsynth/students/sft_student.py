@@ -59,8 +59,10 @@ class SFTStudent(Student):
     ) -> None:
         params = self.params
         device, dtype = device_and_dtype(params.device, params.dtype)
-        # Weights in float32 on CPU; on a GPU in its bf16/fp16, with mixed precision for the adapter's updates.
-        self.model, self.tokenizer = load_causal_lm(resolve_model(self.model_name), device, dtype)
+        # Weights in float32 on CPU (bf16 only as autocast, so merged weights keep full precision); on a GPU in its
+        # bf16/fp16, with mixed precision for the adapter's updates.
+        weights_dtype = torch.float32 if device.type == "cpu" else dtype
+        self.model, self.tokenizer = load_causal_lm(resolve_model(self.model_name), device, weights_dtype)
         args = SFTConfig(
             output_dir=str(checkpoint_dir),
             max_steps=params.max_steps,
