@@ -50,9 +50,8 @@ def parse_completion_answer(answer: str) -> list[str]:
     """Samples from a base model's continuation of a ``Text:`` document: one per item, label lines ignored."""
     samples = []
     for chunk in answer.split(ITEM_MARKER):
-        lines = [line for line in chunk.strip().splitlines() if line.strip()]
         # An item ends at its first blank line; anything after it (headers, labels) is not part of the text.
-        item = chunk.strip().split("\n\n", 1)[0] if lines else ""
+        item = chunk.strip().split("\n\n", 1)[0]
         text = clean_sample(" ".join(line for line in item.splitlines() if not _LABEL_LINE.match(line)))
         if text:
             samples.append(text)
