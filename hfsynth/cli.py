@@ -251,18 +251,24 @@ app.add_typer(hub_app, name="hub")
 def hub_serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
     host: Annotated[str, typer.Option(help="Interface (keep it on loopback).")] = "127.0.0.1",
-    data_dir: Annotated[Path | None, typer.Option(help="Persist repos here (default: a temporary folder).")] = None,
-    token: Annotated[list[str] | None, typer.Option(help="USER:TOKEN:read|write[:ORG,...]; repeatable.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Persist repos here (default: a temporary folder); "
+                                                       "one server per folder.")] = None,
+    token: Annotated[list[str] | None, typer.Option(help="USER:TOKEN:read|write[:ORG,...]; repeatable. Visible to "
+                                                         "other users in `ps`: prefer --token-file.")] = None,
+    token_file: Annotated[Path | None, typer.Option(help="A file of token specs, one a line, # comments.")] = None,
 ) -> None:
-    """Run a Hub-compatible server that huggingface_hub and datasets talk to through HF_ENDPOINT."""
-    from hfsynth.hub.server import parse_token_spec, serve
+    """Run a Hub-compatible server that huggingface_hub and datasets talk to through HF_ENDPOINT.
 
-    try:
-        tokens = [parse_token_spec(spec) for spec in token or []]
-    except ValueError as error:
-        raise HfsynthError(f"--token: {error}") from None
-    console.print(f"Hub API on http://{host}:{port}; clients: HF_ENDPOINT=http://{host}:{port} HF_HUB_DISABLE_XET=1")
-    serve(host, port, data_dir, tokens)
+    Tokens come from --token, --token-file and HFSYNTH_HUB_TOKENS (specs separated by whitespace), all together.
+    """
+    import os
+
+    from hfsynth.hub.server import serve
+    from hfsynth.hub.tokens import collect_tokens
+
+    tokens = collect_tokens(token or [], token_file, os.environ)
+    serve(host, port, data_dir, tokens, on_ready=lambda url: console.print(
+        f"Hub API on {url}; clients: HF_ENDPOINT={url} HF_HUB_DISABLE_XET=1"))
 
 
 def main() -> None:  # pragma: no cover - console entry point convenience
