@@ -6,6 +6,7 @@ import html
 import mimetypes
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -64,10 +65,10 @@ def _blob_chunks(path: Path, start: int, length: int) -> Iterator[bytes]:
             yield chunk
 
 
+@dataclass(frozen=True)
 class Browsing:
-    def __init__(self, store: HubStore, access: AccessControl) -> None:
-        self.store = store
-        self.access = access
+    store: HubStore
+    access: AccessControl
 
     def tree(self, request: HubRequest, key: RepoKey, revision: str, path: str) -> Response:
         self.access.readable(request.user, key)

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,12 +22,12 @@ from hfsynth.hub.storage import HubStore
 UPLOAD_URL_LIFETIME_SECONDS = 3600
 
 
+@dataclass(frozen=True)
 class LargeFiles:
-    def __init__(self, store: HubStore, access: AccessControl) -> None:
-        self.store = store
-        self.access = access
-        # Signs upload URLs: the client PUTs to them without credentials, like to a presigned storage URL.
-        self._upload_secret = secrets.token_bytes(32)
+    store: HubStore
+    access: AccessControl
+    # Signs upload URLs: the client PUTs to them without credentials, like to a presigned storage URL.
+    _upload_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), init=False, repr=False)
 
     def _sign_upload(self, key: RepoKey, oid: str, size: int, expires: int) -> str:
         message = f"{key.url_path}\n{oid}\n{size}\n{expires}".encode()

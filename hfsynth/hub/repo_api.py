@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -22,10 +23,10 @@ logger = logging.getLogger(__name__)
 SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
 
 
+@dataclass(frozen=True)
 class RepoApi:
-    def __init__(self, store: HubStore, access: AccessControl) -> None:
-        self.store = store
-        self.access = access
+    store: HubStore
+    access: AccessControl
 
     @staticmethod
     def whoami(request: HubRequest) -> Response:

@@ -68,7 +68,7 @@ def parse_token_spec(spec: str) -> HubToken:
     return HubToken(user=user, token=token, role=role, orgs=orgs)  # type: ignore[arg-type]
 
 
-def token_specs_in_file(path: Path) -> list[tuple[str, str]]:
+def _specs_in_file(path: Path) -> list[tuple[str, str]]:
     """(where, spec) for each spec line of a token file."""
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -83,13 +83,13 @@ def token_specs_in_file(path: Path) -> list[tuple[str, str]]:
     return specs
 
 
-def token_specs_in_environment(environment: Mapping[str, str]) -> list[tuple[str, str]]:
+def _specs_in_environment(environment: Mapping[str, str]) -> list[tuple[str, str]]:
     """(where, spec) for each whitespace-separated spec of HFSYNTH_HUB_TOKENS."""
     specs = environment.get(TOKENS_VARIABLE, "").split()
     return [(f"{TOKENS_VARIABLE} spec {number}", spec) for number, spec in enumerate(specs, start=1)]
 
 
-def parse_token_specs(specs: Iterable[tuple[str, str]]) -> list[HubToken]:
+def _parse_located_specs(specs: Iterable[tuple[str, str]]) -> list[HubToken]:
     """Parse (where, spec) pairs; a bad spec or a token given twice raises TokenSpecError naming where."""
     tokens: list[HubToken] = []
     first_seen: dict[str, str] = {}
@@ -111,5 +111,5 @@ def collect_tokens(
     """Every token from `--token` specs, the token file (if any) and HFSYNTH_HUB_TOKENS, together."""
     specs = [(f"--token #{number}", spec) for number, spec in enumerate(command_line, start=1)]
     if token_file is not None:
-        specs += token_specs_in_file(token_file)
-    return parse_token_specs(specs + token_specs_in_environment(environment))
+        specs += _specs_in_file(token_file)
+    return _parse_located_specs(specs + _specs_in_environment(environment))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -53,10 +54,10 @@ def _deleted_folder(value: dict[str, Any]) -> DeleteFolder:
     return DeleteFolder(validate_repo_path(folder.rstrip("/") if isinstance(folder, str) else folder))
 
 
+@dataclass(frozen=True)
 class Writing:
-    def __init__(self, store: HubStore, access: AccessControl) -> None:
-        self.store = store
-        self.access = access
+    store: HubStore
+    access: AccessControl
 
     def preupload(self, request: HubRequest, key: RepoKey, revision: str, payload: Any) -> Response:
         self.access.writable(request.user, key)
