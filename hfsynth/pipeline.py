@@ -33,7 +33,7 @@ def generate(
 def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = None) -> list:
     """Train the recipe's students on the synthetic dataset: the run's own, a local folder, or a Hub dataset id."""
     from hfsynth.dataset import load_synthetic_dataset
-    from hfsynth.students import train_students
+    from hfsynth.training import train_students
 
     dataset_dir = RunFolder(out_dir).dataset.root
     source = dataset_source or dataset_dir

@@ -80,7 +80,7 @@ def space_run(tmp_path_factory: pytest.TempPathFactory) -> SpaceRun:
 
     from hfsynth.evaluation import run_evaluation
     from hfsynth.recipe import load_recipe
-    from hfsynth.students import train_students
+    from hfsynth.training import train_students
 
     root = tmp_path_factory.mktemp("space-run")
     recipe_path = root / "recipe.yaml"

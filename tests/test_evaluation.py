@@ -15,9 +15,9 @@ from hfsynth.errors import HfsynthError
 from hfsynth.evaluation import LATENCY_TEXTS, run_evaluation
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import EvalFolder
-from hfsynth.students import train_students
+from hfsynth.training import train_students
 from hfsynth.teachers import LabelScores, Prompt, Teacher, load_teacher
-from tests.student_fixtures import LABELS, make_recipe, sib200_rows, synthetic_dataset, write_test_set
+from tests.student_helpers import LABELS, make_recipe, sib200_rows, synthetic_dataset, write_test_set
 
 ROW_FIELDS = {"model", "role", "kind", "language", "macro_f1", "accuracy", "n", "texts_per_s", "latency_ms",
               "train_size", "seed", "per_label", "confusion_matrix"}
