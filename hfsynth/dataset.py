@@ -15,6 +15,7 @@ from typing import Any
 
 import datasets
 
+from hfsynth.cards import write_dataset_card
 from hfsynth.curation import Sample, jaccard_matrix
 from hfsynth.errors import HfsynthError
 from hfsynth.generation import GenerationResult, per_cell_counts
@@ -116,8 +117,6 @@ def diversity_stats(samples: list[Sample], real_texts: dict[str, list[str]]) -> 
 
 def save_dataset(recipe: Recipe, result: GenerationResult, out_dir: Path) -> datasets.DatasetDict:
     """Write the dataset, its card, the recipe, the drop record and the statistics into ``out_dir``."""
-    from hfsynth.cards import write_dataset_card
-
     folder = DatasetFolder(out_dir)
     dataset = build_dataset_dict(recipe, result)
     out_dir.mkdir(parents=True, exist_ok=True)

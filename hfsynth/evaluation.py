@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from hfsynth.cache import call_key
 from hfsynth.embedded import base_model_id
 from hfsynth.errors import HfsynthError
+from hfsynth.hub.repo_ids import teacher_public_id
 from hfsynth.metrics import classification_scores
 from hfsynth.prompts import classification_prompt, prompt_fingerprint
 from hfsynth.realdata import examples_by_label, load_labelled_set, stratified_sample
@@ -145,10 +146,7 @@ class _TeacherSession:
         self.recipe = recipe
         self.teacher = teacher
         self.owned = teacher is None
-        config = recipe.teacher
-        self.model_id = teacher.model_id if teacher else (
-            base_model_id(config.model) if config.backend == "local" else config.model
-        )
+        self.model_id = teacher.model_id if teacher else teacher_public_id(recipe.teacher)
 
     def get(self) -> Teacher:
         if self.teacher is None:

@@ -110,8 +110,8 @@ def space_run(tmp_path_factory: pytest.TempPathFactory) -> SpaceRun:
 
 @pytest.fixture(scope="session")
 def served_space(space_run: SpaceRun) -> Iterator[str]:
-    """The Space served from the run by ``hfsynth.space.serve`` in this process; yields its URL."""
-    from hfsynth.space import serve
+    """The Space served from the run by ``hfsynth.space.commands.serve`` in this process; yields its URL."""
+    from hfsynth.space.commands import serve
 
     with pytest.MonkeyPatch.context() as patch:
         # Offline tests: no telemetry from the app or the client.
