@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -45,10 +44,27 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@app.callback()
+def main_options(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False,
+                                         help="Show library logs, warnings and progress bars (-vv: debug). "
+                                              "Also HFSYNTH_VERBOSITY=quiet|info|debug.")] = 0,
+) -> None:
+    """Let a large LLM teach small models: synthetic data, students, evaluation, the Hub."""
+    from hfsynth import logs
+
+    try:
+        logs.configure(verbose)
+    except ValueError as error:
+        console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
 def _quiet_libraries() -> None:
-    # Library chatter (and any request URL it might log) stays out of the user's terminal and logs.
-    for name in ("httpx", "httpcore", "urllib3", "huggingface_hub", "datasets", "transformers"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # Library chatter (and any request URL it might log) stays at the level hfsynth.logs set (-v shows it).
+    from hfsynth.logs import apply_to_loaded_libraries
+
+    apply_to_loaded_libraries()
 
 
 def _load(recipe: str):  # noqa: ANN202 - returns hfsynth.recipe.Recipe; imported lazily to keep --help fast

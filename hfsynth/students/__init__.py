@@ -28,6 +28,7 @@ from hfsynth import __version__
 from hfsynth.cache import call_key
 from hfsynth.errors import HfsynthError
 from hfsynth.recipe import Recipe, StudentConfig
+from hfsynth.reproducibility import training_context
 from hfsynth.students.base import META_FILE, Student, read_meta
 from hfsynth.students.params import StudentParams, check_student_params, parse_params
 
@@ -177,7 +178,8 @@ def train_run(
     logger.info("student %s: training on %d examples (%s per label, seed %d)", config.name, len(subset),
                 run.train_size or "all", params.seed)
     started = time.monotonic()
-    student.train(subset, checkpoint_dir, callbacks)
+    with training_context(params.seed):  # seeded, deterministic, fixed thread count (hfsynth.reproducibility)
+        student.train(subset, checkpoint_dir, callbacks)
     seconds = time.monotonic() - started
     student.training = {
         "train_size": run.train_size,
