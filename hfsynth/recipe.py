@@ -16,6 +16,12 @@ from hfsynth.errors import RecipeError
 from hfsynth.languages import is_known_language
 
 
+#: Upper bounds that keep a typo from planning a run that never ends (the plan is held in memory, one request per
+#: call): 100k samples per label and language, 500k teacher calls in a round.
+MAX_SAMPLES_PER_LABEL = 100_000
+MAX_PLANNED_CALLS = 500_000
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -61,6 +67,10 @@ class TeacherConfig(_Strict):
     def _remote_needs_a_target(self) -> TeacherConfig:
         if self.backend == "local" and (self.base_url or self.provider):
             raise ValueError("base_url/provider are only for backend: remote")
+        if self.base_url and self.provider:
+            raise ValueError("give either base_url (an OpenAI-compatible server) or provider, not both")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
         return self
 
 
@@ -75,8 +85,9 @@ class SeedSet(_Strict):
     split: str = "test"
     text_column: str = "text"
     label_column: str = "label"
-    # Maps the set's label names onto the recipe's when they differ.
-    label_map: dict[str, str] = {}
+    # Maps the set's label names onto the recipe's when they differ; a label mapped to null (None) is dropped with
+    # its rows, so a recipe can keep some of a dataset's labels (10 of MASSIVE's 60 intents).
+    label_map: dict[str, str | None] = {}
     # For cards (model-index, datasets): the public Hub dataset a local file is a copy of, e.g. "Davlan/sib200".
     dataset_id: str | None = None
     dataset_config: str | None = None
@@ -98,7 +109,8 @@ class SeedSet(_Strict):
 
 class GenerationConfig(_Strict):
     strategy: Literal["zero-shot", "few-shot"] = "zero-shot"
-    samples_per_label: int = Field(20, ge=1, description="Per label and language, before curation.")
+    samples_per_label: int = Field(20, ge=1, le=MAX_SAMPLES_PER_LABEL,
+                                   description="Per label and language, before curation.")
     samples_per_call: int = Field(5, ge=1, le=50)
     # Li et al.: every few calls, ask for something different from what came before.
     diversity_every: int = Field(3, ge=0)
@@ -132,6 +144,13 @@ class CurationConfig(_Strict):
     min_language_confidence: float = Field(0.5, ge=0.0, le=1.0)
     # Ask the teacher whether each text fits its label; drop those it assigns elsewhere.
     self_check: bool = False
+
+    @model_validator(mode="after")
+    def _word_bounds(self) -> CurationConfig:
+        if self.min_words > self.max_words:
+            raise ValueError(f"min_words ({self.min_words}) is larger than max_words ({self.max_words}): "
+                             "curation would drop every sample")
+        return self
 
 
 class DatasetConfig(_Strict):
@@ -212,13 +231,33 @@ class Recipe(_Strict):
                     raise ValueError(
                         f"{field}[{index}].language {seed_set.language!r} is not one of languages {self.languages}"
                     )
-                unknown = set(seed_set.label_map.values()) - label_names
+                unknown = {value for value in seed_set.label_map.values() if value is not None} - label_names
                 if unknown:
                     raise ValueError(f"{field}[{index}].label_map maps onto unknown labels {sorted(unknown)}")
+        if self.generation.strategy == "few-shot":
+            seeded = {seed_set.language for seed_set in self.generation.seeds}
+            missing = [language for language in self.languages if language not in seeded]
+            if missing:
+                raise ValueError(f"generation.seeds: strategy few-shot has no seeds for languages {missing}; "
+                                 "add a seed set for each, or drop them from languages")
         names = [student.name for student in self.students]
-        if len(set(names)) != len(names):
-            raise ValueError("duplicate student names")
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate student names {duplicates}")
+        calls = self.planned_calls
+        if calls > MAX_PLANNED_CALLS:
+            raise ValueError(
+                f"generation plans {calls:,} teacher calls ({len(self.languages)} language(s) x {len(self.labels)} "
+                f"labels x {self.generation.samples_per_label:,} samples_per_label / "
+                f"{self.generation.samples_per_call} samples_per_call), more than {MAX_PLANNED_CALLS:,}: "
+                "lower samples_per_label or split the recipe")
         return self
+
+    @property
+    def planned_calls(self) -> int:
+        """Teacher calls of the first generation round (top-up rounds ask again only for what curation dropped)."""
+        per_cell = -(-self.generation.samples_per_label // self.generation.samples_per_call)
+        return len(self.languages) * len(self.labels) * per_cell
 
     @property
     def label_names(self) -> list[str]:
@@ -277,6 +316,8 @@ def _resolve_local_paths(recipe: Recipe, base_dir: Path, source: str) -> Recipe:
                 path = (base_dir / seed_set.path).resolve()
                 if not path.is_file():
                     raise RecipeError(f"{source}: field '{field}[{index}].path': file not found: {seed_set.path}")
+                if path.stat().st_size == 0:
+                    raise RecipeError(f"{source}: field '{field}[{index}].path': the file is empty: {seed_set.path}")
                 seed_set = seed_set.model_copy(update={"path": str(path)})
             resolved.append(seed_set)
         return resolved
