@@ -6,6 +6,7 @@ validation problem into one :class:`~hfsynth.errors.RecipeError` line naming the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -229,11 +230,11 @@ class Recipe(_Strict):
             for index, seed_set in enumerate(sets):
                 if seed_set.language not in self.languages:
                     raise ValueError(
-                        f"{field}[{index}].language {seed_set.language!r} is not one of languages {self.languages}"
+                        f"{field}[{index}].language: {seed_set.language!r} is not one of languages {self.languages}"
                     )
                 unknown = {value for value in seed_set.label_map.values() if value is not None} - label_names
                 if unknown:
-                    raise ValueError(f"{field}[{index}].label_map maps onto unknown labels {sorted(unknown)}")
+                    raise ValueError(f"{field}[{index}].label_map: maps onto unknown labels {sorted(unknown)}")
         if self.generation.strategy == "few-shot":
             seeded = {seed_set.language for seed_set in self.generation.seeds}
             missing = [language for language in self.languages if language not in seeded]
@@ -243,15 +244,35 @@ class Recipe(_Strict):
         names = [student.name for student in self.students]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"duplicate student names {duplicates}")
+            raise ValueError(f"students: duplicate student names {duplicates}")
+        self._check_repo_ids()
         calls = self.planned_calls
         if calls > MAX_PLANNED_CALLS:
             raise ValueError(
-                f"generation plans {calls:,} teacher calls ({len(self.languages)} language(s) x {len(self.labels)} "
+                f"generation.samples_per_label: the plan is {calls:,} teacher calls ({len(self.languages)} language(s) x {len(self.labels)} "
                 f"labels x {self.generation.samples_per_label:,} samples_per_label / "
                 f"{self.generation.samples_per_call} samples_per_call), more than {MAX_PLANNED_CALLS:,}: "
                 "lower samples_per_label or split the recipe")
         return self
+
+    def _check_repo_ids(self) -> None:
+        """Repo ids are checked now with huggingface_hub's own rules, not after hours of generation at push time."""
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        organization = self.publish.organization
+        names = [("dataset.repo_id", self.dataset.repo_id),
+                 ("publish.space_repo_id", self.publish.space_repo_id or f"{self.name}-compare")]
+        names += [(f"students[{index}].repo_id", student.repo_id or f"{self.name}-{student.name}")
+                  for index, student in enumerate(self.students)]
+        if organization is not None and "/" in organization:
+            raise ValueError(f"publish.organization: {organization!r} is a namespace: it may not contain '/'")
+        for field, name in names:
+            repo_id = name if "/" in name or not organization else f"{organization}/{name}"
+            try:
+                validate_repo_id(repo_id)
+            except HFValidationError as error:
+                problem = str(error).split(":")[0].replace(" Use `repo_type` argument if needed.", "")
+                raise ValueError(f"{field}: {repo_id!r} is not a valid Hub repo id ({problem})") from None
 
     @property
     def planned_calls(self) -> int:
@@ -275,9 +296,18 @@ def _field_path(location: tuple[Any, ...]) -> str:
     return path or "(top level)"
 
 
+#: A cross-field check names its field first: "generation.seeds: strategy few-shot has no seeds for ...".
+_NAMED_FIELD = re.compile(r"^([A-Za-z_]+(?:\.[A-Za-z_]+|\[\d+\])*): (.+)$", re.DOTALL)
+
+
 def _describe(error: dict[str, Any]) -> str:
     field = _field_path(tuple(error["loc"]))
     kind = error["type"]
+    named = _NAMED_FIELD.match(error["msg"].removeprefix("Value error, ")) if kind == "value_error" else None
+    if named:
+        inner = named.group(1)
+        field = inner if not error["loc"] else f"{field}.{inner}"
+        return f"field {field!r}: {named.group(2)}"
     if kind == "extra_forbidden":
         return f"unknown field {field!r}"
     if kind == "missing":
