@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from hfsynth.checks import check_out_dir
 from hfsynth.errors import HfsynthError
 
 app = typer.Typer(help="Let a large LLM teach small models: synthetic data, students, evaluation, the Hub.",
@@ -135,6 +136,12 @@ def generate(recipe: RecipeArg, out: OutOption,
 
     _quiet_libraries()
     loaded = _load(recipe)
+    check_out_dir(out)
+    generation = loaded.generation
+    console.print(f"plan: {loaded.planned_calls:,} teacher calls ({len(loaded.labels)} labels x "
+                  f"{len(loaded.languages)} language(s) x {generation.samples_per_label} samples in calls of "
+                  f"{generation.samples_per_call}), then top-up calls for what curation drops", highlight=False,
+                  soft_wrap=True)
     with _progress() as progress:
         _, result = pipeline.generate(loaded, out, _generation_progress(progress))
     table, line = _summary(loaded, result)
@@ -165,6 +172,7 @@ def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None) -> N
 
     _quiet_libraries()
     loaded = _load(recipe)
+    check_out_dir(out)
     runs = pipeline.train(loaded, out, dataset)
     table = Table(title=f"{loaded.name}: students")
     for column in ("student", "kind", "train size", "seed", "status", "seconds"):
@@ -201,7 +209,9 @@ def evaluate(recipe: RecipeArg, out: OutOption) -> None:
     from hfsynth import pipeline
 
     _quiet_libraries()
-    results = pipeline.evaluate(_load(recipe), out)
+    loaded = _load(recipe)
+    check_out_dir(out)
+    results = pipeline.evaluate(loaded, out)
     console.print(_results_table(results))
     console.print(f"report: {pipeline.RunLayout(out).eval / 'report.md'}")
 
@@ -223,6 +233,7 @@ def run(recipe: RecipeArg, out: OutOption,
         push: Annotated[bool, typer.Option(help="Publish dataset and students when done.")] = False) -> None:
     """All stages: generate, train, evaluate (and publish with --push). Re-running resumes."""
     loaded = _load(recipe)
+    check_out_dir(out)
     generate(recipe, out, push=False)
     if loaded.students:
         train(recipe, out)
@@ -244,6 +255,7 @@ def space_serve(out: OutOption,
     """Serve the comparison Space on a local run folder."""
     from hfsynth import space
 
+    check_out_dir(out)
     space.serve(out, port=port, host=host)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import datasets
 
+from hfsynth.cache import checkpoint
 from hfsynth.dataset import load_synthetic_dataset, save_dataset
 from hfsynth.errors import HfsynthError
 from hfsynth.generation import GenerationProgress, GenerationResult, generate_samples
@@ -48,6 +49,7 @@ def generate(
 ) -> tuple[datasets.DatasetDict, GenerationResult]:
     """Generate and curate the synthetic dataset into ``out_dir/dataset`` (resuming from the call cache)."""
     layout = RunLayout(out_dir)
+    checkpoint(layout.cache)  # a damaged cache fails now, not after the teacher loaded; a killed run's -wal is merged
     with load_teacher(recipe.teacher) as teacher:
         result = generate_samples(recipe, teacher, layout.cache, progress)
     return save_dataset(recipe, result, layout.dataset), result
