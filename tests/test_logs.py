@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.student_fixtures import LABELS, synthetic_dataset
+from tests.student_helpers import LABELS, synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 # What the libraries print today during a SetFit training (warnings, INFO chatter, tqdm bars, Trainer log dicts).
