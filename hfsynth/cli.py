@@ -177,7 +177,11 @@ def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None) -> N
     _quiet_libraries()
     loaded = _load(recipe)
     check_out_dir(out)
-    runs = pipeline.train(loaded, out, dataset)
+    from hfsynth.logs import training_steps_callback
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        runs = pipeline.train(loaded, out, dataset, callbacks=[training_steps_callback(progress)])
     table = Table(title=f"{loaded.name}: students")
     for column in ("student", "kind", "train size", "seed", "status", "seconds"):
         table.add_column(column)

@@ -48,6 +48,7 @@ def test_train_is_quiet_by_default_and_verbose_with_v(tiny_run: Path) -> None:
     quiet = run_cli("train", "recipe.yaml", "--out", "run", cwd=tiny_run)
     assert quiet.returncode == 0, quiet.stderr
     assert "trained" in quiet.stderr  # hfsynth's own table (its console is stderr)
+    assert "training steps (sf)" in quiet.stderr  # and its own progress display
     for noise in LIBRARY_NOISE:
         assert noise not in quiet.stdout + quiet.stderr, noise
     assert quiet.stdout == ""

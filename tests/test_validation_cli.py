@@ -74,6 +74,8 @@ CASES = [
      "field 'students': duplicate student names ['s']"),
     ("invalid dataset repo id, checked before generating", {"dataset.repo_id": "my synthetic data"},
      "generate --push", "field 'dataset.repo_id': 'my synthetic data' is not a valid Hub repo id"),
+    ("unknown student param", {"students": [{"name": "s", **SETFIT, "params": {"batch_sise": 8}}]}, "train",
+     "field 'students[0].params.batch_sise': unknown setfit parameter"),
     ("invalid student repo id", {"students": [{"name": "s", "repo_id": "a--b", **SETFIT}]}, "train",
      "field 'students[0].repo_id': 'a--b' is not a valid Hub repo id (Cannot have -- or .. in repo_id)"),
     ("samples_per_label beyond the bound", {"generation.samples_per_label": 1_000_000_000}, "generate",
