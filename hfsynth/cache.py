@@ -44,8 +44,8 @@ def _cache_error(path: Path, error: sqlite3.Error) -> CacheError:
         return CacheError(f"{path}: cannot write the teacher call cache ({reason}): check the folder's permissions "
                           "and free space")
     sides = " and ".join(f"{path.name}{suffix}" for suffix in SIDE_SUFFIXES)
-    return CacheError(f"{path}: the teacher call cache is damaged ({reason}): move it aside or delete it (with {sides}, "
-                      "if present) and re-run; the calls it held will be asked again")
+    return CacheError(f"{path}: the teacher call cache is damaged ({reason}): move it aside or delete it "
+                      f"(with {sides}, if present) and re-run; the calls it held will be asked again")
 
 
 def call_key(**parts: Any) -> str:

@@ -257,7 +257,8 @@ class Recipe(_Strict):
         calls = self.planned_calls
         if calls > MAX_PLANNED_CALLS:
             raise ValueError(
-                f"generation.samples_per_label: the plan is {calls:,} teacher calls ({len(self.languages)} language(s) x {len(self.labels)} "
+                f"generation.samples_per_label: the plan is {calls:,} teacher calls "
+                f"({len(self.languages)} language(s) x {len(self.labels)} "
                 f"labels x {self.generation.samples_per_label:,} samples_per_label / "
                 f"{self.generation.samples_per_call} samples_per_call), more than {MAX_PLANNED_CALLS:,}: "
                 "lower samples_per_label or split the recipe")

@@ -72,4 +72,5 @@ def test_unknown_verbosity_is_one_line(tmp_path: Path) -> None:
     result = run_cli("recipes", "validate", str(ROOT / "recipes" / "quickstart.yaml"), cwd=tmp_path,
                      env={"HFSYNTH_VERBOSITY": "loud"})
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == ["error: HFSYNTH_VERBOSITY='loud': use quiet, info or debug (or 0, 1, 2)"]
+    expected = "error: HFSYNTH_VERBOSITY='loud': use quiet, info or debug (or 0, 1, 2)"
+    assert result.stderr.strip().splitlines() == [expected]
