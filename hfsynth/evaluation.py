@@ -40,10 +40,10 @@ from hfsynth.realdata import examples_by_label, load_labelled_set, stratified_sa
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import EvalFolder, RunFolder
 from hfsynth.run_records import EvaluationResults, SummaryEntry
-from hfsynth.training import StudentRun, planned_runs, run_params
 from hfsynth.students.base import Student, read_meta
 from hfsynth.teachers import LabelScores, Teacher, load_teacher
 from hfsynth.templates import render
+from hfsynth.training import StudentRun, planned_runs, run_params
 
 logger = logging.getLogger(__name__)
 
