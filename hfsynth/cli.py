@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from hfsynth.checks import check_out_dir
 from hfsynth.errors import HfsynthError
 from hfsynth.run_folder import RunFolder
 
@@ -49,10 +49,27 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@app.callback()
+def main_options(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False,
+                                         help="Show library logs, warnings and progress bars (-vv: debug). "
+                                              "Also HFSYNTH_VERBOSITY=quiet|info|debug.")] = 0,
+) -> None:
+    """Let a large LLM teach small models: synthetic data, students, evaluation, the Hub."""
+    from hfsynth import logs
+
+    try:
+        logs.configure(verbose)
+    except ValueError as error:
+        console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
 def _quiet_libraries() -> None:
-    # Library chatter (and any request URL it might log) stays out of the user's terminal and logs.
-    for name in ("httpx", "httpcore", "urllib3", "huggingface_hub", "datasets", "transformers"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # Library chatter (and any request URL it might log) stays at the level hfsynth.logs set (-v shows it).
+    from hfsynth.logs import apply_to_loaded_libraries
+
+    apply_to_loaded_libraries()
 
 
 def _load(recipe: str):  # noqa: ANN202 - returns hfsynth.recipe.Recipe; imported lazily to keep --help fast
@@ -123,6 +140,12 @@ def generate(recipe: RecipeArg, out: OutOption,
 
     _quiet_libraries()
     loaded = _load(recipe)
+    check_out_dir(out)
+    generation = loaded.generation
+    console.print(f"plan: {loaded.planned_calls:,} teacher calls ({len(loaded.labels)} labels x "
+                  f"{len(loaded.languages)} language(s) x {generation.samples_per_label} samples in calls of "
+                  f"{generation.samples_per_call}), then top-up calls for what curation drops", highlight=False,
+                  soft_wrap=True)
     with _progress() as progress:
         _, result = pipeline.generate(loaded, out, _generation_progress(progress))
     table, line = _summary(loaded, result)
@@ -153,7 +176,12 @@ def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None) -> N
 
     _quiet_libraries()
     loaded = _load(recipe)
-    runs = pipeline.train(loaded, out, dataset)
+    check_out_dir(out)
+    from hfsynth.logs import training_steps_callback
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        runs = pipeline.train(loaded, out, dataset, callbacks=[training_steps_callback(progress)])
     table = Table(title=f"{loaded.name}: students")
     for column in ("student", "kind", "train size", "seed", "status", "seconds"):
         table.add_column(column)
@@ -188,7 +216,9 @@ def evaluate(recipe: RecipeArg, out: OutOption) -> None:
     from hfsynth import pipeline
 
     _quiet_libraries()
-    results = pipeline.evaluate(_load(recipe), out)
+    loaded = _load(recipe)
+    check_out_dir(out)
+    results = pipeline.evaluate(loaded, out)
     console.print(_results_table(results))
     console.print(f"report: {RunFolder(out).eval.report}")
 
@@ -210,6 +240,7 @@ def run(recipe: RecipeArg, out: OutOption,
         push: Annotated[bool, typer.Option(help="Publish dataset and students when done.")] = False) -> None:
     """All stages: generate, train, evaluate (and publish with --push). Re-running resumes."""
     loaded = _load(recipe)
+    check_out_dir(out)
     generate(recipe, out, push=False)
     if loaded.students:
         train(recipe, out)
@@ -231,6 +262,7 @@ def space_serve(out: OutOption,
     """Serve the comparison Space on a local run folder."""
     from hfsynth.space.commands import serve
 
+    check_out_dir(out)
     serve(out, port=port, host=host)
 
 

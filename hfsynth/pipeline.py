@@ -6,10 +6,13 @@ The run folder ``DIR`` and every name in it: :mod:`hfsynth.run_folder`.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 
+from hfsynth.cache import checkpoint
 from hfsynth.dataset import load_synthetic_dataset, save_dataset
 from hfsynth.errors import HfsynthError
 from hfsynth.generation import GenerationProgress, GenerationResult, generate_samples
@@ -20,19 +23,27 @@ from hfsynth.run_folder import CHECKPOINTS_DIR, RunFolder
 from hfsynth.run_records import EvaluationResults
 from hfsynth.teachers import load_teacher
 
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
 
 def generate(
     recipe: Recipe, out_dir: Path, progress: GenerationProgress | None = None
 ) -> tuple[datasets.DatasetDict, GenerationResult]:
     """Generate and curate the synthetic dataset into ``out_dir/dataset`` (resuming from the call cache)."""
     run_folder = RunFolder(out_dir)
+    checkpoint(run_folder.cache)  # a damaged cache fails now, not after the teacher loaded; a killed run's -wal merged
     with load_teacher(recipe.teacher) as teacher:
         result = generate_samples(recipe, teacher, run_folder.cache, progress)
     return save_dataset(recipe, result, run_folder.dataset.root), result
 
 
-def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = None) -> list:
-    """Train the recipe's students on the synthetic dataset: the run's own, a local folder, or a Hub dataset id."""
+def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = None,
+          callbacks: Sequence[TrainerCallback] = ()) -> list:
+    """Train the recipe's students on the synthetic dataset: the run's own, a local folder, or a Hub dataset id.
+
+    ``callbacks`` go to every training's Trainer (the CLI's progress display).
+    """
     from hfsynth.dataset import load_synthetic_dataset
     from hfsynth.training import train_students
 
@@ -41,7 +52,7 @@ def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = Non
     if dataset_source is None and not dataset_dir.is_dir():
         raise HfsynthError(f"{dataset_dir}: no synthetic dataset yet: run `hfsynth generate` first, "
                            "or pass --dataset with a folder or a Hub dataset id")
-    return train_students(recipe, load_synthetic_dataset(source), out_dir)
+    return train_students(recipe, load_synthetic_dataset(source), out_dir, callbacks=callbacks)
 
 
 def evaluate(recipe: Recipe, out_dir: Path) -> EvaluationResults:

@@ -20,6 +20,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from hfsynth.embedded import resolve_model
+from hfsynth.logs import quiet_trainer
 from hfsynth.scoring import device_and_dtype
 from hfsynth.students.base import Student
 from hfsynth.students.params import EncoderParams
@@ -63,6 +64,7 @@ class EncoderStudent(Student):
             data_collator=DataCollatorWithPadding(self.tokenizer),
             callbacks=list(callbacks),
         )
+        quiet_trainer(trainer)  # no stdout log dicts or bars unless -v (hfsynth.logs)
         trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoint_dir)))
         self.model.eval()
 

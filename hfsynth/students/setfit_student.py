@@ -14,6 +14,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from hfsynth.embedded import resolve_model
+from hfsynth.logs import quiet_trainer
 from hfsynth.scoring import device_and_dtype
 from hfsynth.students.base import Student
 from hfsynth.students.params import SetFitParams
@@ -49,6 +50,7 @@ class SetFitStudent(Student):
         )
         trainer = Trainer(model=self.model, args=args, train_dataset=train_data.select_columns(["text", "label"]),
                           callbacks=list(callbacks))
+        quiet_trainer(trainer.st_trainer)  # no stdout log dicts or bars unless -v (hfsynth.logs)
         body = self.model.model_body
         body.max_seq_length = params.max_length  # setfit's own max_length only reaches a differentiable head
         if body.default_prompt_name:

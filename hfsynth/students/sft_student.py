@@ -23,6 +23,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from hfsynth.embedded import base_model_id, resolve_model
+from hfsynth.logs import quiet_trainer
 from hfsynth.prompts import classification_prompt
 from hfsynth.run_folder import StudentFolder
 from hfsynth.scoring import device_and_dtype, label_continuations
@@ -96,6 +97,7 @@ class SFTStudent(Student):
             peft_config=lora,
             callbacks=list(callbacks),
         )
+        quiet_trainer(trainer)  # no stdout log dicts or bars unless -v (hfsynth.logs)
         trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoint_dir)))
         self.peft_model = trainer.model
 
