@@ -20,7 +20,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from hfsynth.embedded import resolve_model
-from hfsynth.scoring import device_and_dtype
+from hfsynth.language_model import device_and_dtype
 from hfsynth.students.base import Student
 from hfsynth.students.params import EncoderParams
 

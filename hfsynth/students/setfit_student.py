@@ -1,5 +1,10 @@
 """SetFit: contrastive fine-tuning of a sentence-transformers body on pairs of synthetic texts, then a logistic
-regression head on its embeddings. Cheap on CPU and strong with few examples per label."""
+regression head on its embeddings. Cheap on CPU and strong with few examples per label.
+
+``body_training`` chooses what the contrastive phase updates (:class:`~hfsynth.students.params.SetFitParams`): a
+frozen parameter is left out of the optimizer (transformers' Trainer builds its groups from parameters that require
+gradients), so it costs neither gradient nor optimizer memory.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from hfsynth.embedded import resolve_model
-from hfsynth.scoring import device_and_dtype
+from hfsynth.language_model import device_and_dtype
 from hfsynth.students.base import Student
 from hfsynth.students.params import SetFitParams
 
@@ -51,6 +56,12 @@ class SetFitStudent(Student):
                           callbacks=list(callbacks))
         body = self.model.model_body
         body.max_seq_length = params.max_length  # setfit's own max_length only reaches a differentiable head
+        if params.body_training == "none":
+            # The pretrained body as a frozen encoder: only the head is fitted, on its embeddings.
+            trainer.train_classifier(list(train_data["text"]), list(train_data["label"]))
+            return
+        if params.body_training == "frozen-embeddings":
+            body[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
         if body.default_prompt_name:
             # The body prefixes its default prompt (e5: "query: ") when encoding, but sentence-transformers' trainer
             # only when told: train on the same inputs the head and predictions will see.
