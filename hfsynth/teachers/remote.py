@@ -28,7 +28,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse, urlunparse
@@ -76,6 +76,7 @@ class RemoteTeacher(Teacher):
         self._backoff_base = backoff_base
         self._token = get_token()
         self._target = config.base_url or f"provider {config.provider or 'auto'}"
+        self._completions_url = _completions_url(config.base_url) if config.base_url else ""
         self._client = InferenceClient(
             base_url=config.base_url,
             provider=config.provider,
@@ -157,7 +158,6 @@ class RemoteTeacher(Teacher):
                 stop.set()
                 for future in futures:
                     future.cancel()
-                wait(futures)
         return answers
 
     def _complete(self, request: dict[str, Any], stop: threading.Event) -> str:
@@ -199,10 +199,8 @@ class RemoteTeacher(Teacher):
             output = self._client.chat_completion(model=self.config.model, **request)
             return _chat_text(output), dict(output.usage or {})
         payload = {"model": self.config.model, **{key: value for key, value in request.items() if value is not None}}
-        response = get_session().post(
-            _completions_url(self.config.base_url or ""), json=payload, headers=build_hf_headers(token=self._token),
-            timeout=self.config.timeout,
-        )
+        response = get_session().post(self._completions_url, json=payload, headers=build_hf_headers(token=self._token),
+                                      timeout=self.config.timeout)
         hf_raise_for_status(response)
         return _completion_text(response)
 
