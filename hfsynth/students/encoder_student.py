@@ -20,8 +20,8 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from hfsynth.embedded import resolve_model
+from hfsynth.language_model import device_and_dtype
 from hfsynth.logs import quiet_trainer
-from hfsynth.scoring import device_and_dtype
 from hfsynth.students.base import Student
 from hfsynth.students.params import EncoderParams
 from hfsynth.students.training_args import trainer_arguments
