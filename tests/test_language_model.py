@@ -146,6 +146,18 @@ def test_completion_scores_equal_unbatched_reference(gemma: LanguageModel, prefi
     assert_scores_close(scores, reference_scores(gemma, prompts, LABELS))
 
 
+def test_prompts_that_share_nothing_are_packed_without_a_prefix(smollm2: LanguageModel) -> None:
+    # SmolLM2 prompted with plain documents: its tokenizer adds no BOS, so these share not even one token.
+    plain = LanguageModel(smollm2.model, smollm2.tokenizer, chat=False)
+    prompts = [Prompt(messages=(), completion=f"{topic}: {text}\nLabel:")
+               for topic, text in (("Sports", TEXTS[0]), ("Politics", TEXTS[2]))]
+    assert plain.encode(prompts[:1])[0][0] != plain.encode(prompts[1:])[0][0]
+    prefix = PrefixCache()
+    scores = plain.label_log_likelihoods(prompts, LABELS, batch_size=2, prefix=prefix)
+    assert prefix.ids == [] and prefix.tokens_read == 0
+    assert_scores_close(scores, reference_scores(plain, prompts, LABELS))
+
+
 @pytest.mark.slow
 def test_prompts_longer_than_a_sliding_window_are_read_whole(gemma: LanguageModel) -> None:
     """Gemma 3's sliding-window layers see 512 tokens: a packed row would not compute the same beyond that."""
