@@ -46,7 +46,8 @@ def training_data(per_label: int, label_names: Sequence[str]) -> tuple[Any, list
         with (ROOT / "data" / "sib200" / "eng_Latn" / f"{split}.jsonl").open(encoding="utf-8") as handle:
             return [json.loads(line) for line in handle]
 
-    train = [row for label in label_names for row in [row for row in rows("train") if row["label"] == label][:per_label]]
+    train_rows = rows("train")
+    train = [row for label in label_names for row in [row for row in train_rows if row["label"] == label][:per_label]]
     columns = {"text": [row["text"] for row in train], "label": [row["label"] for row in train],
                "language": ["en"] * len(train), "teacher": ["real"] * len(train),
                "strategy": ["real"] * len(train), "prompt_id": ["real"] * len(train)}
@@ -159,7 +160,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"{result['train_rows']} real SIB-200 English training sentences ({result['per_label']} per topic) standing in "
         f"for synthetic data, {result['steps']} contrastive steps of batch 16 (max length 64), macro-F1 on the "
-        f"{result['test_rows']} English test sentences; {result['repeats']} repeats (seeds 0..{result['repeats'] - 1}), "
+        f"{result['test_rows']} English test sentences; {result['repeats']} repeats "
+        f"(seeds 0..{result['repeats'] - 1}), "
         f"median (min-max). The two trained settings of a repeat ran side by side, {result['threads']} torch thread(s) "
         f"each, on a shared {result['machine']['cpus']}-core CPU; step times over the steps both were running "
         f"({', '.join(map(str, summary['compared_full_steps']))} full steps per repeat).",
