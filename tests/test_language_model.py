@@ -79,12 +79,14 @@ def test_load_and_render(smollm2: LanguageModel, gemma: LanguageModel) -> None:
     assert smollm2.render(prompt).endswith("<|im_start|>user\nHello?<|im_end|>\n<|im_start|>assistant\n")
     assert gemma.render(prompt) == "Text: Hello?\nLabel:"
     # A chat template writes its own special tokens; a plain document gets the tokenizer's BOS.
-    assert smollm2.encode([prompt])[0] == smollm2.tokenizer(smollm2.render(prompt), add_special_tokens=False)["input_ids"]
+    rendered = smollm2.render(prompt)
+    assert smollm2.encode([prompt])[0] == smollm2.tokenizer(rendered, add_special_tokens=False)["input_ids"]
     assert gemma.encode([prompt])[0][0] == gemma.tokenizer.bos_token_id
 
 
 def test_load_reports_one_line_errors(tmp_path: Path) -> None:
-    with pytest.raises(HfsynthError, match="^model 'gemma-3-270m' has no chat template: use prompt_format: completion$"):
+    no_template = "^model 'gemma-3-270m' has no chat template: use prompt_format: completion$"
+    with pytest.raises(HfsynthError, match=no_template):
         LanguageModel.load("gemma-3-270m", torch.device("cpu"), torch.float32, prompt_format="chat")
     with pytest.raises(HfsynthError, match=r"^model '.*' cannot be loaded: [^\n]*$"):
         LanguageModel.load(str(tmp_path), torch.device("cpu"), torch.float32)
@@ -100,11 +102,10 @@ def test_chat_scores_equal_unbatched_reference(smollm2: LanguageModel, recipe: R
                                                prefix: PrefixCache | None) -> None:
     prompts = sib200_prompts(recipe, TEXTS)
     # Prompts of different lengths in one batch; max_label_rows=2 forces several label passes on whole prompts.
-    scores = score_continuations(
-        smollm2.model, smollm2.encode(prompts),
-        [smollm2.tokenizer(text, add_special_tokens=False)["input_ids"] for text in smollm2.label_continuations(LABELS)],
-        batch_size=2, max_label_rows=2, prefix=prefix,
-    )
+    continuations = [smollm2.tokenizer(text, add_special_tokens=False)["input_ids"]
+                     for text in smollm2.label_continuations(LABELS)]
+    scores = score_continuations(smollm2.model, smollm2.encode(prompts), continuations, batch_size=2,
+                                 max_label_rows=2, prefix=prefix)
     assert_scores_close(scores, reference_scores(smollm2, prompts, LABELS))
     if prefix is not None:  # the instructions and demonstrations, up to where the texts differ, were read once
         assert 300 < len(prefix.ids) == prefix.tokens_read < min(map(len, smollm2.encode(prompts)))
@@ -144,6 +145,18 @@ def test_completion_scores_equal_unbatched_reference(gemma: LanguageModel, prefi
     assert len({len(gemma.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in continuations}) > 1
     scores = gemma.label_log_likelihoods(prompts, LABELS, batch_size=2, prefix=prefix)
     assert_scores_close(scores, reference_scores(gemma, prompts, LABELS))
+
+
+def test_prompts_that_share_nothing_are_packed_without_a_prefix(smollm2: LanguageModel) -> None:
+    # SmolLM2 prompted with plain documents: its tokenizer adds no BOS, so these share not even one token.
+    plain = LanguageModel(smollm2.model, smollm2.tokenizer, chat=False)
+    prompts = [Prompt(messages=(), completion=f"{topic}: {text}\nLabel:")
+               for topic, text in (("Sports", TEXTS[0]), ("Politics", TEXTS[2]))]
+    assert plain.encode(prompts[:1])[0][0] != plain.encode(prompts[1:])[0][0]
+    prefix = PrefixCache()
+    scores = plain.label_log_likelihoods(prompts, LABELS, batch_size=2, prefix=prefix)
+    assert prefix.ids == [] and prefix.tokens_read == 0
+    assert_scores_close(scores, reference_scores(plain, prompts, LABELS))
 
 
 @pytest.mark.slow

@@ -147,7 +147,7 @@ def test_classification_picks_the_obvious_label(teacher_name: str, request: pyte
 def test_classification_reads_the_shared_prefix_once_and_scores_as_whole_prompts(smollm2: LocalTeacher) -> None:
     prompts = [classification_prompt(text) for text, _ in CLEAR_CASES]
     smollm2.prefix.tokens_read = 0
-    # In two calls, as the evaluation sends them: the second reuses the instructions and demonstrations read by the first.
+    # In two calls, as the evaluation sends them: the second reuses the instructions and demonstrations the first read.
     results = smollm2.classify(prompts[:2], LABELS) + smollm2.classify(prompts[2:], LABELS)
     prompt_lengths = [len(ids) for ids in smollm2.lm.encode(prompts)]
     assert 0 < smollm2.prefix.tokens_read < prompt_lengths[0]

@@ -460,8 +460,10 @@ def test_answers_are_handed_over_as_their_requests_complete() -> None:
         make_teacher(fake.base_url, max_concurrency=3) as teacher,
     ):
         arrived: list[tuple[int, str, threading.Thread]] = []
-        answers = teacher.generate([chat(f"prompt {index}") for index in range(3)], SamplingParams(), seed=0,
-                                   on_answer=lambda index, text: arrived.append((index, text, threading.current_thread())))
+        answers = teacher.generate(
+            [chat(f"prompt {index}") for index in range(3)], SamplingParams(), seed=0,
+            on_answer=lambda index, text: arrived.append((index, text, threading.current_thread())),
+        )
     assert sorted(answers) == ["fast", "fast", "slow"]
     assert [text for _, text, _ in arrived] == ["fast", "fast", "slow"]
     assert all(answers[index] == text for index, text, _ in arrived)  # indices into the prompts, results in order
