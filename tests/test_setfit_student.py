@@ -16,9 +16,10 @@ from transformers import TrainerCallback
 
 from hfsynth.embedded import resolve_model
 from hfsynth.errors import RecipeError
-from hfsynth.students.params import SetFitParams, parse_params
+from hfsynth.students.params import SetFitParams
+from hfsynth.students.registry import parse_params
 from hfsynth.students.setfit_student import SetFitStudent
-from tests.student_fixtures import LABELS, make_recipe, sib200_rows, synthetic_dataset
+from tests.student_helpers import LABELS, make_recipe, sib200_rows, synthetic_dataset
 
 MODEL = "all-minilm-l6-v2"
 
