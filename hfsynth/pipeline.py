@@ -16,10 +16,10 @@ import datasets
 
 from hfsynth.dataset import load_synthetic_dataset, save_dataset
 from hfsynth.errors import HfsynthError
+from hfsynth.execution import LOCAL, Engine
 from hfsynth.generation import GenerationProgress, GenerationResult, generate_samples
 from hfsynth.hub.publish import push_dataset, push_folder, qualified_repo_id
 from hfsynth.recipe import Recipe, StudentConfig
-from hfsynth.teachers import load_teacher
 
 
 @dataclass(frozen=True)
@@ -44,16 +44,19 @@ class RunLayout:
 
 
 def generate(
-    recipe: Recipe, out_dir: Path, progress: GenerationProgress | None = None
+    recipe: Recipe, out_dir: Path, progress: GenerationProgress | None = None, engine: Engine | None = None
 ) -> tuple[datasets.DatasetDict, GenerationResult]:
-    """Generate and curate the synthetic dataset into ``out_dir/dataset`` (resuming from the call cache)."""
+    """Generate and curate the synthetic dataset into ``out_dir/dataset`` (resuming from the call cache).
+
+    ``engine``: where the teacher runs (:mod:`hfsynth.execution`; default: in this process)."""
     layout = RunLayout(out_dir)
-    with load_teacher(recipe.teacher) as teacher:
+    with (engine or LOCAL).load_teacher(recipe) as teacher:
         result = generate_samples(recipe, teacher, layout.cache, progress)
     return save_dataset(recipe, result, layout.dataset), result
 
 
-def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = None) -> list:
+def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = None,
+          engine: Engine | None = None) -> list:
     """Train the recipe's students on the synthetic dataset: the run's own, a local folder, or a Hub dataset id."""
     from hfsynth.dataset import load_synthetic_dataset
     from hfsynth.students import train_students
@@ -63,14 +66,14 @@ def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = Non
     if dataset_source is None and not layout.dataset.is_dir():
         raise HfsynthError(f"{layout.dataset}: no synthetic dataset yet: run `hfsynth generate` first, "
                            "or pass --dataset with a folder or a Hub dataset id")
-    return train_students(recipe, load_synthetic_dataset(source), out_dir)
+    return train_students(recipe, load_synthetic_dataset(source), out_dir, engine=engine)
 
 
-def evaluate(recipe: Recipe, out_dir: Path) -> dict[str, Any]:
+def evaluate(recipe: Recipe, out_dir: Path, engine: Engine | None = None) -> dict[str, Any]:
     """Teacher and students on the real test sets; results, report and plots into ``out_dir/eval``, then cards."""
     from hfsynth.evaluation import run_evaluation
 
-    results = run_evaluation(recipe, out_dir)
+    results = run_evaluation(recipe, out_dir, engine=engine)
     write_cards(recipe, out_dir, results)
     return results
 

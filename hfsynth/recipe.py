@@ -45,7 +45,8 @@ class TeacherConfig(_Strict):
     # An embedded short name (see hfsynth.embedded), a local folder, or a Hub model id.
     model: str = Field(min_length=1)
     # Remote backend: an OpenAI-compatible server (TGI, vLLM, `transformers serve`) or a Hub inference provider.
-    base_url: str | None = None
+    # A list of URLs: replicas of one deployment (one server per node); calls are spread over them.
+    base_url: str | list[str] | None = None
     provider: str | None = None
     # "auto": chat template when the tokenizer has one, completion-style few-shot prompts otherwise.
     prompt_format: Literal["auto", "chat", "completion"] = "auto"
@@ -61,6 +62,11 @@ class TeacherConfig(_Strict):
     def _remote_needs_a_target(self) -> TeacherConfig:
         if self.backend == "local" and (self.base_url or self.provider):
             raise ValueError("base_url/provider are only for backend: remote")
+        if isinstance(self.base_url, list):
+            if not self.base_url:
+                raise ValueError("base_url: give at least one replica URL")
+            if len(set(self.base_url)) != len(self.base_url):
+                raise ValueError("base_url: the same replica URL is listed twice")
         return self
 
 
@@ -160,6 +166,39 @@ class EvaluationConfig(_Strict):
     seed: int = 0
 
 
+class WorkResources(_Strict):
+    """What one unit of work asks the Ray cluster for (``ray.remote`` options); ignored by the local engine."""
+
+    num_cpus: float = Field(1, ge=0)
+    num_gpus: float = Field(0, ge=0)
+    # Custom resources declared by the cluster's nodes, e.g. {"teacher_node": 1}.
+    resources: dict[str, float] = {}
+
+
+class TeacherReplicas(WorkResources):
+    # Ray actors, each holding one teacher (a local model on its own GPU/CPU share, or a remote client).
+    replicas: int = Field(1, ge=1)
+
+
+class ExecutionConfig(_Strict):
+    """Where the work runs: this process (``local``) or a Ray cluster (``ray``, the ``hfsynth[ray]`` extra)."""
+
+    engine: Literal["local", "ray"] = "local"
+    # "auto" (the running cluster), "ray://host:10001" (Ray Client), "host:6379"; unset: start a local Ray instance.
+    address: str | None = None
+    teacher: TeacherReplicas = TeacherReplicas()
+    students: WorkResources = WorkResources()  # per student run (student x train size x repeat)
+    evaluation: WorkResources = WorkResources()  # per (student run, test set) evaluation
+    # A worker or actor that dies mid-unit: the unit runs again this many times (Ray task retries, actor restarts).
+    max_retries: int = Field(3, ge=0)
+
+    @model_validator(mode="after")
+    def _address_is_for_ray(self) -> ExecutionConfig:
+        if self.address is not None and self.engine != "ray":
+            raise ValueError("address is only for engine: ray")
+        return self
+
+
 class PublishConfig(_Strict):
     organization: str | None = None
     private: bool = False
@@ -179,6 +218,7 @@ class Recipe(_Strict):
     students: list[StudentConfig] = []
     evaluation: EvaluationConfig = EvaluationConfig()
     publish: PublishConfig = PublishConfig()
+    execution: ExecutionConfig = ExecutionConfig()
 
     # The YAML text as the user wrote it: written beside artifacts (resolved paths are machine-specific).
     _source_text: str = PrivateAttr("")

@@ -1,0 +1,443 @@
+"""The Ray engine: a recipe's teacher calls, student runs and evaluations on a Ray cluster (``hfsynth[ray]``).
+
+- **Teacher**: ``execution.teacher.replicas`` Ray actors, each holding one teacher built from the recipe's
+  ``teacher:`` section (a local model on the GPU/CPU share the actor asked for, or a remote client, which may itself
+  spread its requests over a list of replica URLs). The replicas' resources are reserved together in one placement
+  group, spread over nodes, so that several recipes on one cluster never deadlock holding half their replicas each.
+  Units (the cache's fixed batches) go to the actors through ``ray.util.ActorPool`` and stream back to the driver as
+  they finish; the driver alone writes them to its call cache. Actors restart and re-run the unit they were running
+  when their process or node died (``max_restarts`` / ``max_task_retries``); nothing reached the cache half-written.
+- **Student runs** and **evaluations** are Ray tasks with the recipe's resources and ``max_retries``. A retried
+  student run resumes from the checkpoints in its run folder.
+
+What travels through Ray: prompts, answers, the synthetic training data, the test sets and the results rows. What
+must be on storage shared by the driver and every node: the run folder (``--out``), where student tasks write their
+students and evaluation tasks read them. Every task first checks that it sees a file the driver has just written
+there, and the driver checks that it sees every student a task wrote; a set-up where that fails stops with a message
+saying so, never with partial results. The call cache stays with the driver.
+
+Reproducibility: a unit's answers depend only on its content (prompts, sampling, batch seed), never on the actor that
+ran it. On CPU, torch's results in bfloat16 also depend on its thread count, so each actor and task uses as many
+threads as the CPUs it asked for (``num_cpus``); the local engine uses torch's default (all cores, or
+``OMP_NUM_THREADS``). Give both the same count and the same hardware for byte-identical datasets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hfsynth.errors import HfsynthError
+from hfsynth.execution import ClassifyUnit, Engine, GenerateUnit, TeacherPool
+from hfsynth.recipe import ExecutionConfig, Recipe, TeacherConfig, WorkResources
+from hfsynth.teachers.base import LabelScores, Teacher, TeacherStats
+
+try:
+    import ray
+    from ray.util.actor_pool import ActorPool
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+except ImportError:  # pragma: no cover - depends on the installation
+    raise HfsynthError("the Ray engine needs Ray, which is not installed: pip install 'hfsynth[ray]'") from None
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import TrainerCallback
+
+    from hfsynth.evaluation import TestSet
+    from hfsynth.students import StudentRun, TrainedRun
+
+logger = logging.getLogger(__name__)
+
+#: The driver's environment variables that Ray workers get too (when set): Hub endpoint and offline mode, token,
+#: hfsynth's model cache, and the import path.
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_TOKEN", "TRANSFORMERS_OFFLINE",
+                 "HF_DATASETS_OFFLINE", "HFSYNTH_CACHE", "PYTHONPATH")
+#: How often the driver says it is still waiting for cluster resources.
+_WAIT_NOTICE_SECONDS = 30.0
+
+TeacherFactory = Callable[[TeacherConfig], Teacher]
+
+
+class SharedStorageError(HfsynthError):
+    """A Ray node does not see the run folder the driver sees."""
+
+
+def _runtime_env() -> dict[str, Any] | None:
+    env_vars = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
+    return {"env_vars": env_vars} if env_vars else None
+
+
+def _threads(num_cpus: float) -> int | None:
+    """Torch threads for a unit that asked for ``num_cpus`` CPUs (None: leave torch's default)."""
+    return max(1, int(num_cpus)) if num_cpus >= 1 else None
+
+
+def _limit_threads(threads: int | None) -> None:
+    if threads is not None and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _demand(spec: WorkResources) -> dict[str, float]:
+    demand = {"CPU": spec.num_cpus, "GPU": spec.num_gpus, **spec.resources}
+    return {name: amount for name, amount in demand.items() if amount > 0}
+
+
+def _describe_demand(demand: dict[str, float]) -> str:
+    return ", ".join(f"{name}={amount:g}" for name, amount in demand.items()) or "nothing"
+
+
+def _check_fits(demand: dict[str, float], what: str, field: str) -> None:
+    """Fail at once, rather than wait forever, when no node of the cluster could ever run the unit."""
+    if not demand:
+        return
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if any(all(resources.get(name, 0) >= amount for name, amount in demand.items()) for resources in nodes):
+        return
+    offered = "; ".join(_describe_demand({k: v for k, v in resources.items()
+                                          if not k.startswith(("node:", "memory", "object_store_memory"))})
+                        for resources in nodes)
+    raise HfsynthError(f"no node of the Ray cluster has {_describe_demand(demand)} for {what} (its nodes have: "
+                       f"{offered or 'no nodes'}): lower execution.{field} in the recipe or add such a node")
+
+
+def _cause(error: BaseException) -> BaseException:
+    """The hfsynth error inside a Ray error, if there is one (a task's own exception travels as its ``cause``)."""
+    seen = 0
+    while seen < 5 and not isinstance(error, HfsynthError):
+        inner = getattr(error, "cause", None)
+        if not isinstance(inner, BaseException):
+            break
+        error, seen = inner, seen + 1
+    return error
+
+
+def _reraise(error: BaseException, what: str, retries: int) -> None:
+    cause = _cause(error)
+    if isinstance(cause, HfsynthError):
+        raise cause from None
+    if isinstance(error, (ray.exceptions.ActorDiedError, ray.exceptions.WorkerCrashedError,
+                          ray.exceptions.NodeDiedError, ray.exceptions.ActorUnavailableError)):
+        raise HfsynthError(f"{what}: its Ray worker died {retries + 1} times (execution.max_retries is {retries}); "
+                           "everything finished so far is kept: run the same command to resume") from error
+    raise error
+
+
+@dataclass(frozen=True)
+class SharedFolderProbe:
+    """A file the driver writes into the run folder; a task that cannot read it is on a node without the folder."""
+
+    path: str
+    token: str
+    driver_host: str
+
+    @classmethod
+    def create(cls, folder: Path) -> SharedFolderProbe:
+        folder.mkdir(parents=True, exist_ok=True)
+        token = uuid.uuid4().hex
+        path = folder / f".hfsynth-ray-probe-{token}"
+        path.write_text(token, encoding="utf-8")
+        return cls(str(path), token, socket.gethostname())
+
+    def check(self) -> None:
+        try:
+            seen = Path(self.path).read_text(encoding="utf-8") == self.token
+        except OSError:
+            seen = False
+        if not seen:
+            raise SharedStorageError(
+                f"Ray node {socket.gethostname()} does not see the run folder {Path(self.path).parent} that the driver "
+                f"({self.driver_host}) writes: put --out on storage shared by the driver and every Ray node (NFS, a "
+                "cluster file system), mounted at the same path"
+            )
+
+    def remove(self) -> None:
+        Path(self.path).unlink(missing_ok=True)
+
+
+# --- remote functions: they run on the workers ----------------------------------------------------------------------
+
+
+class TeacherActor:
+    """One teacher replica: builds the teacher once, then runs units one at a time."""
+
+    def __init__(self, config: TeacherConfig, factory: TeacherFactory | None, threads: int | None) -> None:
+        if factory is None:
+            from hfsynth.teachers import load_teacher
+
+            factory = load_teacher
+        self.teacher = factory(config)
+        self.threads = threads
+        _limit_threads(threads)
+
+    def describe(self) -> dict[str, Any]:
+        context = ray.get_runtime_context()
+        return {"model_id": self.teacher.model_id, "uses_chat": self.teacher.uses_chat,
+                "batch_size": self.teacher.batch_size, "node_id": context.get_node_id(), "pid": os.getpid(),
+                "gpu_ids": ray.get_gpu_ids()}
+
+    def generate(self, index: int, unit: GenerateUnit) -> tuple[int, list[str]]:
+        _limit_threads(self.threads)
+        return index, self.teacher.generate(list(unit.prompts), unit.sampling, unit.seed)
+
+    def classify(self, index: int, unit: ClassifyUnit) -> tuple[int, list[LabelScores], float]:
+        _limit_threads(self.threads)
+        started = time.perf_counter()
+        scores = self.teacher.classify(list(unit.prompts), list(unit.labels))
+        return index, scores, time.perf_counter() - started
+
+    def stats(self) -> TeacherStats:
+        return self.teacher.stats
+
+    def close(self) -> None:
+        self.teacher.close()
+
+
+def train_task(recipe: Recipe, run: StudentRun, train_data: datasets.Dataset,
+               callbacks: Sequence[TrainerCallback], probe: SharedFolderProbe,
+               threads: int | None) -> tuple[TrainedRun, str, str]:
+    """One student run on a worker: (result, the fingerprint it wrote, the node's host name)."""
+    import torch
+
+    from hfsynth.students import train_run
+    from hfsynth.students.base import read_meta
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    probe.check()
+    trained = train_run(recipe, run, train_data, callbacks)
+    meta = read_meta(run.directory)
+    return trained, (meta or {}).get("training", {}).get("fingerprint", ""), socket.gethostname()
+
+
+def evaluate_task(recipe: Recipe, run: StudentRun, test_set: TestSet, probe: SharedFolderProbe,
+                  threads: int | None) -> dict[str, Any]:
+    """One (student run, test set) evaluation on a worker: its results row."""
+    import torch
+
+    from hfsynth.evaluation import evaluate_student
+    from hfsynth.students.base import Student
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    probe.check()
+    return evaluate_student(recipe, run, Student.load(run.directory), test_set)
+
+
+# --- the driver's side ----------------------------------------------------------------------------------------------
+
+
+class RayTeacherPool(TeacherPool):
+    """The recipe's teacher as a pool of Ray actors; a ``Teacher`` to the stages, which stream units through it."""
+
+    def __init__(self, config: TeacherConfig, execution: ExecutionConfig, factory: TeacherFactory | None = None,
+                 runtime_env: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        spec = execution.teacher
+        self.retries = execution.max_retries
+        self._placement = None
+        self.actors: list[Any] = []
+        demand = _demand(spec)
+        _check_fits(demand, "a teacher replica", "teacher")
+        options: dict[str, Any] = {
+            "num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus, "resources": dict(spec.resources),
+            "max_restarts": self.retries, "max_task_retries": self.retries, "runtime_env": runtime_env,
+        }
+        try:
+            if demand:
+                # All replicas or none: recipes sharing a cluster then wait for each other instead of each holding
+                # part of what it needs. SPREAD: one replica per node where possible.
+                self._placement = placement_group([demand] * spec.replicas, strategy="SPREAD")
+                _wait_for(self._placement.ready(), f"{spec.replicas} teacher replica(s) ({_describe_demand(demand)} "
+                                                   "each)")
+            actor_class = ray.remote(TeacherActor)
+            for index in range(spec.replicas):
+                placed = {"scheduling_strategy": PlacementGroupSchedulingStrategy(
+                    placement_group=self._placement, placement_group_bundle_index=index)} if self._placement else {}
+                self.actors.append(actor_class.options(**options, **placed).remote(config, factory,
+                                                                                   _threads(spec.num_cpus)))
+            try:
+                self.replicas = ray.get([actor.describe.remote() for actor in self.actors])
+            except ray.exceptions.RayError as error:
+                _reraise(error, "loading the teacher", 0)
+        except BaseException:
+            self.close()
+            raise
+        first = self.replicas[0]
+        self.model_id, self.uses_chat, self._batch_size = first["model_id"], first["uses_chat"], first["batch_size"]
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    def _stream(self, method: str, units: Sequence[Any]) -> Iterator[Any]:
+        pool = ActorPool(list(self.actors))
+        try:
+            yield from pool.map_unordered(lambda actor, item: getattr(actor, method).remote(*item),
+                                          list(enumerate(units)))
+        except ray.exceptions.RayError as error:
+            _reraise(error, "a teacher replica", self.retries)
+
+    def stream_generate(self, units: Sequence[GenerateUnit]) -> Iterator[tuple[int, list[str]]]:
+        return self._stream("generate", units)
+
+    def stream_classify(self, units: Sequence[ClassifyUnit]) -> Iterator[tuple[int, list[LabelScores], float]]:
+        return self._stream("classify", units)
+
+    def generate(self, prompts: Sequence[Any], sampling: Any, seed: int) -> list[str]:
+        return next(iter(self.stream_generate([GenerateUnit(tuple(prompts), sampling, seed)])))[1]
+
+    def classify(self, prompts: Sequence[Any], labels: Sequence[str]) -> list[LabelScores]:
+        return next(iter(self.stream_classify([ClassifyUnit(tuple(prompts), tuple(labels))])))[1]
+
+    def close(self) -> None:
+        if self.actors:
+            try:
+                for stats in ray.get([actor.stats.remote() for actor in self.actors], timeout=30):
+                    self.stats.calls += stats.calls
+                    self.stats.prompt_tokens += stats.prompt_tokens
+                    self.stats.completion_tokens += stats.completion_tokens
+                    self.stats.retries += stats.retries
+                    self.stats.failures += stats.failures
+            except (ray.exceptions.RayError, TimeoutError):
+                pass
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        self.actors = []
+        if self._placement is not None:
+            remove_placement_group(self._placement)
+            self._placement = None
+
+
+def _wait_for(ready: Any, what: str) -> None:
+    """Wait for an object ref (a placement group's reservation), saying now and then what is awaited."""
+    started = time.monotonic()
+    while True:
+        done, _ = ray.wait([ready], timeout=_WAIT_NOTICE_SECONDS)
+        if done:
+            return
+        logger.warning("still waiting for the Ray cluster to free %s (%.0f s): other work holds them", what,
+                       time.monotonic() - started)
+
+
+class RayEngine(Engine):
+    """Connects to (or starts) a Ray cluster; resources come from each recipe's ``execution`` section."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, teacher_factory: TeacherFactory | None = None) -> None:
+        super().__init__()
+        self.address = address
+        #: Builds the teacher inside each actor (default: hfsynth's ``load_teacher``); tests script one.
+        self.teacher_factory = teacher_factory
+        self.runtime_env = _runtime_env()
+        self._owns_connection = not ray.is_initialized()
+        if self._owns_connection:
+            try:
+                # Unset address: RAY_ADDRESS or the cluster `ray start` started on this machine, else a new instance.
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         runtime_env=self.runtime_env, logging_level=logging.WARNING)
+            except (ConnectionError, ValueError, RuntimeError) as error:
+                where = address or "RAY_ADDRESS / this machine"
+                raise HfsynthError(f"cannot connect to the Ray cluster at {where}: "
+                                   f"{str(error).strip().splitlines()[0]}") from None
+
+    def close(self) -> None:
+        if self._owns_connection and ray.is_initialized():
+            ray.shutdown()
+        self._owns_connection = False
+
+    # --- teacher ------------------------------------------------------------------------------------------------------
+
+    def load_teacher(self, recipe: Recipe) -> Teacher:
+        return RayTeacherPool(recipe.teacher, recipe.execution, self.teacher_factory, self.runtime_env)
+
+    # --- tasks --------------------------------------------------------------------------------------------------------
+
+    def _task(self, function: Callable[..., Any], spec: WorkResources, retries: int) -> Any:
+        return ray.remote(function).options(
+            num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, resources=dict(spec.resources), max_retries=retries,
+            retry_exceptions=False, runtime_env=self.runtime_env,
+        )
+
+    def _gather(self, recipe: Recipe, stage: str, refs: list[Any], describe: Callable[[int], str],
+                check: Callable[[int, Any], None] = lambda index, value: None) -> list[Any]:
+        """Results in submission order, taken as they finish (progress counts them); the first failure cancels
+        the rest."""
+        results: list[Any] = [None] * len(refs)
+        index_of = {ref: index for index, ref in enumerate(refs)}
+        pending = list(refs)
+        self._progress(recipe, stage, 0, len(refs))
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                index = index_of[done[0]]
+                try:
+                    value = ray.get(done[0])
+                except ray.exceptions.RayError as error:
+                    _reraise(error, describe(index), recipe.execution.max_retries)
+                check(index, value)
+                results[index] = value
+                self._progress(recipe, stage, len(refs) - len(pending), len(refs))
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+        return results
+
+    def train_runs(self, recipe: Recipe, runs: Sequence[StudentRun], train_data: datasets.Dataset,
+                   callbacks: Sequence[TrainerCallback] = ()) -> list[TrainedRun]:
+        import datasets as hf_datasets
+
+        from hfsynth.students.base import read_meta
+
+        if not runs:
+            return []
+        spec = recipe.execution.students
+        _check_fits(_demand(spec), "a student run", "students")
+        probe = SharedFolderProbe.create(Path(os.path.commonpath([str(run.directory.parent) for run in runs])))
+        # In memory: a dataset memory-mapped from the driver's disk would be pickled as a path.
+        data = ray.put(hf_datasets.Dataset.from_dict(train_data.to_dict(), features=train_data.features))
+        task = self._task(train_task, spec, recipe.execution.max_retries)
+        refs = [task.remote(recipe, run, data, list(callbacks), probe, _threads(spec.num_cpus)) for run in runs]
+
+        def check(index: int, value: tuple[TrainedRun, str, str]) -> None:
+            _, fingerprint, host = value
+            meta = read_meta(runs[index].directory)
+            if meta is None or meta["training"].get("fingerprint") != fingerprint:
+                raise SharedStorageError(
+                    f"student run {runs[index].directory} finished on Ray node {host}, but the driver "
+                    f"({socket.gethostname()}) does not see it there: put --out on storage shared by the driver and "
+                    "every Ray node, mounted at the same path"
+                )
+
+        try:
+            results = self._gather(recipe, "students", refs, lambda i: f"student run {runs[i].directory}", check)
+        finally:
+            probe.remove()
+        return [trained for trained, _, _ in results]
+
+    def evaluate_runs(self, recipe: Recipe, runs: Sequence[StudentRun],
+                      test_sets: Sequence[TestSet]) -> list[dict[str, Any]]:
+        if not runs or not test_sets:
+            return []
+        spec = recipe.execution.evaluation
+        _check_fits(_demand(spec), "an evaluation", "evaluation")
+        probe = SharedFolderProbe.create(Path(os.path.commonpath([str(run.directory.parent) for run in runs])))
+        task = self._task(evaluate_task, spec, recipe.execution.max_retries)
+        pairs = [(run, index) for run in runs for index in range(len(test_sets))]
+        shared = [ray.put(test_set) for test_set in test_sets]  # sent once, not once per run
+        refs = [task.remote(recipe, run, shared[index], probe, _threads(spec.num_cpus)) for run, index in pairs]
+        try:
+            return self._gather(recipe, "evaluations", refs,
+                                lambda i: f"evaluation of {pairs[i][0].directory} on {test_sets[pairs[i][1]].language}")
+        finally:
+            probe.remove()
