@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,6 +19,10 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from hfsynth.errors import HfsynthError
+from hfsynth.run_folder import RunFolder
+
+if TYPE_CHECKING:
+    from hfsynth.run_records import EvaluationResults
 
 app = typer.Typer(help="Let a large LLM teach small models: synthetic data, students, evaluation, the Hub.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -180,15 +184,15 @@ def generate(recipe: RecipeArg, out: OutOption,
     table, line = _summary(loaded, result)
     console.print(table)
     console.print(line, highlight=False)
-    console.print(f"dataset saved to {pipeline.RunLayout(out).dataset}")
+    console.print(f"dataset saved to {RunFolder(out).dataset.root}")
     if push:
         _push_dataset(loaded, out)
 
 
 def _push_dataset(recipe, out: Path) -> None:  # noqa: ANN001
-    from hfsynth import pipeline
+    from hfsynth.hub.publish import push_dataset
 
-    url = pipeline.push_dataset(recipe, pipeline.RunLayout(out).dataset, pipeline.dataset_repo_id(recipe))
+    url = push_dataset(recipe, RunFolder(out).dataset.root)
     console.print(f"pushed dataset to {url}")
 
 
@@ -217,20 +221,19 @@ def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None, ray:
     console.print(table)
 
 
-def _results_table(results: dict) -> Table:
-    languages = results["languages"]
-    table = Table(title=f"{results['recipe']}: macro-F1 on real test data (accuracy)")
+def _results_table(results: EvaluationResults) -> Table:
+    languages = results.languages
+    table = Table(title=f"{results.recipe}: macro-F1 on real test data (accuracy)")
     table.add_column("model")
     table.add_column("role")
     for language in languages:
         table.add_column(language, justify="right")
     table.add_column("texts/s", justify="right")
-    entries = [entry for entry in results["summary"] if entry.get("train_size") is None]
-    for key in dict.fromkeys((entry["role"], entry["model"]) for entry in entries):
-        cells = {entry["language"]: entry for entry in entries if (entry["role"], entry["model"]) == key}
-        speed = [cell.get("texts_per_s") for cell in cells.values() if cell.get("texts_per_s")]
-        table.add_row(key[1], key[0], *(
-            f"{cells[lang]['macro_f1']:.3f} ({cells[lang]['accuracy']:.3f})" if lang in cells else "-"
+    for role, model, _ in results.headline_models():
+        cells = {entry.language: entry for entry in results.headline if (entry.role, entry.model) == (role, model)}
+        speed = [cell.texts_per_s for cell in cells.values() if cell.texts_per_s]
+        table.add_row(model, role, *(
+            f"{cells[lang].macro_f1:.3f} ({cells[lang].accuracy:.3f})" if lang in cells else "-"
             for lang in languages), f"{sum(speed) / len(speed):.1f}" if speed else "-")
     return table
 
@@ -246,7 +249,7 @@ def evaluate(recipe: RecipeArg, out: OutOption, ray: RayOption = None) -> None:
     with _engine([loaded], ray) as engine:
         results = pipeline.evaluate(loaded, out, engine)
     console.print(_results_table(results))
-    console.print(f"report: {pipeline.RunLayout(out).eval / 'report.md'}")
+    console.print(f"report: {RunFolder(out).eval.report}")
 
 
 @app.command()
@@ -307,7 +310,7 @@ def _run_together(recipes: Sequence[Any], out: Path, engine: Any) -> None:
 
     _quiet_libraries()
 
-    def one(recipe: Any, recipe_out: Path) -> dict | None:
+    def one(recipe: Any, recipe_out: Path) -> EvaluationResults | None:
         def planned(total: int, cached: int) -> None:
             console.print(f"{recipe.name}: {total} teacher calls planned ({cached} in the cache)", highlight=False)
 
@@ -358,9 +361,9 @@ def space_serve(out: OutOption,
                 port: Annotated[int | None, typer.Option(help="Port (default: the first free one).")] = None,
                 host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1") -> None:
     """Serve the comparison Space on a local run folder."""
-    from hfsynth import space
+    from hfsynth.space.commands import serve
 
-    space.serve(out, port=port, host=host)
+    serve(out, port=port, host=host)
 
 
 @space_app.command("deploy")
@@ -369,9 +372,9 @@ def space_deploy(recipe: RecipeArg, out: OutOption,
                  repo_id: Annotated[str | None, typer.Option(help="Space repo id (default from the recipe).")] = None
                  ) -> None:
     """Push the comparison Space as a Gradio Space repo with the run's configuration."""
-    from hfsynth import space
+    from hfsynth.space.commands import deploy
 
-    console.print(f"deployed {space.deploy(_load(recipe), out, repo_id)}")
+    console.print(f"deployed {deploy(_load(recipe), out, repo_id)}")
 
 
 hub_app = typer.Typer(help="The loopback Hub-compatible server.", no_args_is_help=True)
@@ -383,18 +386,24 @@ app.add_typer(hub_app, name="hub")
 def hub_serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
     host: Annotated[str, typer.Option(help="Interface (keep it on loopback).")] = "127.0.0.1",
-    data_dir: Annotated[Path | None, typer.Option(help="Persist repos here (default: a temporary folder).")] = None,
-    token: Annotated[list[str] | None, typer.Option(help="USER:TOKEN:read|write[:ORG,...]; repeatable.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Persist repos here (default: a temporary folder); "
+                                                       "one server per folder.")] = None,
+    token: Annotated[list[str] | None, typer.Option(help="USER:TOKEN:read|write[:ORG,...]; repeatable. Visible to "
+                                                         "other users in `ps`: prefer --token-file.")] = None,
+    token_file: Annotated[Path | None, typer.Option(help="A file of token specs, one a line, # comments.")] = None,
 ) -> None:
-    """Run a Hub-compatible server that huggingface_hub and datasets talk to through HF_ENDPOINT."""
-    from hfsynth.hub.server import parse_token_spec, serve
+    """Run a Hub-compatible server that huggingface_hub and datasets talk to through HF_ENDPOINT.
 
-    try:
-        tokens = [parse_token_spec(spec) for spec in token or []]
-    except ValueError as error:
-        raise HfsynthError(f"--token: {error}") from None
-    console.print(f"Hub API on http://{host}:{port}; clients: HF_ENDPOINT=http://{host}:{port} HF_HUB_DISABLE_XET=1")
-    serve(host, port, data_dir, tokens)
+    Tokens come from --token, --token-file and HFSYNTH_HUB_TOKENS (specs separated by whitespace), all together.
+    """
+    import os
+
+    from hfsynth.hub.server import serve
+    from hfsynth.hub.tokens import collect_tokens
+
+    tokens = collect_tokens(token or [], token_file, os.environ)
+    serve(host, port, data_dir, tokens, on_ready=lambda url: console.print(
+        f"Hub API on {url}; clients: HF_ENDPOINT={url} HF_HUB_DISABLE_XET=1"))
 
 
 def main() -> None:  # pragma: no cover - console entry point convenience

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from transformers import TrainerCallback
 
     from hfsynth.evaluation import TestSet
-    from hfsynth.students import StudentRun, TrainedRun
+    from hfsynth.training import StudentRun, TrainedRun
 
 #: ``on_progress(recipe_name, stage, done, total)``: a stage's units finished so far ("students", "evaluations").
 ProgressCallback = Callable[[str, str, int, int], None]
@@ -133,7 +133,7 @@ class LocalEngine(Engine):
 
     def train_runs(self, recipe: Recipe, runs: Sequence[StudentRun], train_data: datasets.Dataset,
                    callbacks: Sequence[TrainerCallback] = ()) -> list[TrainedRun]:
-        from hfsynth.students import train_run
+        from hfsynth.training import train_run
 
         return [train_run(recipe, run, train_data, callbacks) for run in runs]
 

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from transformers import TrainerCallback
 
     from hfsynth.evaluation import TestSet
-    from hfsynth.students import StudentRun, TrainedRun
+    from hfsynth.training import StudentRun, TrainedRun
 
 logger = logging.getLogger(__name__)
 
@@ -207,15 +207,15 @@ def train_task(recipe: Recipe, run: StudentRun, train_data: datasets.Dataset,
     """One student run on a worker: (result, the fingerprint it wrote, the node's host name)."""
     import torch
 
-    from hfsynth.students import train_run
     from hfsynth.students.base import read_meta
+    from hfsynth.training import train_run
 
     if threads is not None:
         torch.set_num_threads(threads)
     probe.check()
     trained = train_run(recipe, run, train_data, callbacks)
     meta = read_meta(run.directory)
-    return trained, (meta or {}).get("training", {}).get("fingerprint", ""), socket.gethostname()
+    return trained, meta.training.fingerprint if meta else "", socket.gethostname()
 
 
 def evaluate_task(recipe: Recipe, run: StudentRun, test_set: TestSet, probe: SharedFolderProbe,
@@ -412,7 +412,7 @@ class RayEngine(Engine):
         def check(index: int, value: tuple[TrainedRun, str, str]) -> None:
             _, fingerprint, host = value
             meta = read_meta(runs[index].directory)
-            if meta is None or meta["training"].get("fingerprint") != fingerprint:
+            if meta is None or meta.training.fingerprint != fingerprint:
                 raise SharedStorageError(
                     f"student run {runs[index].directory} finished on Ray node {host}, but the driver "
                     f"({socket.gethostname()}) does not see it there: put --out on storage shared by the driver and "

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from hfsynth.hub.server import HubServer, HubToken
+from hfsynth.hub.server import HubServer
+from hfsynth.hub.tokens import HubToken
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi

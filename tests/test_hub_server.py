@@ -28,7 +28,9 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from hfsynth.hub.server import INVALID_CREDENTIALS, HubServer, parse_token_spec
+from hfsynth.hub.access import INVALID_CREDENTIALS
+from hfsynth.hub.server import HubServer
+from hfsynth.hub.tokens import parse_token_spec
 from tests.hub_fixtures import ORG, HubUsers
 
 

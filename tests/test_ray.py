@@ -25,7 +25,7 @@ from hfsynth.dataset import load_synthetic_dataset
 from hfsynth.errors import HfsynthError
 from hfsynth.generation import generate_samples
 from hfsynth.recipe import Recipe, load_recipe
-from hfsynth.students import train_students
+from hfsynth.training import train_students
 from tests.ray_fixtures import (
     ROOT,
     KillSwitch,
@@ -33,10 +33,11 @@ from tests.ray_fixtures import (
     RayCluster,
     RecordingTeacherFactory,
     kill_on_first_step,
-    ray_cluster,  # noqa: F401 - fixture
-    two_replicas,  # noqa: F401 - fixture
 )
 from tests.scripted_teacher import ScriptedTeacher
+
+# The cluster and replica fixtures (ray_cluster, two_replicas).
+pytest_plugins = ["tests.ray_fixtures"]
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -14,10 +14,10 @@ from transformers import AutoModelForCausalLM
 
 from hfsynth.embedded import resolve_model
 from hfsynth.errors import HfsynthError, RecipeError
-from hfsynth.students import CHECKPOINTS_DIR, Student, per_label_subset, planned_runs, train_students
-from hfsynth.students.base import META_FILE
-from hfsynth.students.params import check_student_params
-from tests.student_fixtures import (
+from hfsynth.run_folder import CHECKPOINTS_DIR, StudentFolder
+from hfsynth.students.base import Student
+from hfsynth.training import per_label_subset, planned_runs, train_students
+from tests.student_helpers import (
     LABELS,
     Interrupt,
     InterruptAfterSave,
@@ -50,7 +50,7 @@ def train_and_check(tmp_path: Path, student: dict) -> Student:
     assert outcome.run.directory == directory
     assert not (directory / CHECKPOINTS_DIR).exists()  # only kept while a run is unfinished
 
-    meta = json.loads((directory / META_FILE).read_text())
+    meta = json.loads(StudentFolder(directory).meta.read_text())
     assert meta["kind"] == student["kind"] and meta["labels"] == LABELS
     assert meta["training"]["train_rows"] == 24 and meta["training"]["train_size"] is None
     assert meta["base_model"] in {"sentence-transformers/all-MiniLM-L6-v2", "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -71,12 +71,12 @@ def train_and_check(tmp_path: Path, student: dict) -> Student:
 
 
 def test_unknown_param_is_one_error_naming_the_field() -> None:
-    recipe = make_recipe([SETFIT, {**ENCODER, "params": {"num_epochs": 1, "learning_rat": 1e-4}}])
+    # Loading the recipe validates every student's params: a typo fails before any training.
     with pytest.raises(RecipeError, match=r"students\[1\]\.params\.learning_rat") as error:
-        check_student_params(recipe)
+        make_recipe([SETFIT, {**ENCODER, "params": {"num_epochs": 1, "learning_rat": 1e-4}}])
     assert "learning_rate" in str(error.value)  # the known names are listed
     with pytest.raises(RecipeError, match=r"students\[0\]\.params\.r"):
-        check_student_params(make_recipe([{**SFT, "params": {"r": 0}}]))
+        make_recipe([{**SFT, "params": {"r": 0}}])
 
 
 def test_learning_curve_runs_and_subsets(tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, studen
     with pytest.raises(Interrupt):
         train_students(recipe, dataset, tmp_path, callbacks=[InterruptAfterSave(step=2)])
     assert (checkpoints / "checkpoint-2").is_dir()
-    assert not (tmp_path / "students" / student["name"] / META_FILE).exists()
+    assert not StudentFolder(tmp_path / "students" / student["name"]).meta.exists()
 
     recorder = StepRecorder()
     outcome, = train_students(recipe, dataset, tmp_path, callbacks=[recorder])
