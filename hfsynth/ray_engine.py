@@ -17,9 +17,10 @@ there, and the driver checks that it sees every student a task wrote; a set-up w
 saying so, never with partial results. The call cache stays with the driver.
 
 Reproducibility: a unit's answers depend only on its content (prompts, sampling, batch seed), never on the actor that
-ran it. On CPU, torch's results in bfloat16 also depend on its thread count, so each actor and task uses as many
-threads as the CPUs it asked for (``num_cpus``); the local engine uses torch's default (all cores, or
-``OMP_NUM_THREADS``). Give both the same count and the same hardware for byte-identical datasets.
+ran it. On CPU, torch's results in bfloat16 also depend on its thread count, so each actor and task runs torch with
+as many threads as the local engine would on the driver's machine (torch's default there, or ``OMP_NUM_THREADS``),
+unless the recipe sets ``execution.<unit>.threads``: on the same kind of hardware, the dataset and the scores are
+then byte for byte the local engine's.
 """
 
 from __future__ import annotations
@@ -76,9 +77,11 @@ def _runtime_env() -> dict[str, Any] | None:
     return {"env_vars": env_vars} if env_vars else None
 
 
-def _threads(num_cpus: float) -> int | None:
-    """Torch threads for a unit that asked for ``num_cpus`` CPUs (None: leave torch's default)."""
-    return max(1, int(num_cpus)) if num_cpus >= 1 else None
+def _local_threads() -> int:
+    """Torch's thread count in this process: what the local engine computes with on the driver's machine."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _limit_threads(threads: int | None) -> None:
@@ -239,7 +242,7 @@ class RayTeacherPool(TeacherPool):
     """The recipe's teacher as a pool of Ray actors; a ``Teacher`` to the stages, which stream units through it."""
 
     def __init__(self, config: TeacherConfig, execution: ExecutionConfig, factory: TeacherFactory | None = None,
-                 runtime_env: dict[str, Any] | None = None) -> None:
+                 runtime_env: dict[str, Any] | None = None, threads: int | None = None) -> None:
         super().__init__()
         spec = execution.teacher
         self.retries = execution.max_retries
@@ -263,7 +266,7 @@ class RayTeacherPool(TeacherPool):
                 placed = {"scheduling_strategy": PlacementGroupSchedulingStrategy(
                     placement_group=self._placement, placement_group_bundle_index=index)} if self._placement else {}
                 self.actors.append(actor_class.options(**options, **placed).remote(config, factory,
-                                                                                   _threads(spec.num_cpus)))
+                                                                                   spec.threads or threads))
             try:
                 self.replicas = ray.get([actor.describe.remote() for actor in self.actors])
             except ray.exceptions.RayError as error:
@@ -339,6 +342,8 @@ class RayEngine(Engine):
         #: Builds the teacher inside each actor (default: hfsynth's ``load_teacher``); tests script one.
         self.teacher_factory = teacher_factory
         self.runtime_env = _runtime_env()
+        #: Torch threads of a unit whose recipe does not say: what the local engine uses on this machine.
+        self.default_threads = _local_threads()
         self._owns_connection = not ray.is_initialized()
         if self._owns_connection:
             try:
@@ -358,7 +363,8 @@ class RayEngine(Engine):
     # --- teacher ------------------------------------------------------------------------------------------------------
 
     def load_teacher(self, recipe: Recipe) -> Teacher:
-        return RayTeacherPool(recipe.teacher, recipe.execution, self.teacher_factory, self.runtime_env)
+        return RayTeacherPool(recipe.teacher, recipe.execution, self.teacher_factory, self.runtime_env,
+                              self.default_threads)
 
     # --- tasks --------------------------------------------------------------------------------------------------------
 
@@ -407,7 +413,8 @@ class RayEngine(Engine):
         # In memory: a dataset memory-mapped from the driver's disk would be pickled as a path.
         data = ray.put(hf_datasets.Dataset.from_dict(train_data.to_dict(), features=train_data.features))
         task = self._task(train_task, spec, recipe.execution.max_retries)
-        refs = [task.remote(recipe, run, data, list(callbacks), probe, _threads(spec.num_cpus)) for run in runs]
+        threads = spec.threads or self.default_threads
+        refs = [task.remote(recipe, run, data, list(callbacks), probe, threads) for run in runs]
 
         def check(index: int, value: tuple[TrainedRun, str, str]) -> None:
             _, fingerprint, host = value
@@ -435,7 +442,8 @@ class RayEngine(Engine):
         task = self._task(evaluate_task, spec, recipe.execution.max_retries)
         pairs = [(run, index) for run in runs for index in range(len(test_sets))]
         shared = [ray.put(test_set) for test_set in test_sets]  # sent once, not once per run
-        refs = [task.remote(recipe, run, shared[index], probe, _threads(spec.num_cpus)) for run, index in pairs]
+        threads = spec.threads or self.default_threads
+        refs = [task.remote(recipe, run, shared[index], probe, threads) for run, index in pairs]
         try:
             return self._gather(recipe, "evaluations", refs,
                                 lambda i: f"evaluation of {pairs[i][0].directory} on {test_sets[pairs[i][1]].language}")

@@ -181,6 +181,9 @@ class WorkResources(_Strict):
     num_gpus: float = Field(0, ge=0)
     # Custom resources declared by the cluster's nodes, e.g. {"teacher_node": 1}.
     resources: dict[str, float] = {}
+    # Torch threads in each unit. Unset: as many as the local engine uses on the driver's machine, so that results
+    # match it byte for byte (on CPU, bfloat16 results depend on the thread count).
+    threads: int | None = Field(None, ge=1)
 
 
 class TeacherReplicas(WorkResources):

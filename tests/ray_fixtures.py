@@ -63,20 +63,6 @@ def ray_cluster() -> Iterator[RayCluster]:
                 os.environ[name] = value
 
 
-@pytest.fixture
-def one_torch_thread() -> Iterator[None]:
-    """The local engine with one torch thread, as the Ray engine's units that ask for one CPU (bfloat16 on CPU gives
-    slightly different numbers with another thread count)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 # --- a teacher that records every answer it delivers and can be killed mid-unit -----------------------------------
 
 
