@@ -224,7 +224,8 @@ def test_replica_urls_one_killed_midway(two_replicas: tuple, ray_cluster: RayClu
                        "max_concurrency": 2, "max_retries": 1, "timeout": 120,
                        "sampling": {"max_new_tokens": 24, "temperature": 0.8}}
     data["labels"] = data["labels"][:3]
-    data["generation"].update(samples_per_label=8, samples_per_call=2)  # 12 calls: units of 8 and 4
+    # Zero-shot (the few-shot seed file holds all seven labels): 12 calls, in units of 8 and 4.
+    data["generation"].update(strategy="zero-shot", seeds=[], samples_per_label=8, samples_per_call=2)
     data["execution"]["teacher"] = {"replicas": 1, "num_cpus": 1}
     path = tmp_path / "remote.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
