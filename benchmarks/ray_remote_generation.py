@@ -2,12 +2,13 @@
 against one replica, and one replica vs two (``teacher.base_url: [URL, URL]``).
 
 Each replica is a `transformers serve` process of the embedded SmolLM2-135M-Instruct with continuous batching (so
-that concurrent requests share forward passes, as vLLM and TGI do) and one torch thread. The teacher is hfsynth's
-remote teacher, as both engines use it: ``max_concurrency: 1`` (sequential), ``max_concurrency: 4`` against one
-replica, and the same against each of two replicas. The prompts are the quickstart's generation prompts. Settings
+that concurrent requests share forward passes, as vLLM and TGI do; its paged KV cache bounded to 8192 tokens) and one
+torch thread. The teacher is hfsynth's
+remote teacher, as both engines use it: ``max_concurrency: 1`` (sequential), ``max_concurrency: N`` (default 8)
+against one replica, and the same against each of two replicas. The prompts are the quickstart's generation prompts. Settings
 alternate within each round so that machine noise hits them alike; calls/s is prompts / wall time.
 
-    python benchmarks/ray_remote_generation.py [--prompts 16] [--rounds 2] [--max-new-tokens 32]
+    python benchmarks/ray_remote_generation.py [--prompts 16] [--rounds 2] [--max-new-tokens 32] [--concurrency 8]
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ def start_replica(home: Path, hub_id: str, continuous_batching: bool) -> tuple[s
     command = [sys.executable, "-m", "transformers.cli.transformers", "serve", hub_id, "--host", "127.0.0.1",
                "--port", str(port)]
     if continuous_batching:
-        command.append("--continuous-batching")
+        # A bounded paged KV cache (8192 tokens): left to itself, it sizes the cache from the machine's memory, and
+        # two servers on one machine got one of them killed by the kernel's OOM killer.
+        command += ["--continuous-batching", "--cb-block-size", "32", "--cb-num-blocks", "256",
+                    "--cb-max-batch-tokens", "512"]
     log = (home / "server.log").open("wb")
     return subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT), f"http://127.0.0.1:{port}"
 
@@ -53,6 +57,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=8, help="max_concurrency of the concurrent settings")
     parser.add_argument("--no-continuous-batching", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ray_remote_generation.json"))
     args = parser.parse_args()
@@ -74,10 +79,11 @@ def main() -> None:
                     raise SystemExit(f"transformers serve did not come up at {url}")
                 time.sleep(0.5)
         urls = [url for _, url in replicas]
+        bound = args.concurrency
         settings = {
             "one replica, sequential (max_concurrency 1)": {"base_url": urls[0], "max_concurrency": 1},
-            "one replica, max_concurrency 4": {"base_url": urls[0], "max_concurrency": 4},
-            "two replicas, max_concurrency 4 each": {"base_url": urls, "max_concurrency": 4},
+            f"one replica, max_concurrency {bound}": {"base_url": urls[0], "max_concurrency": bound},
+            f"two replicas, max_concurrency {bound} each": {"base_url": urls, "max_concurrency": bound},
         }
         teachers = {name: load_teacher(TeacherConfig(backend="remote", model=hub_id, timeout=600, **options))
                     for name, options in settings.items()}
@@ -97,7 +103,10 @@ def main() -> None:
         for teacher in teachers.values():
             teacher.close()
     finally:
-        for process, _ in replicas:
+        for index, (process, url) in enumerate(replicas):
+            if process.poll() is not None:
+                log = (work / f"replica{index}" / "server.log").read_text(errors="replace")[-2000:]
+                print(f"replica {url} exited with code {process.returncode}:\n{log}", file=sys.stderr)
             process.terminate()
             process.wait(timeout=30)
 
@@ -108,6 +117,7 @@ def main() -> None:
         "prompts": args.prompts,
         "max_new_tokens": args.max_new_tokens,
         "server": {"continuous_batching": not args.no_continuous_batching, "torch_threads": 1},
+        "max_concurrency": bound,
         "calls_per_s": {name: [round(value, 2) for value in values] for name, values in rates.items()},
         "concurrency_over_sequential": {
             "per_round": [round(c / s, 2) for c, s in zip(concurrent, sequential, strict=True)],
