@@ -39,8 +39,8 @@ OutOption = Annotated[Path, typer.Option("--out", help="The run folder: cache, d
 RayOption = Annotated[str | None, typer.Option(
     "--ray", metavar="[ADDRESS]",
     help="Run on Ray (install the ray extra of hfsynth): --ray alone uses the recipe's execution.address, else "
-         "RAY_ADDRESS or the cluster started on this machine, else a new local instance; or give auto, "
-         "ray://HOST:10001, HOST:6379.")]
+         "RAY_ADDRESS, else a new local instance; or give an address: auto (the cluster `ray start` started on this "
+         "machine), HOST:6379, ray://HOST:10001.")]
 
 
 class _RayCommand(TyperCommand):

@@ -162,9 +162,9 @@ LOCAL = LocalEngine()
 def engine_for(recipes: Sequence[Recipe], ray_flag: str | None = None) -> Engine:
     """The engine the recipes' ``execution`` sections ask for, ``--ray [ADDRESS]`` overriding them.
 
-    ``ray_flag``: None without ``--ray``; "" for ``--ray`` alone (the recipes' address, else RAY_ADDRESS or the
-    cluster started on this machine, else a new local instance); else the address. Several recipes share one engine:
-    they must then agree on the engine and the Ray address.
+    ``ray_flag``: None without ``--ray``; "" for ``--ray`` alone (the recipes' address, else RAY_ADDRESS, else a new
+    local instance); else the address. Several recipes share one engine: they must then agree on the engine and the
+    Ray address.
     """
     configs = [recipe.execution for recipe in recipes] or [ExecutionConfig()]
     if ray_flag is None:

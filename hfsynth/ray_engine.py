@@ -346,12 +346,14 @@ class RayEngine(Engine):
         self.default_threads = _local_threads()
         self._owns_connection = not ray.is_initialized()
         if self._owns_connection:
+            # Unset: the cluster of RAY_ADDRESS (as `ray job submit` sets it), else a new local instance, never a
+            # cluster an earlier `ray start` may have left behind ("auto" asks for that one).
+            target = address or (None if os.environ.get("RAY_ADDRESS") else "local")
             try:
-                # Unset address: RAY_ADDRESS or the cluster `ray start` started on this machine, else a new instance.
-                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                ray.init(address=target, include_dashboard=False, log_to_driver=False,
                          runtime_env=self.runtime_env, logging_level=logging.WARNING)
             except (ConnectionError, ValueError, RuntimeError) as error:
-                where = address or "RAY_ADDRESS / this machine"
+                where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
                 raise HfsynthError(f"cannot connect to the Ray cluster at {where}: "
                                    f"{str(error).strip().splitlines()[0]}") from None
 

@@ -195,7 +195,8 @@ class ExecutionConfig(_Strict):
     """Where the work runs: this process (``local``) or a Ray cluster (``ray``, the ``hfsynth[ray]`` extra)."""
 
     engine: Literal["local", "ray"] = "local"
-    # "auto" (the running cluster), "ray://host:10001" (Ray Client), "host:6379"; unset: start a local Ray instance.
+    # "auto" (the cluster `ray start` started on this machine), "host:6379", "ray://host:10001" (Ray Client); unset:
+    # RAY_ADDRESS when set (as under `ray job submit`), else a new local Ray instance.
     address: str | None = None
     teacher: TeacherReplicas = TeacherReplicas()
     students: WorkResources = WorkResources()  # per student run (student x train size x repeat)
