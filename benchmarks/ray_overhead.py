@@ -80,7 +80,8 @@ def main() -> None:
                            "median": round(statistics.median(ratios), 2), "goal": "<= 1.2"},
         "same_dataset_every_round": all(same_dataset),
         "same_scores_every_round": all(same_scores),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()[0],
+                    "python": platform.python_version(),
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,10 @@ against one replica, and one replica vs two (``teacher.base_url: [URL, URL]``).
 
 Each replica is a `transformers serve` process of the embedded SmolLM2-135M-Instruct with continuous batching (so
 that concurrent requests share forward passes, as vLLM and TGI do; its paged KV cache bounded to 8192 tokens) and one
-torch thread. The teacher is hfsynth's
-remote teacher, as both engines use it: ``max_concurrency: 1`` (sequential), ``max_concurrency: N`` (default 8)
-against one replica, and the same against each of two replicas. The prompts are the quickstart's generation prompts. Settings
-alternate within each round so that machine noise hits them alike; calls/s is prompts / wall time.
+torch thread. The teacher is hfsynth's remote teacher, as both engines use it: ``max_concurrency: 1`` (sequential),
+``max_concurrency: N`` (default 8) against one replica, and the same against each of two replicas. The prompts are the
+quickstart's generation prompts. Settings alternate within each round so that machine noise hits them alike; calls/s
+is prompts / wall time.
 
     python benchmarks/ray_remote_generation.py [--prompts 16] [--rounds 2] [--max-new-tokens 32] [--concurrency 8]
 """
@@ -126,7 +126,8 @@ def main() -> None:
         "two_replicas_over_one": {
             "per_round": [round(t / c, 2) for t, c in zip(two, concurrent, strict=True)],
             "median": round(statistics.median(t / c for t, c in zip(two, concurrent, strict=True)), 2)},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()[0],
+                    "python": platform.python_version()},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

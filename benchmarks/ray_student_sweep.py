@@ -115,7 +115,8 @@ def main() -> None:
                 "per_run": "1 CPU, 1 torch thread", "cluster_start_seconds": round(cluster_seconds, 1)},
         "speedup_local_over_ray": {"per_round": [round(value, 2) for value in ratios],
                                    "median": round(statistics.median(ratios), 2)},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+        "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()[0],
+                    "python": platform.python_version(), "torch": torch.__version__},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

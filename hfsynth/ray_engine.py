@@ -247,6 +247,7 @@ class RayTeacherPool(TeacherPool):
         spec = execution.teacher
         self.retries = execution.max_retries
         self._placement = None
+        self._streaming = False
         self.actors: list[Any] = []
         demand = _demand(spec)
         _check_fits(demand, "a teacher replica", "teacher")
@@ -283,11 +284,14 @@ class RayTeacherPool(TeacherPool):
 
     def _stream(self, method: str, units: Sequence[Any]) -> Iterator[Any]:
         pool = ActorPool(list(self.actors))
+        self._streaming = True
         try:
             yield from pool.map_unordered(lambda actor, item: getattr(actor, method).remote(*item),
                                           list(enumerate(units)))
         except ray.exceptions.RayError as error:
             _reraise(error, "a teacher replica", self.retries)
+        finally:
+            self._streaming = False
 
     def stream_generate(self, units: Sequence[GenerateUnit]) -> Iterator[tuple[int, list[str]]]:
         return self._stream("generate", units)
@@ -302,7 +306,8 @@ class RayTeacherPool(TeacherPool):
         return next(iter(self.stream_classify([ClassifyUnit(tuple(prompts), tuple(labels))])))[1]
 
     def close(self) -> None:
-        if self.actors:
+        # Statistics only from idle actors: after an interruption they would answer when their unit is done.
+        if self.actors and not self._streaming:
             try:
                 for stats in ray.get([actor.stats.remote() for actor in self.actors], timeout=30):
                     self.stats.calls += stats.calls

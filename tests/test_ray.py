@@ -22,7 +22,7 @@ from hfsynth import pipeline
 from hfsynth.cache import CallCache
 from hfsynth.cli import app
 from hfsynth.dataset import load_synthetic_dataset
-from hfsynth.errors import HfsynthError
+from hfsynth.errors import HfsynthError, TeacherError
 from hfsynth.generation import generate_samples
 from hfsynth.recipe import Recipe, load_recipe
 from hfsynth.training import train_students
@@ -186,6 +186,17 @@ def test_student_folder_not_shared_with_the_driver_is_an_error(local_run: tuple[
     with engine(ray_cluster) as ray_engine, pytest.raises(HfsynthError, match="storage shared by the driver"):
         train_students(recipe, load_synthetic_dataset(local_out / "dataset"), tmp_path / "run", engine=ray_engine)
     assert not list((tmp_path / "run").rglob("hfsynth_student.json"))
+
+
+def failing_teacher(config: object) -> None:
+    raise TeacherError("cannot load teacher model 'nope': no such model")
+
+
+def test_a_teacher_that_cannot_load_is_its_own_error(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    recipe = load_recipe(tiny_quickstart(tmp_path))
+    with engine(ray_cluster, teacher_factory=failing_teacher) as ray_engine, \
+            pytest.raises(TeacherError, match="^cannot load teacher model 'nope': no such model$"):
+        ray_engine.load_teacher(recipe)
 
 
 def test_resources_no_node_has_fail_at_once(ray_cluster: RayCluster, tmp_path: Path) -> None:
