@@ -113,13 +113,13 @@ def _check_fits(demand: dict[str, float], what: str, field: str) -> None:
 
 
 def _cause(error: BaseException) -> BaseException:
-    """The hfsynth error inside a Ray error, if there is one (a task's own exception travels as its ``cause``)."""
-    seen = 0
-    while seen < 5 and not isinstance(error, HfsynthError):
+    """The exception a task raised, out of the Ray error that carries it (``cause``; Ray's error also subclasses the
+    cause's class, but its message is a traceback)."""
+    for _ in range(5):
         inner = getattr(error, "cause", None)
-        if not isinstance(inner, BaseException):
+        if not isinstance(error, ray.exceptions.RayError) or not isinstance(inner, BaseException):
             break
-        error, seen = inner, seen + 1
+        error = inner
     return error
 
 
@@ -170,38 +170,46 @@ class SharedFolderProbe:
 
 
 class TeacherActor:
-    """One teacher replica: builds the teacher once, then runs units one at a time."""
+    """One teacher replica: builds the teacher on its first call (so that a teacher that cannot load fails that call
+    with its own error), then runs units one at a time."""
 
     def __init__(self, config: TeacherConfig, factory: TeacherFactory | None, threads: int | None) -> None:
-        if factory is None:
-            from hfsynth.teachers import load_teacher
+        self.config, self.factory, self.threads = config, factory, threads
+        self._teacher: Teacher | None = None
 
-            factory = load_teacher
-        self.teacher = factory(config)
-        self.threads = threads
-        _limit_threads(threads)
+    @property
+    def teacher(self) -> Teacher:
+        if self._teacher is None:
+            if self.factory is None:
+                from hfsynth.teachers import load_teacher
+
+                self._teacher = load_teacher(self.config)
+            else:
+                self._teacher = self.factory(self.config)
+        _limit_threads(self.threads)
+        return self._teacher
 
     def describe(self) -> dict[str, Any]:
+        teacher = self.teacher
         context = ray.get_runtime_context()
-        return {"model_id": self.teacher.model_id, "uses_chat": self.teacher.uses_chat,
-                "batch_size": self.teacher.batch_size, "node_id": context.get_node_id(), "pid": os.getpid(),
-                "gpu_ids": ray.get_gpu_ids()}
+        return {"model_id": teacher.model_id, "uses_chat": teacher.uses_chat, "batch_size": teacher.batch_size,
+                "node_id": context.get_node_id(), "pid": os.getpid(), "gpu_ids": ray.get_gpu_ids()}
 
     def generate(self, index: int, unit: GenerateUnit) -> tuple[int, list[str]]:
-        _limit_threads(self.threads)
         return index, self.teacher.generate(list(unit.prompts), unit.sampling, unit.seed)
 
     def classify(self, index: int, unit: ClassifyUnit) -> tuple[int, list[LabelScores], float]:
-        _limit_threads(self.threads)
+        teacher = self.teacher
         started = time.perf_counter()
-        scores = self.teacher.classify(list(unit.prompts), list(unit.labels))
+        scores = teacher.classify(list(unit.prompts), list(unit.labels))
         return index, scores, time.perf_counter() - started
 
     def stats(self) -> TeacherStats:
         return self.teacher.stats
 
     def close(self) -> None:
-        self.teacher.close()
+        if self._teacher is not None:
+            self._teacher.close()
 
 
 def train_task(recipe: Recipe, run: StudentRun, train_data: datasets.Dataset,
