@@ -69,10 +69,10 @@ def main() -> None:
 
     teacher = LocalTeacher(config)
     # The baseline loads the very same weights in the same dtype and device as the teacher chose.
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(config.model), dtype=teacher.model.dtype)
-    model.to(teacher.model.device).eval()
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(config.model), dtype=teacher.lm.model.dtype)
+    model.to(teacher.lm.model.device).eval()
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.model))
-    tokenizer.pad_token = teacher.tokenizer.pad_token
+    tokenizer.pad_token = teacher.lm.tokenizer.pad_token
 
     runs: dict[str, list[dict[str, float]]] = {"hfsynth": [], "plain_generate": []}
     same_output: dict[int, bool] = {}
@@ -104,8 +104,8 @@ def main() -> None:
     result = {
         "benchmark": "local generation throughput",
         "model": config.model,
-        "dtype": str(teacher.model.dtype),
-        "device": str(teacher.model.device),
+        "dtype": str(teacher.lm.model.dtype),
+        "device": str(teacher.lm.model.device),
         "prompts": args.prompts,
         "batch_size": config.batch_size,
         "max_new_tokens": config.sampling.max_new_tokens,

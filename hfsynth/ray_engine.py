@@ -59,9 +59,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: The driver's environment variables that Ray workers get too (when set): Hub endpoint and offline mode, token,
-#: hfsynth's model cache, and the import path.
+#: hfsynth's model cache, training threads and verbosity, and the import path.
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_TOKEN", "TRANSFORMERS_OFFLINE",
-                 "HF_DATASETS_OFFLINE", "HFSYNTH_CACHE", "PYTHONPATH")
+                 "HF_DATASETS_OFFLINE", "HFSYNTH_CACHE", "HFSYNTH_TRAINING_THREADS", "HFSYNTH_VERBOSITY",
+                 "PYTHONPATH")
 #: How often the driver says it is still waiting for cluster resources.
 _WAIT_NOTICE_SECONDS = 30.0
 
@@ -307,8 +308,13 @@ class RayTeacherPool(TeacherPool):
     def stream_classify(self, units: Sequence[ClassifyUnit]) -> Iterator[tuple[int, list[LabelScores], float]]:
         return self._stream("classify", units)
 
-    def generate(self, prompts: Sequence[Any], sampling: Any, seed: int) -> list[str]:
-        return next(iter(self.stream_generate([GenerateUnit(tuple(prompts), sampling, seed)])))[1]
+    def generate(self, prompts: Sequence[Any], sampling: Any, seed: int,
+                 on_answer: Callable[[int, str], None] | None = None) -> list[str]:
+        answers = next(iter(self.stream_generate([GenerateUnit(tuple(prompts), sampling, seed)])))[1]
+        for index, answer in enumerate(answers):  # a unit's answers come back together
+            if on_answer is not None:
+                on_answer(index, answer)
+        return answers
 
     def classify(self, prompts: Sequence[Any], labels: Sequence[str]) -> list[LabelScores]:
         return next(iter(self.stream_classify([ClassifyUnit(tuple(prompts), tuple(labels))])))[1]

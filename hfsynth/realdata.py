@@ -18,7 +18,8 @@ def load_labelled_set(seed_set: SeedSet, label_names: list[str]) -> datasets.Dat
     """Rows ``{"text", "label", "language"}`` with ``label`` a string from ``label_names``.
 
     Labels outside the recipe's set (after ``label_map``) are an error: evaluating on labels a model cannot predict
-    would make every number meaningless.
+    would make every number meaningless. Labels mapped to null are left out, rows and all. A file or split with no
+    rows left is an error too.
     """
     where = seed_set.path or seed_set.hub_id
     try:
@@ -26,12 +27,18 @@ def load_labelled_set(seed_set: SeedSet, label_names: list[str]) -> datasets.Dat
             suffix = Path(seed_set.path).suffix.lower()
             if suffix not in _LOCAL_FORMATS:
                 raise HfsynthError(f"{seed_set.path}: unsupported file type {suffix!r} (use .jsonl, .csv or .parquet)")
+            if Path(seed_set.path).is_file() and not _has_content(Path(seed_set.path)):
+                raise HfsynthError(f"{seed_set.path}: the file is empty: it needs labelled rows")
             extra = {"delimiter": "\t"} if suffix == ".tsv" else {}
             raw = datasets.load_dataset(_LOCAL_FORMATS[suffix], data_files=seed_set.path, split="train", **extra)
         else:
             raw = datasets.load_dataset(seed_set.hub_id, seed_set.config, split=seed_set.split)
     except HfsynthError:
         raise
+    except ValueError as exc:
+        if "corresponds to no data" not in str(exc):
+            raise HfsynthError(f"cannot load labelled data from {where}: ValueError: {exc}") from None
+        raise HfsynthError(f"{where}: no rows (only a header?): it needs labelled rows") from None
     except Exception as exc:  # datasets raises many types; the user needs the source and the reason
         raise HfsynthError(f"cannot load labelled data from {where}: {type(exc).__name__}: {exc}") from None
 
@@ -45,17 +52,29 @@ def load_labelled_set(seed_set: SeedSet, label_names: list[str]) -> datasets.Dat
     texts, labels = [], []
     unknown: set[str] = set()
     for text, label in zip(raw[seed_set.text_column], raw[seed_set.label_column], strict=True):
-        name = seed_set.label_map.get(to_name(label), to_name(label))
+        original = to_name(label)
+        name = seed_set.label_map.get(original, original)
+        if name is None:  # mapped to null: the recipe leaves this label (and its rows) out
+            continue
         if name not in known:
             unknown.add(name)
             continue
         texts.append(text)
         labels.append(name)
     if unknown:
-        raise HfsynthError(f"{where}: labels {sorted(unknown)} are not in the recipe's labels; map them with label_map")
+        raise HfsynthError(f"{where}: labels {sorted(unknown)} are not in the recipe's labels; map them with label_map "
+                           "(to a recipe label, or to null to leave them out)")
+    if not texts:
+        kept = " after label_map" if raw.num_rows else ""
+        raise HfsynthError(f"{where}: no labelled rows{kept}: it needs rows with the recipe's labels")
     return datasets.Dataset.from_dict(
         {"text": texts, "label": labels, "language": [seed_set.language] * len(texts)}
     )
+
+
+def _has_content(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return any(chunk.strip() for chunk in iter(lambda: handle.read(65536), b""))
 
 
 def examples_by_label(dataset: datasets.Dataset) -> dict[str, list[str]]:

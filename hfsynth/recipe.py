@@ -6,6 +6,7 @@ validation problem into one :class:`~hfsynth.errors.RecipeError` line naming the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from hfsynth.errors import RecipeError
 from hfsynth.languages import is_known_language
 from hfsynth.students.registry import check_student_params, student_kind
+
+
+#: Upper bounds that keep a typo from planning a run that never ends (the plan is held in memory, one request per
+#: call): 100k samples per label and language, 500k teacher calls in a round.
+MAX_SAMPLES_PER_LABEL = 100_000
+MAX_PLANNED_CALLS = 500_000
 
 
 class _Strict(BaseModel):
@@ -63,11 +70,16 @@ class TeacherConfig(_Strict):
     def _remote_needs_a_target(self) -> TeacherConfig:
         if self.backend == "local" and (self.base_url or self.provider):
             raise ValueError("base_url/provider are only for backend: remote")
-        if isinstance(self.base_url, list):
-            if not self.base_url:
-                raise ValueError("base_url: give at least one replica URL")
-            if len(set(self.base_url)) != len(self.base_url):
-                raise ValueError("base_url: the same replica URL is listed twice")
+        if self.base_url and self.provider:
+            raise ValueError("give either base_url (an OpenAI-compatible server) or provider, not both")
+        urls = self.base_url if isinstance(self.base_url, list) else [self.base_url] if self.base_url else []
+        if isinstance(self.base_url, list) and not urls:
+            raise ValueError("base_url: give at least one replica URL")
+        if len(set(urls)) != len(urls):
+            raise ValueError("base_url: the same replica URL is listed twice")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"base_url must start with http:// or https://, got {url!r}")
         return self
 
 
@@ -82,8 +94,9 @@ class SeedSet(_Strict):
     split: str = "test"
     text_column: str = "text"
     label_column: str = "label"
-    # Maps the set's label names onto the recipe's when they differ.
-    label_map: dict[str, str] = {}
+    # Maps the set's label names onto the recipe's when they differ; a label mapped to null (None) is dropped with
+    # its rows, so a recipe can keep some of a dataset's labels (10 of MASSIVE's 60 intents).
+    label_map: dict[str, str | None] = {}
     # For cards (model-index, datasets): the public Hub dataset a local file is a copy of, e.g. "Davlan/sib200".
     dataset_id: str | None = None
     dataset_config: str | None = None
@@ -105,7 +118,8 @@ class SeedSet(_Strict):
 
 class GenerationConfig(_Strict):
     strategy: Literal["zero-shot", "few-shot"] = "zero-shot"
-    samples_per_label: int = Field(20, ge=1, description="Per label and language, before curation.")
+    samples_per_label: int = Field(20, ge=1, le=MAX_SAMPLES_PER_LABEL,
+                                   description="Per label and language, before curation.")
     samples_per_call: int = Field(5, ge=1, le=50)
     # Li et al.: every few calls, ask for something different from what came before.
     diversity_every: int = Field(3, ge=0)
@@ -139,6 +153,13 @@ class CurationConfig(_Strict):
     min_language_confidence: float = Field(0.5, ge=0.0, le=1.0)
     # Ask the teacher whether each text fits its label; drop those it assigns elsewhere.
     self_check: bool = False
+
+    @model_validator(mode="after")
+    def _word_bounds(self) -> CurationConfig:
+        if self.min_words > self.max_words:
+            raise ValueError(f"min_words ({self.min_words}) is larger than max_words ({self.max_words}): "
+                             "curation would drop every sample")
+        return self
 
 
 class DatasetConfig(_Strict):
@@ -262,15 +283,56 @@ class Recipe(_Strict):
             for index, seed_set in enumerate(sets):
                 if seed_set.language not in self.languages:
                     raise ValueError(
-                        f"{field}[{index}].language {seed_set.language!r} is not one of languages {self.languages}"
+                        f"{field}[{index}].language: {seed_set.language!r} is not one of languages {self.languages}"
                     )
-                unknown = set(seed_set.label_map.values()) - label_names
+                unknown = {value for value in seed_set.label_map.values() if value is not None} - label_names
                 if unknown:
-                    raise ValueError(f"{field}[{index}].label_map maps onto unknown labels {sorted(unknown)}")
+                    raise ValueError(f"{field}[{index}].label_map: maps onto unknown labels {sorted(unknown)}")
+        if self.generation.strategy == "few-shot":
+            seeded = {seed_set.language for seed_set in self.generation.seeds}
+            missing = [language for language in self.languages if language not in seeded]
+            if missing:
+                raise ValueError(f"generation.seeds: strategy few-shot has no seeds for languages {missing}; "
+                                 "add a seed set for each, or drop them from languages")
         names = [student.name for student in self.students]
-        if len(set(names)) != len(names):
-            raise ValueError("duplicate student names")
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"students: duplicate student names {duplicates}")
+        self._check_repo_ids()
+        calls = self.planned_calls
+        if calls > MAX_PLANNED_CALLS:
+            raise ValueError(
+                f"generation.samples_per_label: the plan is {calls:,} teacher calls "
+                f"({len(self.languages)} language(s) x {len(self.labels)} "
+                f"labels x {self.generation.samples_per_label:,} samples_per_label / "
+                f"{self.generation.samples_per_call} samples_per_call), more than {MAX_PLANNED_CALLS:,}: "
+                "lower samples_per_label or split the recipe")
         return self
+
+    def _check_repo_ids(self) -> None:
+        """Repo ids are checked now with huggingface_hub's own rules, not after hours of generation at push time."""
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        organization = self.publish.organization
+        names = [("dataset.repo_id", self.dataset.repo_id),
+                 ("publish.space_repo_id", self.publish.space_repo_id or f"{self.name}-compare")]
+        names += [(f"students[{index}].repo_id", student.repo_id or f"{self.name}-{student.name}")
+                  for index, student in enumerate(self.students)]
+        if organization is not None and "/" in organization:
+            raise ValueError(f"publish.organization: {organization!r} is a namespace: it may not contain '/'")
+        for field, name in names:
+            repo_id = name if "/" in name or not organization else f"{organization}/{name}"
+            try:
+                validate_repo_id(repo_id)
+            except HFValidationError as error:
+                problem = str(error).split(":")[0].replace(" Use `repo_type` argument if needed.", "")
+                raise ValueError(f"{field}: {repo_id!r} is not a valid Hub repo id ({problem})") from None
+
+    @property
+    def planned_calls(self) -> int:
+        """Teacher calls of the first generation round (top-up rounds ask again only for what curation dropped)."""
+        per_cell = -(-self.generation.samples_per_label // self.generation.samples_per_call)
+        return len(self.languages) * len(self.labels) * per_cell
 
     @property
     def label_names(self) -> list[str]:
@@ -288,9 +350,18 @@ def _field_path(location: tuple[Any, ...]) -> str:
     return path or "(top level)"
 
 
+#: A cross-field check names its field first: "generation.seeds: strategy few-shot has no seeds for ...".
+_NAMED_FIELD = re.compile(r"^([A-Za-z_]+(?:\.[A-Za-z_]+|\[\d+\])*): (.+)$", re.DOTALL)
+
+
 def _describe(error: dict[str, Any]) -> str:
     field = _field_path(tuple(error["loc"]))
     kind = error["type"]
+    named = _NAMED_FIELD.match(error["msg"].removeprefix("Value error, ")) if kind == "value_error" else None
+    if named:
+        inner = named.group(1)
+        field = inner if not error["loc"] else f"{field}.{inner}"
+        return f"field {field!r}: {named.group(2)}"
     if kind == "extra_forbidden":
         return f"unknown field {field!r}"
     if kind == "missing":
@@ -333,6 +404,8 @@ def _resolve_local_paths(recipe: Recipe, base_dir: Path, source: str) -> Recipe:
                 path = (base_dir / seed_set.path).resolve()
                 if not path.is_file():
                     raise RecipeError(f"{source}: field '{field}[{index}].path': file not found: {seed_set.path}")
+                if path.stat().st_size == 0:
+                    raise RecipeError(f"{source}: field '{field}[{index}].path': the file is empty: {seed_set.path}")
                 seed_set = seed_set.model_copy(update={"path": str(path)})
             resolved.append(seed_set)
         return resolved

@@ -27,6 +27,7 @@ from hfsynth import __version__
 from hfsynth.cache import call_key
 from hfsynth.errors import HfsynthError
 from hfsynth.recipe import Recipe, StudentConfig
+from hfsynth.reproducibility import training_context
 from hfsynth.run_folder import RunFolder, StudentFolder
 from hfsynth.run_records import TrainingRecord
 from hfsynth.students.base import read_meta
@@ -164,7 +165,8 @@ def train_run(
     logger.info("student %s: training on %d examples (%s per label, seed %d)", config.name, len(subset),
                 run.train_size or "all", params.seed)
     started = time.monotonic()
-    student.train(subset, checkpoint_dir, callbacks)
+    with training_context(params.seed):  # seeded, deterministic, fixed thread count (hfsynth.reproducibility)
+        student.train(subset, checkpoint_dir, callbacks)
     seconds = time.monotonic() - started
     student.training = TrainingRecord(
         train_size=run.train_size,

@@ -4,8 +4,12 @@ any test module imports huggingface_hub, datasets or transformers (they read bot
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 pytest_plugins = [
     "tests.hub_fixtures",
@@ -34,3 +38,17 @@ def _import_from_checkout(package: str, folder: Path) -> None:
 
 for _package, _folder in _MAPPED_PACKAGES.items():
     _import_from_checkout(_package, _folder)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """CLI commands run in-process (typer's CliRunner) set logger levels for the whole process (hfsynth.logs): put
+    them back after each test, so that a later test's caplog sees what it would see alone."""
+    loggers = [logging.getLogger(), *(logger for logger in logging.root.manager.loggerDict.values()
+                                      if isinstance(logger, logging.Logger))]
+    levels = {logger: logger.level for logger in loggers}
+    yield
+    for logger in logging.root.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(levels.get(logger, logging.NOTSET))
+    logging.getLogger().setLevel(levels[logging.getLogger()])

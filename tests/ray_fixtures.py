@@ -147,10 +147,11 @@ class RecordingTeacher(Teacher):
     def batch_size(self) -> int:
         return self.inner.batch_size
 
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int) -> list[str]:
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int,
+                 on_answer: object = None) -> list[str]:
         if self.switch is not None:
             self.switch.trip(len(self.log.calls()))
-        answers = self.inner.generate(prompts, sampling, seed)
+        answers = self.inner.generate(prompts, sampling, seed, on_answer)
         self.log.add(prompts, seed)
         return answers
 

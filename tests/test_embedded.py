@@ -13,6 +13,7 @@ import pytest
 
 from hfsynth.embedded import (
     EMBEDDED_MODELS,
+    GEMMA3_NON_TEXT_TOKENS,
     EmbeddedModel,
     base_model_id,
     cache_dir,
@@ -115,6 +116,21 @@ def test_causal_lms_resolve_to_plain_folders(name: str) -> None:
     assert getattr(config, "quantization_config", None) is None  # dequantized: saves and trains like any model
     tokenizer = AutoTokenizer.from_pretrained(path)
     assert bool(tokenizer.chat_template) == EMBEDDED_MODELS[name].chat
+
+
+def test_gemma_image_markers_are_special_tokens() -> None:
+    """The GGUF stores them as ordinary added tokens; the build marks them special, as Google's tokenizer does."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = resolve_model("gemma-3-270m")
+    assert path.endswith("gemma-3-270m-v2")  # an older build (v1) is not reused
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    marker = tokenizer.convert_tokens_to_ids("<start_of_image>")
+    ids = tokenizer("A cat<start_of_image> sleeps", add_special_tokens=False)["input_ids"]
+    assert marker in ids  # still one token of the model's vocabulary, no new id
+    assert len(tokenizer) == AutoConfig.from_pretrained(path).vocab_size
+    assert set(GEMMA3_NON_TEXT_TOKENS) <= set(tokenizer.all_special_tokens)
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "A cat sleeps"
 
 
 def test_all_minilm_encodes() -> None:

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from hfsynth.errors import TeacherError
+from hfsynth.parsing import COMPLETION_STOPS
 from hfsynth.recipe import SamplingParams, TeacherConfig
-from hfsynth.teachers.base import Prompt
-from hfsynth.teachers.local import COMPLETION_STOPS, LocalTeacher
+from hfsynth.teachers.base import LabelScores, Prompt
+from hfsynth.teachers.local import LocalTeacher
 
 # Prompts of different lengths, so that a batch is left-padded.
 GENERATION_PROMPTS = [
@@ -61,7 +62,7 @@ def classification_prompt(text: str) -> Prompt:
 
 
 def _teacher(model: str) -> Iterator[LocalTeacher]:
-    # float32: greedy results are then identical batched or alone (see hfsynth.scoring.device_and_dtype).
+    # float32: greedy results are then identical batched or alone (see hfsynth.language_model.device_and_dtype).
     teacher = LocalTeacher(TeacherConfig(model=model, dtype="float32", batch_size=3))
     yield teacher
     teacher.close()
@@ -85,8 +86,31 @@ def test_prompt_format_and_provenance(smollm2: LocalTeacher, gemma: LocalTeacher
 
 
 def test_chat_format_needs_a_chat_template() -> None:
-    with pytest.raises(TeacherError, match="has no chat template"):
+    with pytest.raises(TeacherError, match="^teacher model 'gemma-3-270m' has no chat template"):
         LocalTeacher(TeacherConfig(model="gemma-3-270m", prompt_format="chat"))
+
+
+def test_answers_are_handed_over_after_each_internal_batch(smollm2: LocalTeacher) -> None:
+    prompts = [*GENERATION_PROMPTS, GENERATION_PROMPTS[0]]  # batch size 3: two internal batches
+    calls_before = smollm2.stats.calls
+    arrived: list[tuple[int, str, int]] = []
+    answers = smollm2.generate(prompts, SamplingParams(max_new_tokens=4, temperature=0.0), seed=0,
+                               on_answer=lambda index, text: arrived.append((index, text,
+                                                                             smollm2.stats.calls - calls_before)))
+    # The first batch's answers arrived before the second batch ran (3 prompts done), the last after it.
+    assert arrived == [(index, answer, 3 if index < 3 else 4) for index, answer in enumerate(answers)]
+
+
+def test_generation_ends_at_special_tokens(gemma: LocalTeacher) -> None:
+    """Asked about a picture, the text-only Gemma writes <start_of_image> and, without stopping there, little else."""
+    prompts = [Prompt(messages=(), completion="Here is a picture of my cat:"),
+               Prompt(messages=(), completion="Photo captions.\n\nText: A dog runs on the beach.<start_of_image>\n\n"
+                                              "Text: A cat sleeps on a sofa.<start_of_image>\n\nText:")]
+    tokens_before = gemma.stats.completion_tokens
+    picture, caption = gemma.generate(prompts, SamplingParams(max_new_tokens=12, temperature=0.0), seed=0)
+    assert picture == "" and caption.startswith("A dog") and "<start_of_image>" not in caption
+    # Both stopped at the marker: fewer tokens together than the picture's alone had it been written 12 times.
+    assert gemma.stats.completion_tokens - tokens_before < 12
 
 
 @pytest.mark.slow
@@ -118,6 +142,20 @@ def test_classification_picks_the_obvious_label(teacher_name: str, request: pyte
     for result in results:
         assert result.probabilities is not None and set(result.probabilities) == set(LABELS)
         assert sum(result.probabilities.values()) == pytest.approx(1.0)
+
+
+def test_classification_reads_the_shared_prefix_once_and_scores_as_whole_prompts(smollm2: LocalTeacher) -> None:
+    prompts = [classification_prompt(text) for text, _ in CLEAR_CASES]
+    smollm2.prefix.tokens_read = 0
+    # In two calls, as the evaluation sends them: the second reuses the instructions and demonstrations read by the first.
+    results = smollm2.classify(prompts[:2], LABELS) + smollm2.classify(prompts[2:], LABELS)
+    prompt_lengths = [len(ids) for ids in smollm2.lm.encode(prompts)]
+    assert 0 < smollm2.prefix.tokens_read < prompt_lengths[0]
+    whole = smollm2.lm.label_log_likelihoods(prompts, LABELS, batch_size=3, prefix=None)
+    for result, scores in zip(results, whole, strict=True):
+        expected = LabelScores.from_logprobs(dict(zip(LABELS, scores)))
+        assert result.label == expected.label
+        assert result.probabilities == pytest.approx(expected.probabilities, abs=1e-3)
 
 
 def test_classification_with_the_default_dtype() -> None:

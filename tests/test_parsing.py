@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from hfsynth.parsing import clean_sample, parse_completion_answer, parse_list_answer
+from hfsynth.parsing import (
+    clean_sample,
+    cut_completion,
+    label_scores,
+    parse_completion_answer,
+    parse_label,
+    parse_list_answer,
+)
+
+SENTIMENT = ["positive", "negative"]
 
 
 def test_numbered_list_with_preamble_and_signoff() -> None:
@@ -51,3 +60,45 @@ def test_completion_continuation_splits_on_item_marker() -> None:
 )
 def test_clean_sample(raw: str, clean: str) -> None:
     assert clean_sample(raw) == clean
+
+
+def test_cut_completion_ends_where_the_next_item_begins() -> None:
+    assert cut_completion(" The museum reopened.\n\nText: Another one.") == "The museum reopened."
+    assert cut_completion(" sports\nText: The next text\nLabel: travel") == "sports"
+    assert cut_completion(" no stop at all ") == "no stop at all"
+
+
+# --- classification answers ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "labels", "expected"),
+    [
+        ("positive", SENTIMENT, "positive"),
+        ("  Positive.\n", SENTIMENT, "positive"),
+        ('"NEGATIVE"', SENTIMENT, "negative"),
+        ("**negative**", SENTIMENT, "negative"),
+        ("Negative. The reviewer is unhappy, not positive at all.", SENTIMENT, "negative"),
+        ("The sentiment of this review is negative.", SENTIMENT, "negative"),
+        ("Label: positive", SENTIMENT, "positive"),
+        ("pos", SENTIMENT, "positive"),
+        ("It is positive or negative, hard to say.", SENTIMENT, None),
+        ("I am not sure.", SENTIMENT, None),
+        ("", SENTIMENT, None),
+        ("Sci/Tech", ["sci-tech", "sports"], "sci-tech"),
+        ("This one is non-toxic.", ["toxic", "non-toxic"], "non-toxic"),
+        ("This one is toxic.", ["toxic", "non-toxic"], "toxic"),
+        ("very positive!", ["positive", "very positive"], "very positive"),
+        ("s", ["sports", "science"], None),
+    ],
+)
+def test_parse_label(answer: str, labels: list[str], expected: str | None) -> None:
+    assert parse_label(answer, labels) == expected
+
+
+def test_label_scores_are_one_hot_or_none_and_keep_the_answer() -> None:
+    found = label_scores("The sentiment is negative.", SENTIMENT)
+    assert (found.label, found.probabilities, found.raw) == (
+        "negative", {"positive": 0.0, "negative": 1.0}, "The sentiment is negative.")
+    missing = label_scores("no idea", SENTIMENT)
+    assert (missing.label, missing.probabilities, missing.raw) == (None, None, "no idea")

@@ -91,6 +91,21 @@ BAD = [
     ("eval with two sources",
      mutate("evaluation.sets", [{"language": "en", "hub_id": "x/y", "path": "a.jsonl"}]), "evaluation.sets[0]"),
     ("local backend with base_url", mutate("teacher.base_url", "http://x"), "base_url/provider"),
+    ("curation min_words > max_words", mutate("curation", {"min_words": 9, "max_words": 4}),
+     "field 'curation': min_words (9) is larger than max_words (4)"),
+    ("base_url with provider", mutate("teacher", {"backend": "remote", "model": "m", "base_url": "http://x",
+                                                  "provider": "auto"}), "base_url (an OpenAI-compatible server)"),
+    ("base_url without a scheme", mutate("teacher", {"backend": "remote", "model": "m", "base_url": "localhost:8000"}),
+     "base_url must start with http:// or https://"),
+    ("few-shot seeds missing a language",
+     {**mutate("languages", ["en", "de"]), "generation": {"strategy": "few-shot",
+                                                          "seeds": [{"language": "en", "hub_id": "x/y"}]}},
+     "field 'generation.seeds': strategy few-shot has no seeds for languages ['de']"),
+    ("duplicate student names", mutate("students", [{"name": "s", "kind": "setfit", "model": "all-minilm-l6-v2"}] * 2),
+     "field 'students': duplicate student names ['s']"),
+    ("invalid dataset repo id", mutate("dataset.repo_id", "a b"), "field 'dataset.repo_id': 'a b' is not a valid"),
+    ("organization with a slash", mutate("publish", {"organization": "a/b"}), "field 'publish.organization'"),
+    ("huge samples_per_label", mutate("generation.samples_per_label", 10**9), "generation.samples_per_label"),
 ]
 
 

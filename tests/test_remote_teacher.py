@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +25,14 @@ import pytest
 from huggingface_hub import constants
 
 from hfsynth.errors import TeacherError
+from hfsynth.parsing import COMPLETION_STOPS
 from hfsynth.recipe import SamplingParams, TeacherConfig
 from hfsynth.teachers.base import Prompt
 from hfsynth.teachers.remote import (
     CLASSIFY_MAX_TOKENS,
     RemoteTeacher,
+    _completions_url,
     _retry_after_seconds,
-    parse_label,
     request_seed,
 )
 
@@ -74,6 +75,23 @@ def sentiment_prompt(review: str) -> Prompt:
     return chat(f"Is the sentiment of this review positive or negative? Answer with one word.\nReview: {review}")
 
 
+# A base model's few-shot document (prompt_format: completion): it writes one more item.
+SPORTS_DOCUMENT = Prompt(
+    messages=(),
+    completion="Sports news, one sentence per item.\n\nText: The Lakers beat the Celtics 102-99 on Sunday night.\n\n"
+    "Text: Serena Williams won her first match in two years.\n\nText:",
+)
+
+
+def answer(text: str, prompt_format: str = "chat") -> Reply:
+    """A well-formed OpenAI-style answer, chat or legacy completion."""
+    choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+    choice |= {"message": {"role": "assistant", "content": text}} if prompt_format == "chat" else {"text": text}
+    return Reply(body={"id": "answer", "object": "chat.completion" if prompt_format == "chat" else "text_completion",
+                       "created": 0, "model": "m", "choices": [choice],
+                       "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})
+
+
 def assert_token_not_leaked(logs: pytest.LogCaptureFixture, *texts: str) -> None:
     assert "(authenticated: True)" in logs.text  # the debug logging really was on, and the token was sent
     for text in (logs.text, *texts):
@@ -88,6 +106,8 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict)
+    #: Sent instead of ``body`` as JSON: a garbled answer.
+    raw: bytes | None = None
     delay: float = 0.0
     #: Relay the request to the upstream server and answer with its response ...
     forward: bool = False
@@ -105,6 +125,7 @@ class StandIn:
         self.replies = replies
         self.upstream = upstream
         self.bodies: list[dict[str, Any]] = []
+        self.paths: list[str] = []
         self.authorizations: list[str | None] = []
         self.arrivals: list[float] = []
         self.in_flight = 0
@@ -135,12 +156,18 @@ class StandIn:
                 with owner._lock:
                     reply = owner.replies[min(len(owner.bodies), len(owner.replies) - 1)]
                     owner.bodies.append(json.loads(raw))
+                    owner.paths.append(self.path)
                     owner.authorizations.append(self.headers.get("Authorization"))
                     owner.arrivals.append(time.monotonic())
                     owner.in_flight += 1
                     owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
                 try:
                     status, headers, body = owner._answer(reply, self.path, raw)
+                finally:
+                    # Done before the answer goes out: the client may send its next request as soon as it has it.
+                    with owner._lock:
+                        owner.in_flight -= 1
+                try:
                     self.send_response(status)
                     for name, value in headers.items():
                         self.send_header(name, value)
@@ -150,9 +177,6 @@ class StandIn:
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout tests)
-                finally:
-                    with owner._lock:
-                        owner.in_flight -= 1
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -163,7 +187,7 @@ class StandIn:
         if reply.delay:
             self._closing.wait(reply.delay)
         if not reply.forward:
-            return reply.status, reply.headers, json.dumps(reply.body).encode()
+            return reply.status, reply.headers, reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
         assert self.upstream is not None
         request = urllib.request.Request(self.upstream + path, data=raw, headers={"Content-Type": "application/json"})
         try:
@@ -173,7 +197,11 @@ class StandIn:
             status, body = error.code, error.read()
         if reply.content is not None:
             answer = json.loads(body)
-            answer["choices"][0]["message"]["content"] = reply.content
+            choice = answer["choices"][0]
+            if "message" in choice:
+                choice["message"]["content"] = reply.content
+            else:  # /v1/completions
+                choice["text"] = reply.content
             body = json.dumps(answer).encode()
         return status, {}, body
 
@@ -266,6 +294,42 @@ def test_classify_reports_an_unparseable_answer_as_no_label(transformers_server:
     assert (fake.bodies[0]["temperature"], fake.bodies[0]["max_tokens"]) == (0.0, CLASSIFY_MAX_TOKENS)
 
 
+def test_completion_prompts_are_sent_to_v1_completions(transformers_server: ServedModel,
+                                                      debug_logs: pytest.LogCaptureFixture) -> None:
+    sampling = SamplingParams(max_new_tokens=24, temperature=0.0, top_p=0.9, repetition_penalty=1.1)
+    with (
+        stand_in([FORWARD], upstream=transformers_server.base_url) as fake,
+        make_teacher(fake.base_url, transformers_server.model, prompt_format="completion") as teacher,
+    ):
+        assert not teacher.uses_chat
+        [text] = teacher.generate([SPORTS_DOCUMENT], sampling, seed=5)
+    assert fake.paths == ["/v1/completions"] and fake.authorizations == [f"Bearer {FAKE_TOKEN}"]
+    body = fake.bodies[0]
+    assert (body["model"], body["prompt"], body["stop"]) == (
+        transformers_server.model, SPORTS_DOCUMENT.completion, list(COMPLETION_STOPS))
+    assert (body["max_tokens"], body["temperature"], body["top_p"], body["seed"]) == (24, 0.0, 0.9, request_seed(5, 0))
+    assert body["frequency_penalty"] == pytest.approx(0.1) and "messages" not in body
+    # One item, cut where the next would begin, as the local teacher cuts a base model's continuation.
+    assert len(text.split()) >= 3 and "\n\n" not in text and "Text:" not in text
+    assert teacher.stats.calls == 1 and teacher.stats.completion_tokens > 0
+    assert_token_not_leaked(debug_logs)
+
+
+def test_completion_classification_reads_the_label_line(transformers_server: ServedModel) -> None:
+    document = Prompt(messages=(), completion="Sentiment of reviews. Labels: positive, negative.\n\n"
+                                              "Text: I love this phone!\nLabel:")
+    with (
+        # The real server's answer, its text swapped for a base model's typical run-on.
+        stand_in([Reply(forward=True, content=" negative\n\nText: Another review")],
+                 upstream=transformers_server.base_url) as fake,
+        make_teacher(fake.base_url, transformers_server.model, prompt_format="completion") as teacher,
+    ):
+        [score] = teacher.classify([document], SENTIMENT)
+    assert (score.label, score.raw) == ("negative", "negative")
+    assert fake.paths == ["/v1/completions"]
+    assert (fake.bodies[0]["temperature"], fake.bodies[0]["max_tokens"]) == (0.0, CLASSIFY_MAX_TOKENS)
+
+
 def test_retries_through_503s_then_succeeds(transformers_server: ServedModel,
                                             debug_logs: pytest.LogCaptureFixture) -> None:
     unavailable = Reply(status=503, body={"error": "loading"})
@@ -350,6 +414,83 @@ def test_a_client_error_is_not_retried_and_an_echoed_token_is_redacted(debug_log
     assert_token_not_leaked(debug_logs, message)
 
 
+@pytest.mark.parametrize("prompt_format", ["chat", "completion"])
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        Reply(raw=b'{"id": "cut off mid-w'),  # not JSON: a truncated body
+        Reply(raw=b"<html><body>upstream hiccup</body></html>"),  # a proxy's page, with a 200
+        Reply(body={"id": "x", "object": "chat.completion", "created": 0}),  # no choices
+        Reply(body={"choices": []}),
+    ],
+    ids=["truncated-json", "html-page", "no-choices", "empty-choices"],
+)
+def test_a_malformed_answer_is_retried_like_a_5xx(prompt_format: str, malformed: Reply,
+                                                  debug_logs: pytest.LogCaptureFixture) -> None:
+    with (
+        stand_in([malformed, answer("Hello there.", prompt_format)]) as fake,
+        make_teacher(fake.base_url, prompt_format=prompt_format, max_retries=2) as teacher,
+    ):
+        [text] = teacher.generate([chat("Say hello.")], SamplingParams(max_new_tokens=3), seed=0)
+    assert text == "Hello there."
+    assert len(fake.bodies) == 2 and fake.bodies[0] == fake.bodies[1]
+    assert (teacher.stats.retries, teacher.stats.calls, teacher.stats.failures) == (1, 1, [])
+    assert "malformed answer" in debug_logs.text
+    assert_token_not_leaked(debug_logs)
+
+
+def test_malformed_answers_use_the_retry_budget_then_fail(debug_logs: pytest.LogCaptureFixture) -> None:
+    with (
+        stand_in([Reply(raw=b"{not json")]) as fake,
+        make_teacher(fake.base_url, max_retries=2) as teacher,
+        pytest.raises(TeacherError) as raised,
+    ):
+        teacher.classify([sentiment_prompt("fine")], SENTIMENT)
+    message = str(raised.value)
+    assert len(fake.bodies) == 3 and teacher.stats.retries == 2
+    assert fake.base_url in message and "malformed answer" in message and "gave up after 3 attempts" in message
+    assert "\n" not in message
+    assert_token_not_leaked(debug_logs, message)
+
+
+def test_answers_are_handed_over_as_their_requests_complete() -> None:
+    # The first request to arrive is answered last.
+    with (
+        stand_in([replace(answer("slow"), delay=1.0), answer("fast")]) as fake,
+        make_teacher(fake.base_url, max_concurrency=3) as teacher,
+    ):
+        arrived: list[tuple[int, str, threading.Thread]] = []
+        answers = teacher.generate([chat(f"prompt {index}") for index in range(3)], SamplingParams(), seed=0,
+                                   on_answer=lambda index, text: arrived.append((index, text, threading.current_thread())))
+    assert sorted(answers) == ["fast", "fast", "slow"]
+    assert [text for _, text, _ in arrived] == ["fast", "fast", "slow"]
+    assert all(answers[index] == text for index, text, _ in arrived)  # indices into the prompts, results in order
+    assert sorted(index for index, _, _ in arrived) == [0, 1, 2]
+    assert {thread for _, _, thread in arrived} == {threading.main_thread()}  # the caller's thread, never a worker
+
+
+def test_answers_that_arrived_before_a_failure_were_handed_over() -> None:
+    with (
+        stand_in([answer("first"), Reply(status=404, body={"detail": "Not Found"})]) as fake,
+        make_teacher(fake.base_url, max_concurrency=1) as teacher,
+    ):
+        arrived: list[tuple[int, str]] = []
+        with pytest.raises(TeacherError, match="HTTP 404"):
+            teacher.generate([chat(f"prompt {index}") for index in range(3)], SamplingParams(), seed=0,
+                             on_answer=lambda index, text: arrived.append((index, text)))
+    assert arrived == [(0, "first")] and len(fake.bodies) == 2
+
+
+def test_classification_requests_run_with_bounded_concurrency() -> None:
+    with (
+        stand_in([replace(answer("Positive."), delay=0.3)]) as fake,
+        make_teacher(fake.base_url, max_concurrency=3) as teacher,
+    ):
+        scores = teacher.classify([sentiment_prompt(f"review {index}") for index in range(7)], SENTIMENT)
+    assert [score.label for score in scores] == ["positive"] * 7
+    assert fake.max_in_flight == 3 and len(fake.bodies) == 7
+
+
 def test_offline_mode_is_reported_not_retried(monkeypatch: pytest.MonkeyPatch, closed_port_url: str) -> None:
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with make_teacher(closed_port_url, max_retries=3) as teacher, pytest.raises(TeacherError, match="HF_HUB_OFFLINE=1"):
@@ -362,34 +503,22 @@ def test_configuration_mistakes_are_teacher_errors() -> None:
         make_teacher("http://127.0.0.1:8000", provider="together")
     with pytest.raises(TeacherError, match="http:// or https://"):
         make_teacher("127.0.0.1:8000")
-
-
-# --- pure helpers --------------------------------------------------------------------------------------------------
+    with pytest.raises(TeacherError, match="prompt_format 'completion' needs a base_url"):
+        RemoteTeacher(TeacherConfig(backend="remote", model="org/base-model", prompt_format="completion"))
 
 
 @pytest.mark.parametrize(
-    ("answer", "labels", "expected"),
-    [
-        ("positive", SENTIMENT, "positive"),
-        ("  Positive.\n", SENTIMENT, "positive"),
-        ('"NEGATIVE"', SENTIMENT, "negative"),
-        ("**negative**", SENTIMENT, "negative"),
-        ("Negative. The reviewer is unhappy, not positive at all.", SENTIMENT, "negative"),
-        ("The sentiment of this review is negative.", SENTIMENT, "negative"),
-        ("Label: positive", SENTIMENT, "positive"),
-        ("pos", SENTIMENT, "positive"),
-        ("It is positive or negative, hard to say.", SENTIMENT, None),
-        ("I am not sure.", SENTIMENT, None),
-        ("", SENTIMENT, None),
-        ("Sci/Tech", ["sci-tech", "sports"], "sci-tech"),
-        ("This one is non-toxic.", ["toxic", "non-toxic"], "non-toxic"),
-        ("This one is toxic.", ["toxic", "non-toxic"], "toxic"),
-        ("very positive!", ["positive", "very positive"], "very positive"),
-        ("s", ["sports", "science"], None),
-    ],
+    ("base_url", "expected"),
+    [("http://127.0.0.1:8000", "http://127.0.0.1:8000/v1/completions"),
+     ("https://host/v1/", "https://host/v1/completions"),
+     ("https://host/endpoint", "https://host/endpoint/v1/completions"),
+     ("http://host:1/v1/completions?key=1", "http://host:1/v1/completions?key=1")],
 )
-def test_parse_label(answer: str, labels: list[str], expected: str | None) -> None:
-    assert parse_label(answer, labels) == expected
+def test_completions_url(base_url: str, expected: str) -> None:
+    assert _completions_url(base_url) == expected
+
+
+# --- pure helpers --------------------------------------------------------------------------------------------------
 
 
 def test_request_seeds_are_reproducible_and_distinct() -> None:

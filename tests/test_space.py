@@ -148,7 +148,7 @@ def test_bad_input(served_space: str) -> None:
     for empty in ("", "   \n "):
         with pytest.raises(AppError, match="Type a text"):
             client.predict(empty, "en", api_name="/classify")
-    with pytest.raises(AppError, match="xx is not in the list of choices"):
+    with pytest.raises(AppError, match="This Space covers en, not 'xx'"):
         client.predict("A sentence about football.", "xx", api_name="/classify")
 
     long_text = "The national team won the football match in the last minute. " * 100

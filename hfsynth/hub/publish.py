@@ -10,7 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, hf_hub_download
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
 from hfsynth.errors import HfsynthError
 from hfsynth.hub.repo_ids import dataset_repo_id
@@ -21,10 +29,24 @@ HUB_PREFIX = "hf://"
 REPO_TYPES = {"datasets": "dataset", "spaces": "space", "models": "model"}
 
 
-def describe_hub_error(error: Exception, repo_id: str) -> str:
-    """One line for a failed Hub call. huggingface_hub's messages carry URLs and request ids, never the token."""
+def describe_hub_error(error: Exception, repo_id: str, path: str | None = None) -> str:
+    """One line for a failed Hub call. huggingface_hub's messages carry URLs and request ids, never the token.
+
+    ``path``: the file that was asked for, named when the repository exists but the file does not.
+    """
+    if isinstance(error, GatedRepoError):
+        return f"repository {repo_id} is gated: accept its conditions on the Hub with the account of your token"
     if isinstance(error, RepositoryNotFoundError):
         return f"repository {repo_id} not found, or your token cannot see it"
+    if isinstance(error, RevisionNotFoundError):
+        return f"{repo_id}: revision not found"
+    if isinstance(error, LocalEntryNotFoundError):
+        return (f"{repo_id}: {path or 'the file'} is not in the local cache and the Hub cannot be reached "
+                "(offline, or HF_HUB_OFFLINE=1)")
+    if isinstance(error, EntryNotFoundError):
+        return f"{repo_id} has no file {path}" if path else f"{repo_id}: file not found in the repository"
+    if isinstance(error, HFValidationError):
+        return f"{repo_id!r} is not a valid Hub repo id ({str(error).splitlines()[0]})"
     if isinstance(error, HfHubHTTPError) and error.response is not None:
         status = error.response.status_code
         reason = {401: "not logged in or invalid token (set HF_TOKEN or run `hf auth login`)",
@@ -61,7 +83,7 @@ def push_dataset(recipe: Recipe, dataset_dir: Path, repo_id: str | None = None, 
                        if path.is_file()]
         api.create_commit(repo_id, operations, repo_type="dataset",
                           commit_message=f"hfsynth: card and recipe for {recipe.name}")
-    except (HfHubHTTPError, OSError) as error:
+    except (HfHubHTTPError, OSError, HFValidationError) as error:
         raise HfsynthError(f"push of dataset failed: {describe_hub_error(error, repo_id)}") from None
     return str(url)
 
@@ -74,7 +96,7 @@ def push_folder(folder: Path, repo_id: str, repo_type: str, private: bool, commi
         url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
         api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type=repo_type, commit_message=commit_message,
                           ignore_patterns=ignore_patterns)
-    except (HfHubHTTPError, OSError) as error:
+    except (HfHubHTTPError, OSError, HFValidationError) as error:
         raise HfsynthError(f"push of {folder.name} failed: {describe_hub_error(error, repo_id)}") from None
     return str(url)
 
@@ -101,8 +123,8 @@ def load_recipe_source(source: str, base_dir: Path | None = None) -> Recipe:
     repo_type, repo_id, path = parse_hub_path(source)
     try:
         local = hf_hub_download(repo_id, path, repo_type=repo_type)
-    except (HfHubHTTPError, OSError) as error:
-        raise HfsynthError(f"cannot download recipe {source}: {describe_hub_error(error, repo_id)}") from None
+    except (HfHubHTTPError, OSError, EntryNotFoundError, HFValidationError) as error:
+        raise HfsynthError(f"cannot download recipe {source}: {describe_hub_error(error, repo_id, path)}") from None
     if base_dir is None:
         base_dir = Path("recipes") if Path("recipes").is_dir() else Path(".")
     return load_recipe(local, base_dir=base_dir, display_name=source)

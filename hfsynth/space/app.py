@@ -33,6 +33,8 @@ MAX_CHARS = 2000
 #: Rows per batch request: every row goes through every model, the teacher included, on shared CPUs.
 MAX_BATCH_ROWS = 50
 MAX_ERROR_CHARS = 300
+#: Batch result files kept in the app's own temporary folder (Gradio serves its own copies).
+KEPT_DOWNLOADS = 4
 SUMMARY_COLUMNS = ["model", "role", "kind", "label", "confidence", "latency_ms", "agrees_with_teacher", "error"]
 # The scalar fields of results.json's "summary" (hfsynth.evaluation); per-label scores and matrices stay in report.md.
 RESULT_COLUMNS = ["model", "role", "kind", "language", "macro_f1", "macro_f1_std", "accuracy", "accuracy_std", "n",
@@ -167,6 +169,10 @@ class CompareApp:
             for source in self.manifest.students
         ]
         self.pool = ModelPool(self.recipe, [teacher, *students])
+        # Batch results are written here for download; Gradio copies each into its own cache when it is returned,
+        # so only the last few are kept, and the folder goes when the process ends.
+        self._downloads = tempfile.TemporaryDirectory(prefix="hfsynth-space-")
+        self._written: list[Path] = []
 
     @property
     def specs(self) -> list[ModelSpec]:
@@ -175,6 +181,16 @@ class CompareApp:
     @property
     def languages(self) -> list[str]:
         return self.recipe.languages
+
+    def _language(self, language: str | None) -> str:
+        """The language a text is in: one of the Space's (the only one when none is picked)."""
+        if language in self.languages:
+            return language  # type: ignore[return-value]
+        if not language and len(self.languages) == 1:
+            return self.languages[0]
+        if not language:
+            raise gr.Error("Pick the language of the text.", print_exception=False)
+        raise gr.Error(f"This Space covers {', '.join(self.languages)}, not {language!r}.", print_exception=False)
 
     def _truncate(self, text: str) -> tuple[str, str]:
         if len(text) <= MAX_CHARS:
@@ -186,6 +202,7 @@ class CompareApp:
         text = (text or "").strip()
         if not text:
             raise gr.Error("Type a text to classify (or pick an example below).", print_exception=False)
+        language = self._language(language)
         text, notice = self._truncate(text)
         if notice:
             gr.Warning(notice)
@@ -230,25 +247,30 @@ class CompareApp:
         self, lines: str, csv_path: str | None, language: str
     ) -> tuple[list[tuple[str, str, str]], list[str]]:
         """Rows (text, language, gold label or "") from the text box and the CSV file, and notices about them."""
-        rows = [(line.strip(), language, "") for line in (lines or "").splitlines() if line.strip()]
+        texts = [line.strip() for line in (lines or "").splitlines() if line.strip()]
+        rows = [(text, self._language(language), "") for text in texts]
         notices = []
         if csv_path:
-            with open(csv_path, encoding="utf-8-sig", newline="") as handle:
-                reader = csv.DictReader(handle)
-                columns = reader.fieldnames or []
-                if "text" not in columns:
-                    raise gr.Error(f"The CSV file needs a 'text' column (it has: {', '.join(columns)}).",
-                                   print_exception=False)
-                skipped: dict[str, int] = {}
-                for record in reader:
-                    row_language = (record.get("language") or language).strip()
-                    if row_language not in self.languages:
-                        skipped[row_language] = skipped.get(row_language, 0) + 1
-                    elif (record["text"] or "").strip():
-                        rows.append((record["text"].strip(), row_language, (record.get("label") or "").strip()))
-                if skipped:
-                    unknown = ", ".join(f"{code!r} ({count})" for code, count in sorted(skipped.items()))
-                    notices.append(f"Skipped rows in languages this Space does not cover: {unknown}.")
+            try:
+                with open(csv_path, encoding="utf-8-sig", newline="") as handle:
+                    reader = csv.DictReader(handle)
+                    columns = reader.fieldnames or []
+                    if "text" not in columns:
+                        raise gr.Error(f"The CSV file needs a 'text' column (it has: {', '.join(columns)}).",
+                                       print_exception=False)
+                    skipped: dict[str, int] = {}
+                    for record in reader:
+                        row_language = (record.get("language") or "").strip() or self._language(language)
+                        if row_language not in self.languages:
+                            skipped[row_language] = skipped.get(row_language, 0) + 1
+                        elif (record["text"] or "").strip():
+                            rows.append((record["text"].strip(), row_language, (record.get("label") or "").strip()))
+            except (UnicodeDecodeError, csv.Error) as error:
+                raise gr.Error(f"Cannot read the CSV file ({_describe(error)}): save it as UTF-8 CSV.",
+                               print_exception=False) from None
+            if skipped:
+                unknown = ", ".join(f"{code!r} ({count})" for code, count in sorted(skipped.items()))
+                notices.append(f"Skipped rows in languages this Space does not cover: {unknown}.")
         if len(rows) > MAX_BATCH_ROWS:
             notices.append(f"Only the first {MAX_BATCH_ROWS} of {len(rows)} rows were classified.")
             rows = rows[:MAX_BATCH_ROWS]
@@ -281,8 +303,11 @@ class CompareApp:
                 notices.append(f"`{name}`: accuracy {accuracy:.2f} on the {len(scored)} row(s) with a gold label.")
         frame = pd.DataFrame(table)
         with tempfile.NamedTemporaryFile("w", suffix=".csv", prefix="predictions-", delete=False,
-                                         encoding="utf-8", newline="") as handle:
+                                         dir=self._downloads.name, encoding="utf-8", newline="") as handle:
             frame.to_csv(handle, index=False)
+        self._written.append(Path(handle.name))
+        while len(self._written) > KEPT_DOWNLOADS:  # older ones are in Gradio's cache by now
+            self._written.pop(0).unlink(missing_ok=True)
         return frame, handle.name, "\n\n".join(notices)
 
     def results(self) -> list[Any]:
@@ -325,8 +350,10 @@ def build_demo(manifest_path: Path | str) -> gr.Blocks:
                 text = gr.Textbox(label="Text", lines=3, max_lines=12, placeholder="Type a text to classify",
                                   elem_id="input-text", scale=4)
                 with gr.Column(scale=1):
+                    # allow_custom_value: an unknown language is refused by the app with one message, instead of by
+                    # Gradio's check, which also prints a server-side traceback for every such request.
                     language = gr.Dropdown(language_choices, value=app.languages[0], label="Language",
-                                           elem_id="input-language")
+                                           elem_id="input-language", allow_custom_value=True)
                     gold = gr.Textbox(label="Gold label (test set)", interactive=False, elem_id="gold-label")
             submit = gr.Button("Classify", variant="primary", elem_id="classify")
             notice = gr.Markdown(elem_id="notice")
@@ -359,7 +386,7 @@ def build_demo(manifest_path: Path | str) -> gr.Blocks:
                 with gr.Column(scale=1):
                     batch_file = gr.File(label="CSV file", file_types=[".csv"], elem_id="batch-file")
                     batch_language = gr.Dropdown(language_choices, value=app.languages[0],
-                                                 label="Language (rows without one)")
+                                                 label="Language (rows without one)", allow_custom_value=True)
             batch_submit = gr.Button("Classify all", variant="primary", elem_id="classify-batch")
             batch_notice = gr.Markdown()
             batch_table = gr.Dataframe(label="Predictions", interactive=False, wrap=True, elem_id="batch-table")

@@ -20,7 +20,8 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from hfsynth.embedded import resolve_model
-from hfsynth.scoring import device_and_dtype
+from hfsynth.language_model import device_and_dtype
+from hfsynth.logs import quiet_trainer
 from hfsynth.students.base import Student
 from hfsynth.students.params import EncoderParams
 from hfsynth.students.training_args import trainer_arguments
@@ -63,6 +64,7 @@ class EncoderStudent(Student):
             data_collator=DataCollatorWithPadding(self.tokenizer),
             callbacks=list(callbacks),
         )
+        quiet_trainer(trainer)  # no stdout log dicts or bars unless -v (hfsynth.logs)
         trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoint_dir)))
         self.model.eval()
 

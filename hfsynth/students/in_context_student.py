@@ -19,11 +19,10 @@ from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback
 
 from hfsynth.embedded import resolve_model
+from hfsynth.language_model import LanguageModel, device_and_dtype
 from hfsynth.prompts import classification_prompt
 from hfsynth.run_folder import StudentFolder
-from hfsynth.scoring import device_and_dtype
 from hfsynth.students.base import Student
-from hfsynth.students.causal_lm import label_probabilities, load_causal_lm
 from hfsynth.students.params import InContextParams
 
 
@@ -47,8 +46,8 @@ class InContextStudent(Student):
 
     def _load_models(self) -> None:
         device, dtype = device_and_dtype(self.params.device, self.params.dtype)
-        self.model, self.tokenizer = load_causal_lm(resolve_model(self.model_name), device, dtype)
-        self.model.eval()
+        self.lm = LanguageModel.load(self.model_name, device, dtype)
+        self.lm.model.eval()
         self.embedder = (SentenceTransformer(resolve_model(self.params.embedding_model), device=str(device))
                          if self.params.selection == "nearest" else None)
 
@@ -80,7 +79,7 @@ class InContextStudent(Student):
             classification_prompt(self.recipe, text, language, self._demonstrations(text, language, query))
             for text, language, query in zip(texts, languages, queries, strict=True)
         ]
-        return label_probabilities(self.model, self.tokenizer, prompts, self.labels, self.params.batch_size)
+        return self.lm.label_probabilities(prompts, self.labels, self.params.batch_size)
 
     def save_model(self, directory: Path) -> None:
         with StudentFolder(directory).in_context_examples.open("w", encoding="utf-8") as handle:

@@ -17,7 +17,7 @@ class StudentParams(BaseModel):
 
     #: Repeat ``k`` of a student trains with ``seed + k``.
     seed: int = 0
-    #: "auto": a GPU when present (:func:`hfsynth.scoring.device_and_dtype`).
+    #: "auto": a GPU when present (:func:`hfsynth.language_model.device_and_dtype`).
     device: str = "auto"
 
 
@@ -28,6 +28,12 @@ class SetFitParams(StudentParams):
     """SetFit: contrastive fine-tuning of a sentence-transformers body on text pairs, then a logistic-regression
     head on its embeddings."""
 
+    #: What contrastive training updates. "full": the whole body (setfit's default). "frozen-embeddings": all but the
+    #: token-embedding matrix, which then gets no gradient and no optimizer state: it is most of a multilingual
+    #: body's weights (e5-small: 96M of 118M, a 250k-token vocabulary) and a few thousand pairs would only touch the
+    #: rows of their own tokens anyway. "none": no contrastive training at all; the pretrained body encodes and only
+    #: the head is fitted (the cheapest student, seconds on a CPU). Measured: benchmarks/results/setfit_body_training.md.
+    body_training: Literal["full", "frozen-embeddings", "none"] = "frozen-embeddings"
     #: Pairs per example and epoch (setfit's default is 20, meant for a few examples per label).
     num_iterations: int = Field(5, ge=1)
     num_epochs: int = Field(1, ge=1)

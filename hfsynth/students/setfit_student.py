@@ -1,5 +1,10 @@
 """SetFit: contrastive fine-tuning of a sentence-transformers body on pairs of synthetic texts, then a logistic
-regression head on its embeddings. Cheap on CPU and strong with few examples per label."""
+regression head on its embeddings. Cheap on CPU and strong with few examples per label.
+
+``body_training`` chooses what the contrastive phase updates (:class:`~hfsynth.students.params.SetFitParams`): a
+frozen parameter is left out of the optimizer (transformers' Trainer builds its groups from parameters that require
+gradients), so it costs neither gradient nor optimizer memory.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,11 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from hfsynth.embedded import resolve_model
-from hfsynth.scoring import device_and_dtype
+from hfsynth.language_model import device_and_dtype
+from hfsynth.logs import quiet_trainer
 from hfsynth.students.base import Student
 from hfsynth.students.params import SetFitParams
+from hfsynth.students.training_args import checkpoint_arguments
 
 
 class SetFitStudent(Student):
@@ -34,23 +41,25 @@ class SetFitStudent(Student):
         self.model = SetFitModel.from_pretrained(resolve_model(self.model_name), labels=self.labels,
                                                  device=self._device())
         args = TrainingArguments(
-            output_dir=str(checkpoint_dir),
             batch_size=params.batch_size,
             num_epochs=params.num_epochs,
             num_iterations=params.num_iterations,
             body_learning_rate=params.body_learning_rate,
             head_learning_rate=params.head_learning_rate,
             max_steps=params.max_steps,
-            save_strategy="steps",
-            save_steps=params.save_steps,
-            save_total_limit=1,
-            seed=params.seed,
-            report_to="none",
+            **checkpoint_arguments(params, checkpoint_dir),
         )
         trainer = Trainer(model=self.model, args=args, train_dataset=train_data.select_columns(["text", "label"]),
                           callbacks=list(callbacks))
+        quiet_trainer(trainer.st_trainer)  # no stdout log dicts or bars unless -v (hfsynth.logs)
         body = self.model.model_body
         body.max_seq_length = params.max_length  # setfit's own max_length only reaches a differentiable head
+        if params.body_training == "none":
+            # The pretrained body as a frozen encoder: only the head is fitted, on its embeddings.
+            trainer.train_classifier(list(train_data["text"]), list(train_data["label"]))
+            return
+        if params.body_training == "frozen-embeddings":
+            body[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
         if body.default_prompt_name:
             # The body prefixes its default prompt (e5: "query: ") when encoding, but sentence-transformers' trainer
             # only when told: train on the same inputs the head and predictions will see.

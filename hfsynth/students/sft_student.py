@@ -2,7 +2,7 @@
 
 The training prompt is the very classification prompt the teacher and the other LLM students answer
 (:func:`hfsynth.prompts.classification_prompt`), and the completion is the label, so train and test prompts agree.
-Predictions score each label as the answer (:mod:`hfsynth.students.causal_lm`), never parse generated text.
+Predictions score each label as the answer (:mod:`hfsynth.language_model`), never parse generated text.
 
 Saved as a merged model at the folder's root (loads with ``AutoModelForCausalLM.from_pretrained``) plus the LoRA
 adapter alone in ``adapter/`` (loads with ``PeftModel.from_pretrained(base, folder, subfolder="adapter")``).
@@ -22,13 +22,14 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
-from hfsynth.embedded import base_model_id, resolve_model
+from hfsynth.embedded import base_model_id
+from hfsynth.language_model import LanguageModel, device_and_dtype
+from hfsynth.logs import quiet_trainer
 from hfsynth.prompts import classification_prompt
 from hfsynth.run_folder import StudentFolder
-from hfsynth.scoring import device_and_dtype, label_continuations
 from hfsynth.students.base import Student
-from hfsynth.students.causal_lm import label_probabilities, load_causal_lm, uses_chat
 from hfsynth.students.params import SFTParams
+from hfsynth.students.training_args import trainer_arguments
 
 
 
@@ -39,19 +40,19 @@ class SFTStudent(Student):
     def _training_examples(self, train_data: datasets.Dataset) -> datasets.Dataset:
         """Prompt/completion rows: chat messages for a chat model (TRL applies its template and end of turn), plain
         text for a base model (completion-style document, answer on the ``Label:`` line)."""
-        chat = uses_chat(self.tokenizer)
+        lm = LanguageModel.wrap(self.model, self.tokenizer)
         label_names = train_data.features["label"].names
         rows: dict[str, list[Any]] = {"prompt": [], "completion": []}
         for text, label_id, language in zip(train_data["text"], train_data["label"], train_data["language"],
                                             strict=True):
             label = label_names[label_id]
             prompt = classification_prompt(self.recipe, text, language)
-            if chat:
+            if lm.chat:
                 rows["prompt"].append(prompt.as_openai_messages())
                 rows["completion"].append([{"role": "assistant", "content": label}])
             else:
                 rows["prompt"].append(prompt.completion)
-                rows["completion"].append(label_continuations(self.tokenizer, [label], chat=False)[0])
+                rows["completion"].append(lm.label_continuations([label])[0])
         return datasets.Dataset.from_dict(rows)
 
     def train(
@@ -62,24 +63,15 @@ class SFTStudent(Student):
         # Weights in float32 on CPU (bf16 only as autocast, so merged weights keep full precision); on a GPU in its
         # bf16/fp16, with mixed precision for the adapter's updates.
         weights_dtype = torch.float32 if device.type == "cpu" else dtype
-        self.model, self.tokenizer = load_causal_lm(resolve_model(self.model_name), device, weights_dtype)
+        self._load(self.model_name, device, weights_dtype)
         args = SFTConfig(
-            output_dir=str(checkpoint_dir),
             max_steps=params.max_steps,
             per_device_train_batch_size=params.batch_size,
             gradient_accumulation_steps=params.gradient_accumulation_steps,
             learning_rate=params.learning_rate,
             max_length=params.max_length,
             activation_checkpointing=params.gradient_checkpointing,  # transformers 5's name for it
-            save_strategy="steps",
-            save_steps=params.save_steps,
-            save_total_limit=1,
-            logging_steps=max(1, params.save_steps // 2),
-            seed=params.seed,
-            use_cpu=device.type == "cpu",
-            bf16=dtype == torch.bfloat16,
-            fp16=dtype == torch.float16,
-            report_to="none",
+            **trainer_arguments(params, checkpoint_dir, device, dtype),
         )
         lora = LoraConfig(
             r=params.r,
@@ -96,6 +88,7 @@ class SFTStudent(Student):
             peft_config=lora,
             callbacks=list(callbacks),
         )
+        quiet_trainer(trainer)  # no stdout log dicts or bars unless -v (hfsynth.logs)
         trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoint_dir)))
         self.peft_model = trainer.model
 
@@ -103,7 +96,8 @@ class SFTStudent(Student):
         prompts = [classification_prompt(self.recipe, text, language)
                    for text, language in zip(texts, languages, strict=True)]
         self.model.eval()
-        return label_probabilities(self.model, self.tokenizer, prompts, self.labels, self.params.batch_size)
+        lm = LanguageModel.wrap(self.model, self.tokenizer)
+        return lm.label_probabilities(prompts, self.labels, self.params.batch_size)
 
     def save_model(self, directory: Path) -> None:
         adapter_dir = StudentFolder(directory).sft_adapter
@@ -119,4 +113,9 @@ class SFTStudent(Student):
 
     def load_model(self, directory: Path) -> None:
         device, dtype = device_and_dtype(self.params.device, self.params.dtype)
-        self.model, self.tokenizer = load_causal_lm(directory, device, dtype)
+        self._load(directory, device, dtype)
+
+    def _load(self, name: str | Path, device: torch.device, dtype: torch.dtype) -> None:
+        lm = LanguageModel.load(name, device, dtype)
+        # Kept apart (not as a LanguageModel): the trainer wraps and peft merges the model in place of these.
+        self.model, self.tokenizer = lm.model, lm.tokenizer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hfsynth.recipe import SamplingParams
@@ -68,8 +68,20 @@ class Teacher(ABC):
         self.stats = TeacherStats()
 
     @abstractmethod
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int) -> list[str]:
-        """One completion per prompt, in order. ``seed`` makes sampling reproducible for the same batch."""
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        sampling: SamplingParams,
+        seed: int,
+        on_answer: Callable[[int, str], None] | None = None,
+    ) -> list[str]:
+        """One completion per prompt, in order. ``seed`` makes sampling reproducible for the same batch.
+
+        ``on_answer(index, text)`` is called, in the caller's thread, as soon as the answer to ``prompts[index]``
+        exists (after each internal batch of a local model, as each request of a remote one completes), so that a
+        caller can store answers before the whole call returns. Answers that arrived before a failure have been
+        handed over when ``generate`` raises.
+        """
 
     @abstractmethod
     def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:

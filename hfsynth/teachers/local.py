@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from hfsynth.embedded import base_model_id, resolve_model
-from hfsynth.errors import TeacherError
-from hfsynth.prompts import ITEM_MARKER
+from hfsynth.embedded import base_model_id
+from hfsynth.errors import HfsynthError, TeacherError
+from hfsynth.language_model import LanguageModel, PrefixCache, device_and_dtype
+from hfsynth.parsing import COMPLETION_STOPS, cut_completion
 from hfsynth.recipe import SamplingParams, TeacherConfig
-from hfsynth.scoring import device_and_dtype, label_continuations, score_continuations
 from hfsynth.teachers.base import LabelScores, Prompt, Teacher
-
-# A base model continuing a few-shot document writes one item, then starts the next: cut it there.
-COMPLETION_STOPS = ("\n\n", f"\n{ITEM_MARKER}")
 
 
 class LocalTeacher(Teacher):
@@ -24,55 +20,53 @@ class LocalTeacher(Teacher):
         super().__init__()
         self.config = config
         self.model_id = base_model_id(config.model)
-        self.device, self.dtype = device_and_dtype(config.device, config.dtype)
-        path = resolve_model(config.model)
+        device, dtype = device_and_dtype(config.device, config.dtype)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            # Checked before the (slow) weights load.
-            has_template = bool(self.tokenizer.chat_template)
-            if config.prompt_format == "chat" and not has_template:
-                raise TeacherError(
-                    f"teacher model {config.model!r} has no chat template: use prompt_format: completion"
-                )
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
-        except OSError as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TeacherError(f"cannot load teacher model {config.model!r}: {reason}") from None
-        self.uses_chat = has_template if config.prompt_format == "auto" else config.prompt_format == "chat"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+            self.lm = LanguageModel.load(config.model, device, dtype, config.prompt_format)
+        except HfsynthError as error:
+            raise TeacherError(f"teacher {error}") from None
+        self.lm.model.eval()
+        self.uses_chat = self.lm.chat
+        # The teacher's weights never change, so the instructions and demonstrations its classification prompts
+        # share are read once and kept from one classify call to the next.
+        self.prefix = PrefixCache()
 
     @property
     def batch_size(self) -> int:
         return self.config.batch_size
 
-    def _render(self, prompt: Prompt) -> str:
-        if not self.uses_chat:
-            return prompt.completion
-        return self.tokenizer.apply_chat_template(
-            prompt.as_openai_messages(), tokenize=False, add_generation_prompt=True
-        )
-
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int) -> list[str]:
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        sampling: SamplingParams,
+        seed: int,
+        on_answer: Callable[[int, str], None] | None = None,
+    ) -> list[str]:
         texts: list[str] = []
         for start in range(0, len(prompts), self.batch_size):
-            texts += self._generate_batch(prompts[start : start + self.batch_size], sampling, seed)
+            batch = self._generate_batch(prompts[start : start + self.batch_size], sampling, seed)
+            if on_answer is not None:
+                for offset, text in enumerate(batch):
+                    on_answer(start + offset, text)
+            texts += batch
         return texts
 
     def _generate_batch(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int) -> list[str]:
+        tokenizer = self.lm.tokenizer
         # Left padding: every prompt ends at the same position, where generation starts.
-        encoded = self.tokenizer(
-            [self._render(prompt) for prompt in prompts],
+        encoded = tokenizer(
+            [self.lm.render(prompt) for prompt in prompts],
             return_tensors="pt",
             padding=True,
             padding_side="left",
             add_special_tokens=not self.uses_chat,  # a chat template writes its own BOS
-        ).to(self.device)
+        ).to(self.lm.model.device)
         options: dict[str, object] = {
             "max_new_tokens": sampling.max_new_tokens,
             "repetition_penalty": sampling.repetition_penalty,
-            "pad_token_id": self.tokenizer.pad_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": self.lm.stop_token_ids,
         }
         if sampling.temperature > 0:
             # top_k=0: only temperature and top_p shape the distribution, as on an OpenAI-compatible server
@@ -81,46 +75,30 @@ class LocalTeacher(Teacher):
         else:
             options["do_sample"] = False
         if not self.uses_chat:
-            options |= {"stop_strings": list(COMPLETION_STOPS), "tokenizer": self.tokenizer}
+            options |= {"stop_strings": list(COMPLETION_STOPS), "tokenizer": tokenizer}
 
         torch.manual_seed(seed)  # the same seed and batch give the same samples
-        output = self.model.generate(**encoded, **options)
+        output = self.lm.model.generate(**encoded, **options)
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
 
         self.stats.calls += len(prompts)
         self.stats.prompt_tokens += int(encoded["attention_mask"].sum())
-        self.stats.completion_tokens += int((new_tokens != self.tokenizer.pad_token_id).sum())
-        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [self._cut(text).strip() for text in texts]
-
-    def _cut(self, text: str) -> str:
-        """A chat model stops at EOS; a base model's text ends where its next few-shot item would begin."""
-        if self.uses_chat:
-            return text
-        for stop in COMPLETION_STOPS:
-            text = text.split(stop, 1)[0]
-        return text
+        self.stats.completion_tokens += int((new_tokens != tokenizer.pad_token_id).sum())
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        # A chat model stops at its end of turn; a base model's text ends where its next few-shot item would begin.
+        return [text.strip() if self.uses_chat else cut_completion(text) for text in texts]
 
     def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
-        texts = [self._render(prompt) for prompt in prompts]
-        add_special_tokens = not self.uses_chat
-        scores = score_continuations(
-            self.model,
-            self.tokenizer,
-            texts,
-            label_continuations(self.tokenizer, labels, chat=self.uses_chat),
-            add_special_tokens=add_special_tokens,
-            batch_size=self.batch_size,
-        )
+        scores = self.lm.label_log_likelihoods(prompts, labels, self.batch_size, self.prefix)
         self.stats.calls += len(prompts)
-        encoded = self.tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]
-        self.stats.prompt_tokens += sum(len(ids) for ids in encoded)
+        self.stats.prompt_tokens += sum(map(len, self.lm.encode(prompts)))
         return [LabelScores.from_logprobs(dict(zip(labels, row))) for row in scores]
 
     def close(self) -> None:
-        if getattr(self, "model", None) is None:
+        if getattr(self, "lm", None) is None:
             return
-        self.model = None
+        on_gpu = self.lm.model.device.type == "cuda"
+        self.lm = self.prefix = None
         gc.collect()
-        if self.device.type == "cuda":
+        if on_gpu:
             torch.cuda.empty_cache()

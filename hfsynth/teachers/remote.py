@@ -1,13 +1,17 @@
 """A teacher behind an HTTP API: a Hub model on an Inference Provider, or any OpenAI-compatible server.
 
-``base_url`` names a server speaking the OpenAI chat API (TGI, vLLM, ``transformers serve``, an Inference
-Endpoint); without it, ``model`` is a Hub id served by ``provider`` (default: the Hugging Face router's "auto").
+``base_url`` names a server speaking the OpenAI API (TGI, vLLM, ``transformers serve``, an Inference Endpoint);
+without it, ``model`` is a Hub id served by ``provider`` (default: the Hugging Face router's "auto"). An
+instruction-tuned model gets chat requests (``/v1/chat/completions``); a base model (``prompt_format: completion``)
+gets its few-shot document as a legacy completion request (``/v1/completions``, which needs a ``base_url``), cut
+where its next item would begin, as the local teacher does.
 
-Requests go through ``huggingface_hub.InferenceClient`` from a small thread pool rather than through
-``AsyncInferenceClient``: the Teacher interface is synchronous, so threads need no event loop of their own (and still
-work when the caller already runs one, as Gradio or Jupyter do), and the sync client shares huggingface_hub's pooled
-HTTP session, so connections are reused from one batch to the next. Requests are I/O-bound and few at a time, so
-threads cost nothing.
+Chat requests go through ``huggingface_hub.InferenceClient``; completion requests through huggingface_hub's pooled
+HTTP session and headers (the client has no OpenAI ``/v1/completions`` route: its ``text_generation`` speaks TGI's
+native API). Both run from a small thread pool rather than ``AsyncInferenceClient``: the Teacher interface is
+synchronous, so threads need no event loop of their own (and still work when the caller already runs one, as Gradio
+or Jupyter do), and the pooled session reuses connections from one batch to the next. Requests are I/O-bound and few
+at a time, so threads cost nothing.
 
 The token comes from the usual places (``HF_TOKEN``, a stored login) and is sent to the server, never logged:
 httpx2 logs only the request line, httpcore2 (DEBUG) the request object without headers, and huggingface_hub
@@ -18,21 +22,24 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import json
 import logging
 import random
-import re
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse, urlunparse
 
 import httpx2
 from huggingface_hub import ChatCompletionOutput, InferenceClient, get_token
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from hfsynth.errors import TeacherError
+from hfsynth.parsing import COMPLETION_STOPS, cut_completion, label_scores
 from hfsynth.recipe import SamplingParams, TeacherConfig
 from hfsynth.teachers.base import LabelScores, Prompt, Teacher
 
@@ -47,7 +54,8 @@ _DETAIL_CHARS = 200
 
 
 class RemoteTeacher(Teacher):
-    """One chat request per prompt, ``config.max_concurrency`` in flight, each retried on overload or network trouble.
+    """One request per prompt, ``config.max_concurrency`` in flight (generation and classification alike), each
+    retried on overload, network trouble or a malformed answer.
 
     ``backoff_base`` is the first retry's delay in seconds (doubling, with jitter, up to 30 s); tests make it small.
     """
@@ -58,19 +66,17 @@ class RemoteTeacher(Teacher):
             raise TeacherError("teacher: give either base_url (an OpenAI-compatible server) or provider, not both")
         if config.base_url and not config.base_url.startswith(("http://", "https://")):
             raise TeacherError(f"teacher.base_url must start with http:// or https://, got {config.base_url!r}")
+        if config.prompt_format == "completion" and not config.base_url:
+            raise TeacherError("teacher prompt_format 'completion' needs a base_url: an OpenAI-compatible server "
+                               "with /v1/completions (Inference Providers take chat requests)")
         self.config = config
         self.model_id = config.model
-        # huggingface_hub's client has no OpenAI /v1/completions route for a base_url (its text_generation speaks
-        # TGI's native API), so completion-style prompts cannot be sent: every request is a chat request.
-        self.uses_chat = True
-        if config.prompt_format == "completion":
-            logger.warning(
-                "teacher prompt_format 'completion' is not supported by the remote backend; sending chat messages, "
-                "so the server's model needs a chat template"
-            )
+        # "auto" means chat: whether a remote model has a chat template cannot be asked of the server.
+        self.uses_chat = config.prompt_format != "completion"
         self._backoff_base = backoff_base
         self._token = get_token()
         self._target = config.base_url or f"provider {config.provider or 'auto'}"
+        self._completions_url = _completions_url(config.base_url) if config.base_url else ""
         self._client = InferenceClient(
             base_url=config.base_url,
             provider=config.provider,
@@ -87,7 +93,13 @@ class RemoteTeacher(Teacher):
         # Twice the concurrency: requests stay in flight while the slowest of a batch finishes.
         return self.config.max_concurrency * 2
 
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int) -> list[str]:
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        sampling: SamplingParams,
+        seed: int,
+        on_answer: Callable[[int, str], None] | None = None,
+    ) -> list[str]:
         parameters: dict[str, Any] = {
             "max_tokens": sampling.max_new_tokens,
             "temperature": sampling.temperature,
@@ -98,16 +110,16 @@ class RemoteTeacher(Teacher):
             "frequency_penalty": sampling.repetition_penalty - 1.0 if sampling.repetition_penalty != 1.0 else None,
         }
         return self._run_all(
-            [{**parameters, "messages": prompt.as_openai_messages(), "seed": request_seed(seed, index)}
-             for index, prompt in enumerate(prompts)]
+            [self._request(prompt, {**parameters, "seed": request_seed(seed, index)})
+             for index, prompt in enumerate(prompts)],
+            on_answer,
         )
 
     def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
         # Greedy and short: the answer is a label, read from the text (OpenAI-compatible servers differ too much in
         # logprobs support to rely on them; `transformers serve` ignores the field).
         answers = self._run_all(
-            [{"messages": prompt.as_openai_messages(), "temperature": 0.0, "max_tokens": CLASSIFY_MAX_TOKENS}
-             for prompt in prompts]
+            [self._request(prompt, {"temperature": 0.0, "max_tokens": CLASSIFY_MAX_TOKENS}) for prompt in prompts]
         )
         return [label_scores(answer, labels) for answer in answers]
 
@@ -116,36 +128,48 @@ class RemoteTeacher(Teacher):
 
     # --- requests ---------------------------------------------------------------------------------------------------
 
-    def _run_all(self, requests: list[dict[str, Any]]) -> list[str]:
-        """Answers in request order. The first request that fails for good stops the rest and raises its error."""
+    def _request(self, prompt: Prompt, parameters: dict[str, Any]) -> dict[str, Any]:
+        if self.uses_chat:
+            return {**parameters, "messages": prompt.as_openai_messages()}
+        return {**parameters, "prompt": prompt.completion, "stop": list(COMPLETION_STOPS)}
+
+    def _run_all(self, requests: list[dict[str, Any]],
+                 on_answer: Callable[[int, str], None] | None = None) -> list[str]:
+        """Answers in request order, each handed to ``on_answer`` (in this thread) as it arrives. The first request
+        that fails for good stops the rest and raises its error."""
         stop = threading.Event()
-        futures = [self._pool.submit(self._complete, request, stop) for request in requests]
+        futures: dict[Future[str], int] = {
+            self._pool.submit(self._complete, request, stop): index for index, request in enumerate(requests)
+        }
+        answers = [""] * len(requests)
         try:
-            wait(futures, return_when=FIRST_EXCEPTION)
+            for future in as_completed(futures):
+                error = future.exception()
+                if isinstance(error, _Stopped):
+                    continue  # another request failed: its error is the one to raise
+                if error is not None:
+                    raise error
+                answers[futures[future]] = future.result()
+                if on_answer is not None:
+                    on_answer(futures[future], answers[futures[future]])
         finally:
             # A failure, or the caller interrupted: queued requests are dropped, running ones end after this attempt.
             if not all(future.done() for future in futures):
                 stop.set()
                 for future in futures:
                     future.cancel()
-        wait(futures)
-        for future in futures:
-            error = None if future.cancelled() else future.exception()
-            if error is not None and not isinstance(error, _Stopped):
-                raise error
-        return [future.result() for future in futures]
+        return answers
 
     def _complete(self, request: dict[str, Any], stop: threading.Event) -> str:
-        """One chat request with retries; its answer text."""
+        """One request with retries; its answer text."""
         attempt = 0
         while True:
             if stop.is_set():
                 raise _Stopped
             try:
-                output = self._client.chat_completion(model=self.config.model, **request)
-                text = _answer_text(output)
+                text, usage = self._send(request)
                 break
-            except (HfHubHTTPError, httpx2.HTTPError, OfflineModeIsEnabled, ValueError) as error:
+            except (HfHubHTTPError, httpx2.HTTPError, OfflineModeIsEnabled, ValueError, _MalformedAnswer) as error:
                 failure = self._failure(error)
             attempts = f"; gave up after {attempt + 1} attempts" if attempt else ""
             if not failure.retryable or attempt >= self.config.max_retries:
@@ -165,10 +189,20 @@ class RemoteTeacher(Teacher):
             attempt += 1
         with self._stats_lock:
             self.stats.calls += 1
-            if output.usage is not None:
-                self.stats.prompt_tokens += output.usage.prompt_tokens or 0
-                self.stats.completion_tokens += output.usage.completion_tokens or 0
+            self.stats.prompt_tokens += usage.get("prompt_tokens") or 0
+            self.stats.completion_tokens += usage.get("completion_tokens") or 0
         return text
+
+    def _send(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """One attempt: the answer text and the token usage the server reports."""
+        if self.uses_chat:
+            output = self._client.chat_completion(model=self.config.model, **request)
+            return _chat_text(output), dict(output.usage or {})
+        payload = {"model": self.config.model, **{key: value for key, value in request.items() if value is not None}}
+        response = get_session().post(self._completions_url, json=payload, headers=build_hf_headers(token=self._token),
+                                      timeout=self.config.timeout)
+        hf_raise_for_status(response)
+        return _completion_text(response)
 
     def _failure(self, error: Exception) -> _Failure:
         if isinstance(error, OfflineModeIsEnabled):
@@ -188,7 +222,10 @@ class RemoteTeacher(Teacher):
             return _Failure(f"no answer within the {self.config.timeout:g} s timeout", retryable=True)
         if isinstance(error, httpx2.HTTPError):
             return _Failure(f"request failed ({type(error).__name__}: {_one_line(str(error))})", retryable=True)
-        # ValueError: a malformed answer, or the client refusing the configuration (unknown provider, no token).
+        if isinstance(error, (_MalformedAnswer, json.JSONDecodeError, UnicodeDecodeError)):
+            # A 200 that is not an answer (a proxy's page, a cut-off body, no choices): as passing as a 502.
+            return _Failure(f"malformed answer ({_one_line(str(error))})", retryable=True)
+        # Any other ValueError: the client refusing the configuration (unknown provider, no token).
         return _Failure(f"{type(error).__name__}: {_one_line(str(error))}", retryable=False)
 
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
@@ -214,16 +251,40 @@ class _Stopped(Exception):
     """A request dropped because another request of its batch failed."""
 
 
+class _MalformedAnswer(Exception):
+    """A successful HTTP answer without what an OpenAI-compatible server sends."""
+
+
 def request_seed(batch_seed: int, index: int) -> int:
     """The seed of the ``index``-th request of a batch: reproducible, distinct per prompt, fits every server's int."""
     digest = hashlib.sha256(f"{batch_seed}:{index}".encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-def _answer_text(output: ChatCompletionOutput) -> str:
-    if not output.choices:
-        raise ValueError("the server's answer has no choices")
+def _chat_text(output: ChatCompletionOutput) -> str:
+    if not output.choices or output.choices[0].message is None:
+        raise _MalformedAnswer("the answer has no choices")
     return output.choices[0].message.content or ""
+
+
+def _completion_text(response: httpx2.Response) -> tuple[str, dict[str, Any]]:
+    """The text of a ``/v1/completions`` answer, cut where the next few-shot item would begin, and its usage."""
+    body = response.json()  # json.JSONDecodeError on a body that is not JSON
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not choices or not isinstance(choices[0], dict) or not isinstance(choices[0].get("text"), str):
+        raise _MalformedAnswer("the answer has no choices with a text")
+    usage = body.get("usage")
+    return cut_completion(choices[0]["text"]), usage if isinstance(usage, dict) else {}
+
+
+def _completions_url(base_url: str) -> str:
+    """``base_url`` + ``/v1/completions``, as huggingface_hub appends ``/v1/chat/completions`` for chat (a base_url
+    that already ends in ``/v1`` gets ``/completions`` only)."""
+    parsed = urlparse(base_url)
+    path = parsed.path.rstrip("/")
+    if not path.endswith("/completions"):
+        path += "/completions" if path.endswith("/v1") else "/v1/completions"
+    return urlunparse(parsed._replace(path=path))
 
 
 def _one_line(text: str) -> str:
@@ -261,65 +322,3 @@ def _retry_after_seconds(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-# --- reading a label out of a free-text answer ------------------------------------------------------------------------
-
-
-def _normalize(text: str) -> str:
-    """Case-folded words: punctuation, quotes, markdown and separators ("sci/tech", "sci-tech") become single spaces."""
-    return " ".join(re.sub(r"[\W_]+", " ", text.casefold()).split())
-
-
-def parse_label(answer: str, labels: Sequence[str]) -> str | None:
-    """The label a free-text answer names, or ``None`` when it names none or several.
-
-    Tried in order: the exact label; the same words ignoring case, punctuation and quotes ("'Positive.'"); an answer
-    that starts with a label ("Positive. The review praises..."); exactly one label among the answer's words ("The
-    sentiment is positive"); an answer that is the start of exactly one label (cut short: "pos").
-    """
-    if answer.strip() in labels:
-        return answer.strip()
-    text = _normalize(answer)
-    if not text:
-        return None
-    words = {label: _normalize(label) for label in labels}
-    same = [label for label, normalized in words.items() if normalized == text]
-    if same:
-        return same[0] if len(same) == 1 else None
-
-    leading = [label for label, normalized in words.items() if normalized and text.startswith(normalized + " ")]
-    if leading:
-        longest = max(len(words[label]) for label in leading)
-        leading = [label for label in leading if len(words[label]) == longest]
-        return leading[0] if len(leading) == 1 else None
-
-    spans = {
-        label: [match.span() for match in re.finditer(rf"(?<!\S){re.escape(normalized)}(?!\S)", text)]
-        for label, normalized in words.items()
-        if normalized
-    }
-    spans = {label: found for label, found in spans.items() if found}
-    # "non toxic" also contains "toxic": a label seen only inside another label's occurrences does not count.
-    mentioned = [
-        label
-        for label, found in spans.items()
-        if any(
-            not any(other != label and start_o <= start and end <= end_o
-                    for other, other_found in spans.items() for start_o, end_o in other_found)
-            for start, end in found
-        )
-    ]
-    if mentioned:
-        return mentioned[0] if len(mentioned) == 1 else None
-
-    prefixed = [label for label, normalized in words.items() if normalized.startswith(text)]
-    return prefixed[0] if len(prefixed) == 1 else None
-
-
-def label_scores(answer: str, labels: Sequence[str]) -> LabelScores:
-    """The parsed label as certain (one-hot over ``labels``), or no label, keeping the answer for the report."""
-    label = parse_label(answer, labels)
-    if label is None:
-        return LabelScores(None, raw=answer)
-    return LabelScores({name: float(name == label) for name in labels}, raw=answer)

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from typing import TypeVar
 
 from hfsynth.errors import TeacherError
@@ -77,12 +77,13 @@ class ReplicaTeacher(Teacher):
     def stats(self, value: TeacherStats) -> None:  # Teacher.__init__ assigns one; the replicas keep the real counts
         pass
 
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int) -> list[str]:
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int,
+                 on_answer: Callable[[int, str], None] | None = None) -> list[str]:
         def one(prompt: Prompt, request: int, replica: RemoteTeacher) -> str:
             return replica.generate([prompt], sampling, request)[0]
 
         return self._spread([functools.partial(one, prompt, request_seed(seed, index))
-                             for index, prompt in enumerate(prompts)])
+                             for index, prompt in enumerate(prompts)], on_answer)
 
     def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
         def one(prompt: Prompt, replica: RemoteTeacher) -> LabelScores:
@@ -97,18 +98,23 @@ class ReplicaTeacher(Teacher):
 
     # --- spreading ----------------------------------------------------------------------------------------------------
 
-    def _spread(self, requests: list[Callable[[RemoteTeacher], T]]) -> list[T]:
-        """Answers in request order; the first request that fails on every replica fails the call."""
+    def _spread(self, requests: list[Callable[[RemoteTeacher], T]],
+                on_answer: Callable[[int, T], None] | None = None) -> list[T]:
+        """Answers in request order, each also handed to ``on_answer`` (in this thread) as it arrives; the first
+        request that fails on every replica fails the call."""
         futures = [self._pool.submit(self._serve, request) for request in requests]
+        index_of = {future: index for index, future in enumerate(futures)}
         try:
-            wait(futures, return_when=FIRST_EXCEPTION)
+            for future in as_completed(futures):
+                error = future.exception()
+                if error is not None:
+                    raise error
+                if on_answer is not None:
+                    on_answer(index_of[future], future.result())
         finally:
             for future in futures:
                 future.cancel()
-        wait(futures)
-        for future in futures:
-            if not future.cancelled() and future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]
+            wait(futures)
         return [future.result() for future in futures]
 
     def _serve(self, request: Callable[[RemoteTeacher], T]) -> T:
