@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperCommand
 
 from hfsynth.checks import check_out_dir
 from hfsynth.errors import HfsynthError
@@ -32,6 +36,56 @@ RecipeArg = Annotated[str, typer.Argument(help="A recipe YAML file (or hf://data
 OutOption = Annotated[Path, typer.Option("--out", help="The run folder: cache, dataset, students, eval.")]
 
 
+RayOption = Annotated[str | None, typer.Option(
+    "--ray", metavar="[ADDRESS]",
+    help="Run on Ray (install the ray extra of hfsynth): --ray alone uses the recipe's execution.address, else "
+         "RAY_ADDRESS, else a new local instance; or give an address: auto (the cluster `ray start` started on this "
+         "machine), HOST:6379, ray://HOST:10001.")]
+
+
+class _RayCommand(TyperCommand):
+    """Lets ``--ray`` go without a value (``--ray [ADDRESS]``): typer options otherwise always take one."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        args = list(args)
+        for index, arg in enumerate(args):
+            if arg == "--":
+                break
+            if arg == "--ray" and (index + 1 == len(args) or args[index + 1].startswith("-")):
+                args.insert(index + 1, "")
+                break
+        return super().parse_args(ctx, args)
+
+
+# The engine `run` opened, which the stage commands it calls reuse (one Ray connection for all stages).
+_active_engine: ContextVar[Any] = ContextVar("hfsynth_engine", default=None)
+
+
+@contextlib.contextmanager
+def _engine(recipes: Sequence[Any], ray: str | None) -> Iterator[Any]:  # hfsynth.execution.Engine
+    active = _active_engine.get()
+    if active is not None:
+        yield active
+        return
+    from hfsynth.execution import engine_for
+
+    if ray and Path(ray).suffix in {".yaml", ".yml"}:
+        raise HfsynthError(f"--ray {ray}: that is a recipe, not a Ray address: put --ray after the recipes")
+    engine = engine_for(recipes, ray)
+    if engine.name == "ray":
+        engine.on_progress = _stage_progress
+    token = _active_engine.set(engine)
+    try:
+        yield engine
+    finally:
+        _active_engine.reset(token)
+        engine.close()
+
+
+def _stage_progress(recipe: str, stage: str, done: int, total: int) -> None:
+    console.print(f"{recipe}: {stage} {done}/{total} done", highlight=False)
+
+
 def user_errors(command: F) -> F:
     """A user mistake becomes one red line and exit code 1; Ctrl-C says that a re-run resumes."""
 
@@ -40,7 +94,8 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except HfsynthError as error:
-            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            # Escaped: a message may hold brackets that rich would take for markup ("hfsynth[ray]").
+            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted:[/] everything finished so far is kept; run the same command to resume")
@@ -131,10 +186,11 @@ def _summary(recipe, result) -> tuple[Table, str]:  # noqa: ANN001 - Recipe, Gen
     return table, line
 
 
-@app.command()
+@app.command(cls=_RayCommand)
 @user_errors
 def generate(recipe: RecipeArg, out: OutOption,
-             push: Annotated[bool, typer.Option(help="Push the dataset to the Hub when done.")] = False) -> None:
+             push: Annotated[bool, typer.Option(help="Push the dataset to the Hub when done.")] = False,
+             ray: RayOption = None) -> None:
     """Generate and curate the synthetic dataset into OUT/dataset (re-running resumes from the call cache)."""
     from hfsynth import pipeline
 
@@ -146,8 +202,8 @@ def generate(recipe: RecipeArg, out: OutOption,
                   f"{len(loaded.languages)} language(s) x {generation.samples_per_label} samples in calls of "
                   f"{generation.samples_per_call}), then top-up calls for what curation drops", highlight=False,
                   soft_wrap=True)
-    with _progress() as progress:
-        _, result = pipeline.generate(loaded, out, _generation_progress(progress))
+    with _engine([loaded], ray) as engine, _progress() as progress:
+        _, result = pipeline.generate(loaded, out, _generation_progress(progress), engine)
     table, line = _summary(loaded, result)
     console.print(table)
     console.print(line, highlight=False)
@@ -168,9 +224,9 @@ DatasetOption = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=_RayCommand)
 @user_errors
-def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None) -> None:
+def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None, ray: RayOption = None) -> None:
     """Train the recipe's students into OUT/students (finished students are skipped, killed ones resume)."""
     from hfsynth import pipeline
 
@@ -179,9 +235,12 @@ def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None) -> N
     check_out_dir(out)
     from hfsynth.logs import training_steps_callback
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
-        runs = pipeline.train(loaded, out, dataset, callbacks=[training_steps_callback(progress)])
+    with _engine([loaded], ray) as engine, Progress(TextColumn("{task.description}"), BarColumn(),
+                                                    MofNCompleteColumn(), TimeElapsedColumn(),
+                                                    console=console) as progress:
+        # On Ray the runs train on the workers: the engine reports finished runs instead of steps.
+        callbacks = [training_steps_callback(progress)] if engine.name == "local" else []
+        runs = pipeline.train(loaded, out, dataset, callbacks=callbacks, engine=engine)
     table = Table(title=f"{loaded.name}: students")
     for column in ("student", "kind", "train size", "seed", "status", "seconds"):
         table.add_column(column)
@@ -209,16 +268,17 @@ def _results_table(results: EvaluationResults) -> Table:
     return table
 
 
-@app.command()
+@app.command(cls=_RayCommand)
 @user_errors
-def evaluate(recipe: RecipeArg, out: OutOption) -> None:
+def evaluate(recipe: RecipeArg, out: OutOption, ray: RayOption = None) -> None:
     """Teacher and students on the real test sets: OUT/eval/results.json, report.md, plots; then the cards."""
     from hfsynth import pipeline
 
     _quiet_libraries()
     loaded = _load(recipe)
     check_out_dir(out)
-    results = pipeline.evaluate(loaded, out)
+    with _engine([loaded], ray) as engine:
+        results = pipeline.evaluate(loaded, out, engine)
     console.print(_results_table(results))
     console.print(f"report: {RunFolder(out).eval.report}")
 
@@ -234,11 +294,36 @@ def publish(recipe: RecipeArg, out: OutOption) -> None:
         console.print(f"pushed {url}")
 
 
-@app.command()
+@app.command(cls=_RayCommand)
 @user_errors
-def run(recipe: RecipeArg, out: OutOption,
-        push: Annotated[bool, typer.Option(help="Publish dataset and students when done.")] = False) -> None:
-    """All stages: generate, train, evaluate (and publish with --push). Re-running resumes."""
+def run(recipes: Annotated[list[str], typer.Argument(
+            help="One or more recipe YAML files (or hf://datasets/OWNER/NAME/recipe.yaml); several go to OUT/<name>.")],
+        out: OutOption,
+        push: Annotated[bool, typer.Option(help="Publish dataset and students when done.")] = False,
+        ray: RayOption = None) -> None:
+    """All stages: generate, train, evaluate (and publish with --push). Re-running resumes.
+
+    Several recipes each get their own folder OUT/<recipe name>; with --ray they all run at once on one cluster."""
+    loaded = [_load(recipe) for recipe in recipes]
+    names = [recipe.name for recipe in loaded]
+    if len(set(names)) != len(names):
+        raise HfsynthError(f"two recipes have the same name ({', '.join(names)}): each needs its own OUT/<name>")
+    with _engine(loaded, ray) as engine:
+        if len(recipes) > 1 and engine.name == "ray":
+            _run_together(loaded, out, engine)
+        else:
+            for recipe, recipe_out in zip(recipes, _run_folders(loaded, out), strict=True):
+                _run_one(recipe, recipe_out)
+    if push:
+        for recipe, recipe_out in zip(recipes, _run_folders(loaded, out), strict=True):
+            publish(recipe, recipe_out)
+
+
+def _run_folders(recipes: Sequence[Any], out: Path) -> list[Path]:
+    return [out] if len(recipes) == 1 else [out / recipe.name for recipe in recipes]
+
+
+def _run_one(recipe: str, out: Path) -> None:
     loaded = _load(recipe)
     check_out_dir(out)
     generate(recipe, out, push=False)
@@ -246,8 +331,56 @@ def run(recipe: RecipeArg, out: OutOption,
         train(recipe, out)
     if loaded.evaluation.sets:
         evaluate(recipe, out)
-    if push:
-        publish(recipe, out)
+
+
+def _run_together(recipes: Sequence[Any], out: Path, engine: Any) -> None:
+    """Every recipe's stages at once on one Ray cluster, one driver thread per recipe (each writes its own cache)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hfsynth import pipeline
+    from hfsynth.generation import GenerationProgress
+
+    _quiet_libraries()
+
+    def one(recipe: Any, recipe_out: Path) -> EvaluationResults | None:
+        def planned(total: int, cached: int) -> None:
+            console.print(f"{recipe.name}: {total} teacher calls planned ({cached} in the cache)", highlight=False)
+
+        def round_done(round_index: int, kept: int, dropped: int) -> None:
+            console.print(f"{recipe.name}: generation round {round_index + 1}: {kept} kept, {dropped} dropped",
+                          highlight=False)
+
+        pipeline.generate(recipe, recipe_out, GenerationProgress(planned, lambda calls, samples: None, round_done),
+                          engine)
+        if recipe.students:
+            pipeline.train(recipe, recipe_out, engine=engine)
+        return pipeline.evaluate(recipe, recipe_out, engine) if recipe.evaluation.sets else None
+
+    folders = _run_folders(recipes, out)
+    threads = ThreadPoolExecutor(max_workers=len(recipes), thread_name_prefix="recipe")
+    failures = []
+    try:
+        futures = [threads.submit(one, recipe, folder) for recipe, folder in zip(recipes, folders, strict=True)]
+        # A recipe that fails does not stop the others: their work is as valid as it would be alone.
+        for recipe, future, folder in zip(recipes, futures, folders, strict=True):
+            try:
+                results = future.result()
+            except HfsynthError as error:
+                console.print(f"[bold red]error:[/] {recipe.name}: {escape(str(error))}", highlight=False,
+                              soft_wrap=True)
+                failures.append(recipe.name)
+                continue
+            if results is not None:
+                console.print(_results_table(results))
+            console.print(f"{recipe.name}: done in {folder}", highlight=False)
+    except BaseException:
+        engine.close()  # the other recipes' Ray calls then fail at once, and their threads end
+        raise
+    finally:
+        threads.shutdown(wait=False, cancel_futures=True)
+    if failures:
+        raise HfsynthError(f"{len(failures)} of {len(recipes)} recipes failed ({', '.join(failures)}); the others "
+                           "finished: run the same command to resume")
 
 
 space_app = typer.Typer(help="The Gradio Space that compares the teacher with its students.", no_args_is_help=True)

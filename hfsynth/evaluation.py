@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from hfsynth.cache import call_key
 from hfsynth.embedded import base_model_id
 from hfsynth.errors import HfsynthError
+from hfsynth.execution import LOCAL, ClassifyUnit, Engine, stream_classify
 from hfsynth.hub.repo_ids import teacher_public_id
 from hfsynth.metrics import classification_scores
 from hfsynth.prompts import classification_prompt, prompt_fingerprint
@@ -41,7 +42,7 @@ from hfsynth.recipe import Recipe
 from hfsynth.run_folder import EvalFolder, RunFolder
 from hfsynth.run_records import EvaluationResults, SummaryEntry
 from hfsynth.students.base import Student, read_meta
-from hfsynth.teachers import LabelScores, Teacher, load_teacher
+from hfsynth.teachers import LabelScores, Teacher
 from hfsynth.templates import render
 from hfsynth.training import StudentRun, planned_runs, run_params
 
@@ -142,8 +143,9 @@ class TeacherPredictions:
 class _TeacherSession:
     """Loads the recipe's teacher only when an answer is not cached yet, and closes it at the end."""
 
-    def __init__(self, recipe: Recipe, teacher: Teacher | None) -> None:
+    def __init__(self, recipe: Recipe, teacher: Teacher | None, engine: Engine | None = None) -> None:
         self.recipe = recipe
+        self.engine = engine or LOCAL
         self.teacher = teacher
         self.owned = teacher is None
         self.model_id = teacher.model_id if teacher else teacher_public_id(recipe.teacher)
@@ -151,7 +153,7 @@ class _TeacherSession:
     def get(self) -> Teacher:
         if self.teacher is None:
             logger.info("loading the teacher %s", self.model_id)
-            self.teacher = load_teacher(self.recipe.teacher)
+            self.teacher = self.engine.load_teacher(self.recipe)
         return self.teacher
 
     def close(self) -> None:
@@ -177,11 +179,12 @@ def evaluate_teacher(
                     len(keys) - len(missing))
 
         # Written to the cache per chunk: a killed run keeps every chunk that returned.
-        for chunk in tqdm(latency_then_batches(missing, teacher.batch_size), desc=f"teacher {test_set.language}",
-                          unit="batch"):
-            started = time.perf_counter()
-            answers = teacher.classify([prompts[index] for index in chunk], recipe.label_names)
-            per_text = (time.perf_counter() - started) / len(chunk)
+        chunks = latency_then_batches(missing, teacher.batch_size)
+        units = [ClassifyUnit(tuple(prompts[index] for index in chunk), tuple(recipe.label_names)) for chunk in chunks]
+        for position, answers, seconds in tqdm(stream_classify(teacher, units), total=len(units),
+                                               desc=f"teacher {test_set.language}", unit="batch"):
+            chunk = chunks[position]
+            per_text = seconds / len(chunk)
             cache.add(
                 {"key": keys[index], "model": session.model_id, "language": test_set.language,
                  "text": test_set.texts[index], "probabilities": answer.probabilities, "raw": answer.raw,
@@ -428,11 +431,13 @@ def plot_learning_curve(results: EvaluationResults, path: Path) -> None:
 # --- entry point --------------------------------------------------------------------------------------------------
 
 
-def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None) -> EvaluationResults:
+def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None,
+                   engine: Engine | None = None) -> EvaluationResults:
     """Evaluate the teacher and every trained student run on the recipe's real test sets; write ``OUT/eval/``.
 
     ``teacher``: an already loaded teacher to use; by default the recipe's is loaded, and only when some answer is
-    not cached yet. Returns what ``results.json`` holds.
+    not cached yet. ``engine``: where the teacher and the student evaluations run (:mod:`hfsynth.execution`;
+    default: in this process). Returns what ``results.json`` holds.
     """
     if not recipe.evaluation.sets:
         raise HfsynthError("the recipe has no evaluation.sets: there is no real test data to evaluate on")
@@ -442,18 +447,14 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
     test_sets = load_test_sets(recipe)
 
     rows = []
-    session = _TeacherSession(recipe, teacher)
+    session = _TeacherSession(recipe, teacher, engine)
     cache = TeacherPredictions(eval_dir.teacher_predictions)
     try:
         for test_set in test_sets:
             rows.append(evaluate_teacher(recipe, test_set, session, cache))
     finally:
         session.close()
-    for run in tqdm(runs, desc="students", unit="run"):
-        student = Student.load(run.directory)
-        rows += [evaluate_student(recipe, run, student, test_set) for test_set in test_sets]
-        del student
-        gc.collect()  # one model in memory at a time
+    rows += (engine or LOCAL).evaluate_runs(recipe, runs, test_sets)
 
     student_rows = [row for row in rows if row["role"] == "student"]
     results = EvaluationResults.model_validate({

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hfsynth.cache import CallCache, call_key
 from hfsynth.curation import CurationResult, DropRecord, Sample, apply_self_check, curate
+from hfsynth.execution import ClassifyUnit, GenerateUnit, stream_classify, stream_generate
 from hfsynth.parsing import parse_answer
 from hfsynth.prompts import GenerationRequest, classification_prompt, generation_prompt, prompt_fingerprint
 from hfsynth.realdata import examples_by_label, load_labelled_set
@@ -110,16 +111,25 @@ class CachedTeacher:
         if progress:
             progress.on_calls_planned(len(prompts), cached)
         size = self.teacher.batch_size
+        # Each batch still to pay for is a unit of work: a pure function of its prompts and seed, whichever engine
+        # runs it; the answers are cached here, by the driver, as each unit returns.
+        units: list[GenerateUnit] = []
+        unit_keys: list[tuple[list[str], list[str]]] = []
         for start in range(0, len(prompts), size):
             batch_keys = keys[start : start + size]
             todo = [i for i, key in enumerate(batch_keys, start) if key not in answers]
             if todo:
                 # The seed depends on the batch's content only, so a resumed run reproduces it exactly.
                 batch_seed = int(call_key(keys=batch_keys)[:8], 16)
-                outputs = self.teacher.generate([prompts[i] for i in todo], self.recipe.teacher.sampling, batch_seed)
-                fresh = {keys[i]: output for i, output in zip(todo, outputs, strict=True)}
-                self.cache.put_many(fresh)
-                answers.update(fresh)
+                units.append(GenerateUnit(tuple(prompts[i] for i in todo), self.recipe.teacher.sampling, batch_seed))
+                unit_keys.append(([keys[i] for i in todo], batch_keys))
+            elif progress:
+                progress.on_batch_done(len(batch_keys), sum(count_samples(answers[k]) for k in batch_keys))
+        for index, outputs in stream_generate(self.teacher, units):
+            todo_keys, batch_keys = unit_keys[index]
+            fresh = dict(zip(todo_keys, outputs, strict=True))
+            self.cache.put_many(fresh)
+            answers.update(fresh)
             if progress:
                 progress.on_batch_done(len(batch_keys), sum(count_samples(answers[k]) for k in batch_keys))
         return [answers[key] for key in keys], cached
@@ -131,10 +141,10 @@ class CachedTeacher:
         answers = self.cache.get_many(keys)
         todo = [i for i, key in enumerate(keys) if key not in answers]
         size = self.teacher.batch_size
-        for start in range(0, len(todo), size):
-            chunk = todo[start : start + size]
-            scores = self.teacher.classify([prompts[i] for i in chunk], self.recipe.label_names)
-            fresh = {keys[i]: score.label or "" for i, score in zip(chunk, scores, strict=True)}
+        chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
+        units = [ClassifyUnit(tuple(prompts[i] for i in chunk), tuple(self.recipe.label_names)) for chunk in chunks]
+        for index, scores, _ in stream_classify(self.teacher, units):
+            fresh = {keys[i]: score.label or "" for i, score in zip(chunks[index], scores, strict=True)}
             self.cache.put_many(fresh)
             answers.update(fresh)
         return [answers[key] or None for key in keys]

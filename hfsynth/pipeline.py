@@ -15,34 +15,37 @@ import datasets
 from hfsynth.cache import checkpoint
 from hfsynth.dataset import load_synthetic_dataset, save_dataset
 from hfsynth.errors import HfsynthError
+from hfsynth.execution import LOCAL, Engine
 from hfsynth.generation import GenerationProgress, GenerationResult, generate_samples
 from hfsynth.hub.publish import push_dataset, push_folder
 from hfsynth.hub.repo_ids import dataset_repo_id, student_repo_id
 from hfsynth.recipe import Recipe, StudentConfig
 from hfsynth.run_folder import CHECKPOINTS_DIR, RunFolder
 from hfsynth.run_records import EvaluationResults
-from hfsynth.teachers import load_teacher
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
 
 
 def generate(
-    recipe: Recipe, out_dir: Path, progress: GenerationProgress | None = None
+    recipe: Recipe, out_dir: Path, progress: GenerationProgress | None = None, engine: Engine | None = None
 ) -> tuple[datasets.DatasetDict, GenerationResult]:
-    """Generate and curate the synthetic dataset into ``out_dir/dataset`` (resuming from the call cache)."""
+    """Generate and curate the synthetic dataset into ``out_dir/dataset`` (resuming from the call cache).
+
+    ``engine``: where the teacher runs (:mod:`hfsynth.execution`; default: in this process)."""
     run_folder = RunFolder(out_dir)
     checkpoint(run_folder.cache)  # a damaged cache fails now, not after the teacher loaded; a killed run's -wal merged
-    with load_teacher(recipe.teacher) as teacher:
+    with (engine or LOCAL).load_teacher(recipe) as teacher:
         result = generate_samples(recipe, teacher, run_folder.cache, progress)
     return save_dataset(recipe, result, run_folder.dataset.root), result
 
 
 def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = None,
-          callbacks: Sequence[TrainerCallback] = ()) -> list:
+          callbacks: Sequence[TrainerCallback] = (), engine: Engine | None = None) -> list:
     """Train the recipe's students on the synthetic dataset: the run's own, a local folder, or a Hub dataset id.
 
-    ``callbacks`` go to every training's Trainer (the CLI's progress display).
+    ``callbacks`` go to every training's Trainer (the CLI's progress display); with the Ray engine they are pickled
+    to the workers. ``engine``: where the runs train (default: in this process).
     """
     from hfsynth.dataset import load_synthetic_dataset
     from hfsynth.training import train_students
@@ -52,14 +55,14 @@ def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = Non
     if dataset_source is None and not dataset_dir.is_dir():
         raise HfsynthError(f"{dataset_dir}: no synthetic dataset yet: run `hfsynth generate` first, "
                            "or pass --dataset with a folder or a Hub dataset id")
-    return train_students(recipe, load_synthetic_dataset(source), out_dir, callbacks=callbacks)
+    return train_students(recipe, load_synthetic_dataset(source), out_dir, callbacks=callbacks, engine=engine)
 
 
-def evaluate(recipe: Recipe, out_dir: Path) -> EvaluationResults:
+def evaluate(recipe: Recipe, out_dir: Path, engine: Engine | None = None) -> EvaluationResults:
     """Teacher and students on the real test sets; results, report and plots into ``out_dir/eval``, then cards."""
     from hfsynth.evaluation import run_evaluation
 
-    results = run_evaluation(recipe, out_dir)
+    results = run_evaluation(recipe, out_dir, engine=engine)
     write_cards(recipe, out_dir, results)
     return results
 

@@ -53,7 +53,8 @@ class TeacherConfig(_Strict):
     # An embedded short name (see hfsynth.embedded), a local folder, or a Hub model id.
     model: str = Field(min_length=1)
     # Remote backend: an OpenAI-compatible server (TGI, vLLM, `transformers serve`) or a Hub inference provider.
-    base_url: str | None = None
+    # A list of URLs: replicas of one deployment (one server per node); calls are spread over them.
+    base_url: str | list[str] | None = None
     provider: str | None = None
     # "auto": chat template when the tokenizer has one, completion-style few-shot prompts otherwise.
     prompt_format: Literal["auto", "chat", "completion"] = "auto"
@@ -71,8 +72,14 @@ class TeacherConfig(_Strict):
             raise ValueError("base_url/provider are only for backend: remote")
         if self.base_url and self.provider:
             raise ValueError("give either base_url (an OpenAI-compatible server) or provider, not both")
-        if self.base_url and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        urls = self.base_url if isinstance(self.base_url, list) else [self.base_url] if self.base_url else []
+        if isinstance(self.base_url, list) and not urls:
+            raise ValueError("base_url: give at least one replica URL")
+        if len(set(urls)) != len(urls):
+            raise ValueError("base_url: the same replica URL is listed twice")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"base_url must start with http:// or https://, got {url!r}")
         return self
 
 
@@ -188,6 +195,43 @@ class EvaluationConfig(_Strict):
     seed: int = 0
 
 
+class WorkResources(_Strict):
+    """What one unit of work asks the Ray cluster for (``ray.remote`` options); ignored by the local engine."""
+
+    num_cpus: float = Field(1, ge=0)
+    num_gpus: float = Field(0, ge=0)
+    # Custom resources declared by the cluster's nodes, e.g. {"teacher_node": 1}.
+    resources: dict[str, float] = {}
+    # Torch threads in each unit. Unset: as many as the local engine uses on the driver's machine, so that results
+    # match it byte for byte (on CPU, bfloat16 results depend on the thread count).
+    threads: int | None = Field(None, ge=1)
+
+
+class TeacherReplicas(WorkResources):
+    # Ray actors, each holding one teacher (a local model on its own GPU/CPU share, or a remote client).
+    replicas: int = Field(1, ge=1)
+
+
+class ExecutionConfig(_Strict):
+    """Where the work runs: this process (``local``) or a Ray cluster (``ray``, the ``hfsynth[ray]`` extra)."""
+
+    engine: Literal["local", "ray"] = "local"
+    # "auto" (the cluster `ray start` started on this machine), "host:6379", "ray://host:10001" (Ray Client); unset:
+    # RAY_ADDRESS when set (as under `ray job submit`), else a new local Ray instance.
+    address: str | None = None
+    teacher: TeacherReplicas = TeacherReplicas()
+    students: WorkResources = WorkResources()  # per student run (student x train size x repeat)
+    evaluation: WorkResources = WorkResources()  # per (student run, test set) evaluation
+    # A worker or actor that dies mid-unit: the unit runs again this many times (Ray task retries, actor restarts).
+    max_retries: int = Field(3, ge=0)
+
+    @model_validator(mode="after")
+    def _address_is_for_ray(self) -> ExecutionConfig:
+        if self.address is not None and self.engine != "ray":
+            raise ValueError("address is only for engine: ray")
+        return self
+
+
 class PublishConfig(_Strict):
     organization: str | None = None
     private: bool = False
@@ -207,6 +251,7 @@ class Recipe(_Strict):
     students: list[StudentConfig] = []
     evaluation: EvaluationConfig = EvaluationConfig()
     publish: PublishConfig = PublishConfig()
+    execution: ExecutionConfig = ExecutionConfig()
 
     # The YAML text as the user wrote it: written beside artifacts (resolved paths are machine-specific).
     _source_text: str = PrivateAttr("")

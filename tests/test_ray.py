@@ -1,0 +1,314 @@
+"""The Ray engine on a real three-node Ray cluster on loopback: same dataset and scores as the local engine, faults,
+replica URLs, several recipes at once, and the clear errors of a wrong set-up.
+
+The recipe is the quickstart shrunk to seconds: its seven labels with 4 samples each from the embedded SmolLM2
+teacher, a SetFit student swept over 2 train sizes x 2 repeats, 14 real test sentences.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from hfsynth import pipeline
+from hfsynth.cache import CallCache
+from hfsynth.cli import app
+from hfsynth.dataset import load_synthetic_dataset
+from hfsynth.errors import HfsynthError, TeacherError
+from hfsynth.generation import generate_samples
+from hfsynth.recipe import Recipe, load_recipe
+from hfsynth.training import train_students
+from tests.ray_fixtures import (
+    ROOT,
+    KillSwitch,
+    PaidCallLog,
+    RayCluster,
+    RecordingTeacherFactory,
+    kill_on_first_step,
+)
+from tests.scripted_teacher import ScriptedTeacher
+
+# The cluster and replica fixtures (ray_cluster, two_replicas).
+pytest_plugins = ["tests.ray_fixtures"]
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+#: What a results row says about the model's quality (its speed is measured, and differs from run to run).
+SCORES = ("model", "role", "kind", "language", "train_size", "seed", "n", "macro_f1", "accuracy", "per_label",
+          "confusion_matrix", "unparseable", "train_examples_per_label")
+
+
+def tiny_quickstart(folder: Path, **execution: Any) -> Path:
+    data = yaml.safe_load((ROOT / "recipes" / "quickstart.yaml").read_text())
+    data["name"] = "ray-quickstart"
+    data["teacher"]["batch_size"] = 4
+    data["teacher"]["sampling"]["max_new_tokens"] = 40
+    data["generation"].update(samples_per_label=4, samples_per_call=2)
+    data["generation"]["seeds"][0]["path"] = str(ROOT / "data/sib200/eng_Latn/train.jsonl")
+    data["evaluation"]["sets"][0]["path"] = str(ROOT / "data/sib200/eng_Latn/test.jsonl")
+    data["evaluation"]["max_samples"] = 14
+    data["students"][0].update(params={"num_iterations": 2, "batch_size": 8}, train_sizes=[1, 2], repeats=2)
+    # Resources: teacher replicas on the two GPU workers, one CPU per unit.
+    data["execution"] = {"teacher": {"replicas": 2, "num_cpus": 1, "num_gpus": 1},
+                         "students": {"num_cpus": 1}, "evaluation": {"num_cpus": 1}, **execution}
+    path = folder / "ray-quickstart.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def engine(cluster: RayCluster, **options: Any):  # noqa: ANN201 - hfsynth.ray_engine.RayEngine
+    from hfsynth.ray_engine import RayEngine
+
+    return RayEngine(cluster.address, **options)
+
+
+def scores(out: Path) -> list[dict[str, Any]]:
+    results = json.loads((out / "eval" / "results.json").read_text())
+    return [{key: row.get(key) for key in SCORES} for row in results["rows"]]
+
+
+def dataset_files(out: Path) -> dict[str, bytes]:
+    """Every file of the saved dataset (not the `cache-*.arrow` files `datasets` adds when a student trains on it)."""
+    folder = out / "dataset"
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*"))
+            if path.is_file() and not path.name.startswith("cache-")}
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Recipe, Path]:
+    """The whole tiny recipe on the local engine (the Ray engine's units then use as many torch threads as it)."""
+    folder = tmp_path_factory.mktemp("local")
+    recipe = load_recipe(tiny_quickstart(folder))
+    pipeline.generate(recipe, folder / "run")
+    pipeline.train(recipe, folder / "run")
+    pipeline.evaluate(recipe, folder / "run")
+    return recipe, folder / "run"
+
+
+def test_teacher_replicas_land_on_separate_gpu_nodes(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    recipe = load_recipe(tiny_quickstart(tmp_path))
+    with engine(ray_cluster, teacher_factory=lambda config: ScriptedTeacher()) as ray_engine, \
+            ray_engine.load_teacher(recipe) as teacher:
+        nodes = {replica["node_id"] for replica in teacher.replicas}
+        assert len(teacher.replicas) == 2 and len(nodes) == 2
+        assert all(replica["gpu_ids"] for replica in teacher.replicas)  # each got a GPU of its own node
+        worker_nodes = {node.node_id for node in ray_cluster.cluster.worker_nodes}
+        assert nodes == worker_nodes  # the head declares no GPU
+
+
+def test_same_dataset_and_scores_as_the_local_engine(local_run: tuple[Recipe, Path], ray_cluster: RayCluster,
+                                                     tmp_path: Path) -> None:
+    recipe, local_out = local_run
+    out = tmp_path / "run"
+    progress: list[tuple[str, str, int, int]] = []
+    with engine(ray_cluster) as ray_engine:
+        ray_engine.on_progress = lambda *event: progress.append(event)
+        pipeline.generate(recipe, out, engine=ray_engine)
+        trained = pipeline.train(recipe, out, engine=ray_engine)
+        pipeline.evaluate(recipe, out, engine=ray_engine)
+
+    assert dataset_files(out) == dataset_files(local_out)  # byte for byte
+    assert len(trained) == 6 and not any(run.skipped for run in trained)
+    assert scores(out) == scores(local_out)
+    assert ("ray-quickstart", "students", 6, 6) in progress and ("ray-quickstart", "evaluations", 6, 6) in progress
+    for name in ("report.md", "teacher_vs_students.png", "learning_curve.png"):
+        assert (out / "eval" / name).is_file()
+    assert (out / "students" / "setfit-minilm" / "README.md").is_file()
+    assert not list(out.rglob(".hfsynth-ray-probe-*"))
+
+
+def test_actor_killed_mid_generation(local_run: tuple[Recipe, Path], ray_cluster: RayCluster, tmp_path: Path) -> None:
+    recipe, local_out = local_run
+    out = tmp_path / "run"
+    record = tmp_path / "record"
+    switch = KillSwitch(record / "switch")
+    watcher = switch.watch()
+    # The first unit to start after one unit's answers were delivered: its actor is SIGKILLed mid-unit.
+    with engine(ray_cluster, teacher_factory=RecordingTeacherFactory(record, kill_after=1)) as ray_engine:
+        pipeline.generate(recipe, out, engine=ray_engine)
+        watcher.join(timeout=1)
+        assert switch.killed
+        made = dataset_files(out)
+        # Run again (as after a killed driver): every answer comes from the cache.
+        _, again = pipeline.generate(recipe, out, engine=ray_engine)
+    assert again.cached_calls == again.calls > 0
+
+    expected = dataset_files(local_out)
+    del made["README.md"], expected["README.md"]  # the local run's card also shows its evaluation
+    assert made == expected
+    paid = PaidCallLog(record).calls()
+    assert len(paid) == len(set(paid)), "an answer was paid for twice"
+    with CallCache(out / "cache" / "teacher_calls.sqlite") as cache:
+        assert len(cache) == len(paid)  # every delivered answer is cached, once
+    generated = load_synthetic_dataset(out / "dataset")
+    rows = [(row["text"], row["prompt_id"]) for split in generated.values() for row in split]
+    assert len(rows) == len(set(rows)) == 28  # no sample lost or duplicated: 7 labels x 4
+
+
+def test_worker_killed_mid_sweep(local_run: tuple[Recipe, Path], ray_cluster: RayCluster, tmp_path: Path) -> None:
+    recipe, local_out = local_run
+    out = tmp_path / "run"
+    (out / "eval").mkdir(parents=True)
+    # Same dataset, same teacher answers: only the students train again, and one of their workers is killed.
+    shutil.copyfile(local_out / "eval" / "teacher_predictions.jsonl", out / "eval" / "teacher_predictions.jsonl")
+    switch = KillSwitch(tmp_path / "switch")
+    watcher = switch.watch()
+    with engine(ray_cluster) as ray_engine:
+        trained = train_students(recipe, load_synthetic_dataset(local_out / "dataset"), out,
+                                 callbacks=[kill_on_first_step(tmp_path / "switch")], engine=ray_engine)
+        pipeline.evaluate(recipe, out, engine=ray_engine)
+        watcher.join(timeout=1)
+        assert switch.killed
+        # Run again (as after a killed driver): every finished run is skipped.
+        again = pipeline.train(recipe, out, dataset_source=local_out / "dataset", engine=ray_engine)
+    assert len(trained) == 6 and len({run.run.directory for run in trained}) == 6
+    assert not any(run.skipped for run in trained) and all(run.skipped for run in again)
+    assert scores(out) == scores(local_out)
+
+
+def test_student_folder_not_shared_with_the_driver_is_an_error(local_run: tuple[Recipe, Path],
+                                                               ray_cluster: RayCluster, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from hfsynth import ray_engine as module
+
+    recipe, local_out = local_run
+    # As a node that mounts another disk at that path would: the probe the driver wrote is not there.
+    monkeypatch.setattr(module.SharedFolderProbe, "create", classmethod(
+        lambda cls, folder: cls(str(folder / ".hfsynth-ray-probe-elsewhere"), "x", "driver-host")))
+    with engine(ray_cluster) as ray_engine, pytest.raises(HfsynthError, match="storage shared by the driver"):
+        train_students(recipe, load_synthetic_dataset(local_out / "dataset"), tmp_path / "run", engine=ray_engine)
+    assert not list((tmp_path / "run").rglob("hfsynth_student.json"))
+
+
+def failing_teacher(config: object) -> None:
+    raise TeacherError("cannot load teacher model 'nope': no such model")
+
+
+def test_a_teacher_that_cannot_load_is_its_own_error(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    recipe = load_recipe(tiny_quickstart(tmp_path))
+    with engine(ray_cluster, teacher_factory=failing_teacher) as ray_engine, \
+            pytest.raises(TeacherError, match="^cannot load teacher model 'nope': no such model$"):
+        ray_engine.load_teacher(recipe)
+
+
+def test_resources_no_node_has_fail_at_once(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    recipe = load_recipe(tiny_quickstart(tmp_path, teacher={"num_gpus": 2}))
+    started = time.monotonic()
+    with engine(ray_cluster) as ray_engine, pytest.raises(HfsynthError, match=r"no node .* GPU=2 .*execution.teacher"):
+        ray_engine.load_teacher(recipe)
+    assert time.monotonic() - started < 30
+
+
+def test_two_recipes_at_once_through_the_cli(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    paths = []
+    for name, seed in (("ray-a", 0), ("ray-b", 1)):
+        data = yaml.safe_load(tiny_quickstart(tmp_path).read_text())
+        data["name"] = name
+        data["generation"].update(samples_per_label=2, samples_per_call=2, seed=seed)
+        data["students"][0].update(train_sizes=[], repeats=1)
+        data["execution"]["teacher"] = {"replicas": 1, "num_cpus": 1, "resources": {"worker": 1}}
+        data["evaluation"]["max_samples"] = 7
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        paths.append(str(path))
+    result = CliRunner().invoke(app, ["run", *paths, "--out", str(tmp_path / "runs"), "--ray", ray_cluster.address],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    for name in ("ray-a", "ray-b"):
+        results = json.loads((tmp_path / "runs" / name / "eval" / "results.json").read_text())
+        assert {row["role"] for row in results["rows"]} == {"teacher", "student"}
+        assert f"{name}: students 1/1 done" in result.output
+
+
+def test_replica_urls_one_killed_midway(two_replicas: tuple, ray_cluster: RayCluster, tmp_path: Path) -> None:
+    first, second, hub_id = two_replicas
+    data = yaml.safe_load(tiny_quickstart(tmp_path).read_text())
+    data["teacher"] = {"backend": "remote", "model": hub_id, "base_url": [first.base_url, second.base_url],
+                       "max_concurrency": 2, "max_retries": 1, "timeout": 120,
+                       "sampling": {"max_new_tokens": 24, "temperature": 0.8}}
+    data["labels"] = data["labels"][:3]
+    # Zero-shot (the few-shot seed file holds all seven labels): 12 calls, in units of 8 and 4.
+    data["generation"].update(strategy="zero-shot", seeds=[], samples_per_label=8, samples_per_call=2)
+    data["execution"]["teacher"] = {"replicas": 1, "num_cpus": 1}
+    path = tmp_path / "remote.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    recipe = load_recipe(path)
+    cache_path = tmp_path / "cache.sqlite"
+
+    def kill_first_after_one_unit() -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if cache_path.is_file():
+                with CallCache(cache_path) as cache:
+                    if len(cache):
+                        first.process.kill()
+                        return
+            time.sleep(0.2)
+
+    import threading
+
+    killer = threading.Thread(target=kill_first_after_one_unit, daemon=True)
+    killer.start()
+    with engine(ray_cluster) as ray_engine:
+        with ray_engine.load_teacher(recipe) as teacher:
+            result = generate_samples(recipe, teacher, cache_path)
+    killer.join(timeout=1)
+    assert first.process.poll() is not None, "the first replica was not killed"
+    assert result.calls >= 12 and len(result.samples) > 0
+    with CallCache(cache_path) as cache:
+        assert len(cache) == result.calls  # every call answered, once
+    assert first.requests_served() > 0 and second.requests_served() > 0
+    assert any(first.base_url in failure for failure in teacher.stats.failures)
+
+
+def test_ray_without_the_extra_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [module for module in sys.modules if module == "ray" or module.startswith("ray.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
+    monkeypatch.delitem(sys.modules, "hfsynth.ray_engine", raising=False)
+    recipe = tiny_quickstart(tmp_path)
+    result = CliRunner().invoke(app, ["generate", str(recipe), "--out", str(tmp_path / "run"), "--ray"])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert errors == ["error: the Ray engine needs Ray, which is not installed: pip install 'hfsynth[ray]'"]
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_ray_flag_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hfsynth import cli, execution
+
+    seen: list[str | None] = []
+
+    def fake_engine_for(recipes: Any, ray_flag: str | None) -> execution.Engine:
+        seen.append(ray_flag)
+        raise HfsynthError("stop here")
+
+    monkeypatch.setattr(execution, "engine_for", fake_engine_for)
+    recipe = str(tiny_quickstart(tmp_path))
+    for args in (["--ray"], ["--ray", "auto"], ["--ray", "--out", str(tmp_path)], []):
+        out = [] if "--out" in args else ["--out", str(tmp_path)]
+        CliRunner().invoke(cli.app, ["train", recipe, *out, *args])
+    assert seen == ["", "auto", "", None]
+    result = CliRunner().invoke(cli.app, ["run", recipe, "--ray", recipe, "--out", str(tmp_path)])
+    assert "put --ray after the recipes" in result.output
+
+
+def test_execution_section_is_validated(tmp_path: Path) -> None:
+    data = yaml.safe_load(tiny_quickstart(tmp_path).read_text())
+    data["execution"] = {"engine": "local", "address": "auto"}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(HfsynthError, match="address is only for engine: ray"):
+        load_recipe(tmp_path / "bad.yaml")
+    data["execution"] = {"teacher": {"replicas": 0}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(HfsynthError, match="execution.teacher.replicas"):
+        load_recipe(tmp_path / "bad.yaml")
