@@ -105,7 +105,7 @@ def test_no_body_training_fits_only_the_head(tmp_path: Path) -> None:
     assert list(student.model.model_head.classes_) == [0, 1, 2]
     predicts(student)
     # Saved and loaded like any SetFit student.
-    student.save(tmp_path / "student")
+    student.save_model(tmp_path / "student")
     assert (tmp_path / "student" / "model_head.pkl").is_file()
 
 
