@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from hfsynth.cli import app
 from hfsynth.realdata import load_labelled_set
 from hfsynth.recipe import MAX_SAMPLES_PER_LABEL, load_recipe
+from tests.test_recipe import minimal
 
 ROOT = Path(__file__).resolve().parents[1]
 SIB_EN = ROOT / "data" / "sib200" / "eng_Latn"
@@ -29,19 +30,10 @@ def _restore_environment() -> Iterator[None]:
     os.environ.update(saved)
 
 
-def base() -> dict:
-    return {
-        "name": "t",
-        "task": {"name": "topic", "description": "Classify the topic."},
-        "labels": [{"name": "sports"}, {"name": "health"}],
-        "languages": ["en"],
-        "teacher": {"model": "smollm2-135m-instruct"},
-        "dataset": {"repo_id": "me/t"},
-    }
 
 
 def with_(changes: dict) -> dict:
-    data = base()
+    data = minimal()
     for dotted, value in changes.items():
         *parents, leaf = dotted.split(".")
         node = data
