@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
 
 from hfsynth.errors import HfsynthError
-from hfsynth.recipe import SeedSet
+from hfsynth.recipe import Recipe, SeedSet
 
 _LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".tsv": "csv"}
 
@@ -56,6 +57,11 @@ def load_labelled_set(seed_set: SeedSet, label_names: list[str]) -> datasets.Dat
     return datasets.Dataset.from_dict(
         {"text": texts, "label": labels, "language": [seed_set.language] * len(texts)}
     )
+
+
+def labelled_texts(recipe: Recipe, sets: Sequence[SeedSet]) -> list[str]:
+    """Every text of ``sets`` (in order, duplicates kept)."""
+    return [text for seed_set in sets for text in load_labelled_set(seed_set, recipe.label_names)["text"]]
 
 
 def examples_by_label(dataset: datasets.Dataset) -> dict[str, list[str]]:

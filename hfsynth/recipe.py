@@ -132,6 +132,13 @@ class CurationConfig(_Strict):
     min_language_confidence: float = Field(0.5, ge=0.0, le=1.0)
     # Ask the teacher whether each text fits its label; drop those it assigns elsewhere.
     self_check: bool = False
+    # Texts that are the teacher talking about the task ("Here are two sentences...", echoed instructions, a bare
+    # label name); a text whose word 3-grams come from the prompt's instructions this often is an echo.
+    drop_teacher_chatter: bool = True
+    instruction_echo_share: float = Field(0.5, gt=0.0, le=1.0)
+    # Texts sharing a word n-gram this long with any real test text leak the test set (case and punctuation ignored).
+    drop_test_overlap: bool = True
+    test_overlap_ngram: int = Field(8, ge=2)
 
 
 class DatasetConfig(_Strict):
