@@ -158,7 +158,8 @@ def instruction_texts(recipe: Recipe) -> list[str]:
     texts = list(DIVERSITY_INSTRUCTIONS)
     for label in recipe.label_names:
         for language in recipe.languages:
-            prompt = generation_prompt(recipe, GenerationRequest(label, language, recipe.generation.samples_per_call, 0))
+            request = GenerationRequest(label, language, recipe.generation.samples_per_call, call_index=0)
+            prompt = generation_prompt(recipe, request)
             texts += [content for _, content in prompt.messages] + [prompt.completion]
     return texts
 
