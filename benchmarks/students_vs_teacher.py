@@ -20,31 +20,32 @@ import torch
 
 from hfsynth import pipeline
 from hfsynth.recipe import load_recipe
+from hfsynth.run_folder import RunFolder
+from hfsynth.run_records import EvaluationResults
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def compare(results: dict) -> list[dict]:
+def compare(results: EvaluationResults) -> list[dict]:
     """One row per student x language: its macro-F1 and speed next to the teacher's."""
-    entries = [entry for entry in results["summary"] if entry.get("train_size") is None]
-    teacher = {entry["language"]: entry for entry in entries if entry["role"] == "teacher"}
+    teacher = results.teacher_by_language()
     rows = []
-    for entry in entries:
-        if entry["role"] != "student" or entry["language"] not in teacher:
+    for entry in results.headline:
+        if entry.role != "student" or entry.language not in teacher:
             continue
-        baseline = teacher[entry["language"]]
+        baseline = teacher[entry.language]
         rows.append({
-            "student": entry["model"],
-            "kind": entry["kind"],
-            "language": entry["language"],
-            "n": entry["n"],
-            "student_macro_f1": entry["macro_f1"],
-            "teacher_macro_f1": baseline["macro_f1"],
-            "beats_teacher": entry["macro_f1"] > baseline["macro_f1"],
-            "student_texts_per_s": entry["texts_per_s"],
-            "teacher_texts_per_s": baseline["texts_per_s"],
-            "speedup": entry["texts_per_s"] / baseline["texts_per_s"],
+            "student": entry.model,
+            "kind": entry.kind,
+            "language": entry.language,
+            "n": entry.n,
+            "student_macro_f1": entry.macro_f1,
+            "teacher_macro_f1": baseline.macro_f1,
+            "beats_teacher": entry.macro_f1 > baseline.macro_f1,
+            "student_texts_per_s": entry.texts_per_s,
+            "teacher_texts_per_s": baseline.texts_per_s,
+            "speedup": entry.texts_per_s / baseline.texts_per_s,
         })
     return rows
 
@@ -86,13 +87,13 @@ def main() -> None:
     stem = f"students_vs_teacher-{recipe.name}"
     (RESULTS / f"{stem}.json").write_text(json.dumps({
         "recipe": recipe.name,
-        "teacher": results["teacher"],
+        "teacher": results.teacher.to_json(),
         "machine": {"threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
         "timings_s (resumed stages are near zero)": timings,
         "rows": rows,
     }, indent=2))
     (RESULTS / f"{stem}.md").write_text(markdown(rows, recipe.name))
-    shutil.copyfile(out / "eval" / "teacher_vs_students.png", RESULTS / f"{stem}.png")
+    shutil.copyfile(RunFolder(out).eval.bars_plot, RESULTS / f"{stem}.png")
     print(markdown(rows, recipe.name))
 
 

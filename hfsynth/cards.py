@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.resources
-import json
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
 from hfsynth.languages import language_name
 from hfsynth.recipe import Recipe
+from hfsynth.run_folder import DatasetFolder, StudentFolder
+from hfsynth.run_records import EvaluationResults, GenerationStats, SummaryEntry
+from hfsynth.templates import render
 
 PAPER_URL = "https://arxiv.org/abs/2601.16278"
 TAGS = ["hfsynth", "synthetic-data", "distillation"]
-
-_templates = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(importlib.resources.files("hfsynth.card_templates"))),
-    keep_trailing_newline=True,
-    undefined=jinja2.StrictUndefined,  # a missing value is a bug, not an empty cell
-)
-
-
-def render(template: str, **values: Any) -> str:
-    return _templates.get_template(template).render(**values)
 
 
 def size_category(count: int) -> str:
@@ -49,13 +39,11 @@ def dataset_card_data(recipe: Recipe, total: int) -> DatasetCardData:
     )
 
 
-def dataset_card(recipe: Recipe, dataset_dir: Path, results: list[dict[str, Any]] | None = None) -> DatasetCard:
+def dataset_card(recipe: Recipe, dataset_dir: Path, results: list[SummaryEntry] | None = None) -> DatasetCard:
     """The dataset card for a folder written by ``hfsynth.dataset.save_dataset`` (and, later, its students' results)."""
-    from hfsynth.dataset import STATS_FILE
-
-    stats = json.loads((dataset_dir / STATS_FILE).read_text(encoding="utf-8"))
-    sizes = ", ".join(f"{split}: {count}" for split, count in stats["splits"].items())
-    card_data = dataset_card_data(recipe, stats["kept_samples"])
+    stats = GenerationStats.load(DatasetFolder(dataset_dir).stats)
+    sizes = ", ".join(f"{split}: {count}" for split, count in stats.splits.items())
+    card_data = dataset_card_data(recipe, stats.kept_samples)
     content = render(
         "dataset_card.md",
         card_data=card_data.to_yaml(),
@@ -70,9 +58,9 @@ def dataset_card(recipe: Recipe, dataset_dir: Path, results: list[dict[str, Any]
     return DatasetCard(content)
 
 
-def write_dataset_card(recipe: Recipe, dataset_dir: Path, results: list[dict[str, Any]] | None = None) -> DatasetCard:
+def write_dataset_card(recipe: Recipe, dataset_dir: Path, results: list[SummaryEntry] | None = None) -> DatasetCard:
     card = dataset_card(recipe, dataset_dir, results)
-    card.save(dataset_dir / "README.md")
+    card.save(DatasetFolder(dataset_dir).card)
     return card
 
 
@@ -86,49 +74,42 @@ PIPELINE_TAGS = {"setfit": "text-classification", "encoder": "text-classificatio
                  "in-context": "text-generation"}
 KIND_TITLES = {"setfit": "SetFit", "encoder": "fine-tuned encoder", "sft": "LoRA instruction-tuned (TRL SFT)",
                "in-context": "in-context learning"}
-COMPARISON_PLOT = "teacher_vs_students.png"
 
 
 def hub_url(repo_id: str, repo_type: str = "") -> str:
     return f"https://huggingface.co/{repo_type + '/' if repo_type else ''}{repo_id}"
 
 
-def _main_entries(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The headline rows of results.json: the teacher and each student trained on all the synthetic data."""
-    return [entry for entry in results.get("summary", []) if entry.get("train_size") is None]
-
-
-def student_eval_results(recipe: Recipe, results: dict[str, Any], student_name: str) -> list[EvalResult]:
+def student_eval_results(recipe: Recipe, headline: list[SummaryEntry], student_name: str) -> list[EvalResult]:
     """model-index entries for one student: macro-F1 and accuracy per language, straight from results.json."""
     sets = {seed_set.language: seed_set for seed_set in reversed(recipe.evaluation.sets)}
     eval_results = []
-    for entry in _main_entries(results):
-        if entry["role"] != "student" or entry["model"] != student_name or entry["language"] not in sets:
+    for entry in headline:
+        if entry.role != "student" or entry.model != student_name or entry.language not in sets:
             continue
-        test = sets[entry["language"]]
+        test = sets[entry.language]
         common = dict(task_type="text-classification", task_name=f"{recipe.task.name} classification",
-                      dataset_type=test.card_dataset_id, dataset_name=f"{test.card_dataset_id} ({entry['language']})",
+                      dataset_type=test.card_dataset_id, dataset_name=f"{test.card_dataset_id} ({entry.language})",
                       dataset_config=test.card_dataset_config, dataset_split=test.split)
         eval_results.append(EvalResult(**common, metric_type="f1", metric_name="Macro-F1", metric_config="macro",
-                                       metric_value=entry["macro_f1"]))
+                                       metric_value=entry.macro_f1))
         eval_results.append(EvalResult(**common, metric_type="accuracy", metric_name="Accuracy",
-                                       metric_value=entry["accuracy"]))
+                                       metric_value=entry.accuracy))
     return eval_results
 
 
-def _comparison(results: dict[str, Any]) -> list[dict[str, Any]]:
+def _comparison(headline: list[SummaryEntry]) -> list[dict[str, Any]]:
     models: dict[tuple[str, str], dict[str, Any]] = {}
-    for entry in _main_entries(results):
-        model = models.setdefault((entry["role"], entry["model"]),
-                                  {"name": entry["model"], "role": entry["role"], "cells": {}})
-        model["cells"][entry["language"]] = {"macro_f1": entry["macro_f1"], "accuracy": entry["accuracy"]}
+    for entry in headline:
+        model = models.setdefault((entry.role, entry.model), {"name": entry.model, "role": entry.role, "cells": {}})
+        model["cells"][entry.language] = {"macro_f1": entry.macro_f1, "accuracy": entry.accuracy}
     return sorted(models.values(), key=lambda model: model["role"] != "teacher")
 
 
 def student_card(
     recipe: Recipe,
     student_dir: Path,
-    results: dict[str, Any] | None,
+    results: EvaluationResults | None,
     repo_id: str,
     dataset_repo_id: str | None,
     example_text: str = "Your text here.",
@@ -139,23 +120,24 @@ def student_card(
     meta = read_meta(student_dir)
     if meta is None:
         raise FileNotFoundError(f"{student_dir}: not a finished student")
-    kind, name = meta["kind"], student_dir.name
-    results = results or {}
-    embedded = EMBEDDED_MODELS.get(meta["model"])
+    folder = StudentFolder(student_dir)
+    kind, name = meta.kind, folder.name
+    headline = results.headline if results else []
+    embedded = EMBEDDED_MODELS.get(meta.model)
     eval_ids = list(dict.fromkeys(seed_set.card_dataset_id for seed_set in recipe.evaluation.sets))
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
-        base_model=meta["base_model"],
+        base_model=meta.base_model,
         datasets=[*([dataset_repo_id] if dataset_repo_id else []), *eval_ids],
         language=list(recipe.languages),
         license=embedded.license if embedded else recipe.dataset.license,
         library_name=LIBRARY_NAMES[kind],
         pipeline_tag=PIPELINE_TAGS[kind],
         tags=[*TAGS, kind, recipe.task.name, *(["peft", "lora"] if kind == "sft" else [])],
-        eval_results=student_eval_results(recipe, results, name) or None,
+        eval_results=student_eval_results(recipe, headline, name) or None,
     )
     test_sets = []
-    n_by_language = {entry["language"]: entry["n"] for entry in _main_entries(results)}
+    n_by_language = {entry.language: entry.n for entry in headline}
     for seed_set in recipe.evaluation.sets:
         if seed_set.language in n_by_language and seed_set.language not in {t["language"] for t in test_sets}:
             test_sets.append({"language": seed_set.language, "dataset": seed_set.card_dataset_id,
@@ -166,18 +148,19 @@ def student_card(
         model_name=card_data.model_name,
         kind_title=KIND_TITLES[kind],
         recipe=recipe,
-        teacher=results.get("teacher", {}).get("model") or recipe.teacher.model,
-        teacher_mode=results.get("teacher", {}).get("mode", "zero-shot"),
-        base_model=meta["base_model"],
+        teacher=results.teacher.model if results else recipe.teacher.model,
+        teacher_mode=results.teacher.mode if results else "zero-shot",
+        base_model=meta.base_model,
         dataset_repo_id=dataset_repo_id,
-        training=meta["training"],
-        params=meta["params"],
+        training=meta.training,
+        params=meta.params,
         language_names=[f"{language_name(code)} (`{code}`)" for code in recipe.languages],
-        languages=results.get("languages") or list(recipe.languages),
-        comparison=_comparison(results),
+        languages=results.languages if results else list(recipe.languages),
+        comparison=_comparison(headline),
         model_key=name,
         test_sets=test_sets,
-        plot=COMPARISON_PLOT if (student_dir / COMPARISON_PLOT).is_file() else None,
+        # Relative to the card: the plot's copy in the student's folder.
+        plot=folder.comparison_plot.name if folder.comparison_plot.is_file() else None,
         repo_id=repo_id,
         example_text=example_text.replace('"', "'"),
         hub_url=hub_url,

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,6 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hfsynth.errors import HfsynthError
+from hfsynth.run_folder import RunFolder
+
+if TYPE_CHECKING:
+    from hfsynth.run_records import EvaluationResults
 
 app = typer.Typer(help="Let a large LLM teach small models: synthetic data, students, evaluation, the Hub.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -124,7 +128,7 @@ def generate(recipe: RecipeArg, out: OutOption,
     table, line = _summary(loaded, result)
     console.print(table)
     console.print(line, highlight=False)
-    console.print(f"dataset saved to {pipeline.RunLayout(out).dataset}")
+    console.print(f"dataset saved to {RunFolder(out).dataset.root}")
     if push:
         _push_dataset(loaded, out)
 
@@ -132,7 +136,7 @@ def generate(recipe: RecipeArg, out: OutOption,
 def _push_dataset(recipe, out: Path) -> None:  # noqa: ANN001
     from hfsynth import pipeline
 
-    url = pipeline.push_dataset(recipe, pipeline.RunLayout(out).dataset, pipeline.dataset_repo_id(recipe))
+    url = pipeline.push_dataset(recipe, RunFolder(out).dataset.root, pipeline.dataset_repo_id(recipe))
     console.print(f"pushed dataset to {url}")
 
 
@@ -160,20 +164,19 @@ def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None) -> N
     console.print(table)
 
 
-def _results_table(results: dict) -> Table:
-    languages = results["languages"]
-    table = Table(title=f"{results['recipe']}: macro-F1 on real test data (accuracy)")
+def _results_table(results: EvaluationResults) -> Table:
+    languages = results.languages
+    table = Table(title=f"{results.recipe}: macro-F1 on real test data (accuracy)")
     table.add_column("model")
     table.add_column("role")
     for language in languages:
         table.add_column(language, justify="right")
     table.add_column("texts/s", justify="right")
-    entries = [entry for entry in results["summary"] if entry.get("train_size") is None]
-    for key in dict.fromkeys((entry["role"], entry["model"]) for entry in entries):
-        cells = {entry["language"]: entry for entry in entries if (entry["role"], entry["model"]) == key}
-        speed = [cell.get("texts_per_s") for cell in cells.values() if cell.get("texts_per_s")]
-        table.add_row(key[1], key[0], *(
-            f"{cells[lang]['macro_f1']:.3f} ({cells[lang]['accuracy']:.3f})" if lang in cells else "-"
+    for role, model, _ in results.headline_models():
+        cells = {entry.language: entry for entry in results.headline if (entry.role, entry.model) == (role, model)}
+        speed = [cell.texts_per_s for cell in cells.values() if cell.texts_per_s]
+        table.add_row(model, role, *(
+            f"{cells[lang].macro_f1:.3f} ({cells[lang].accuracy:.3f})" if lang in cells else "-"
             for lang in languages), f"{sum(speed) / len(speed):.1f}" if speed else "-")
     return table
 
@@ -187,7 +190,7 @@ def evaluate(recipe: RecipeArg, out: OutOption) -> None:
     _quiet_libraries()
     results = pipeline.evaluate(_load(recipe), out)
     console.print(_results_table(results))
-    console.print(f"report: {pipeline.RunLayout(out).eval / 'report.md'}")
+    console.print(f"report: {RunFolder(out).eval.report}")
 
 
 @app.command()

@@ -1,8 +1,7 @@
 """The synthetic dataset: built from curated samples, saved to disk with its card, loaded back from disk or the Hub.
 
-Layout of ``DIR/dataset/``: the ``DatasetDict`` (``save_to_disk``: ``dataset_dict.json`` and one folder per split),
-``README.md`` (the dataset card), ``recipe.yaml`` (the recipe that made it), ``dropped.jsonl`` (every sample
-curation dropped, and why) and ``generation.json`` (statistics the card is built from).
+The folder's layout (``hfsynth.run_folder.DatasetFolder``): the ``DatasetDict`` (``save_to_disk``), the dataset card,
+the recipe that made it, every sample curation dropped (and why) and the generation statistics the card is built from.
 """
 
 from __future__ import annotations
@@ -21,11 +20,10 @@ from hfsynth.errors import HfsynthError
 from hfsynth.generation import GenerationResult, per_cell_counts
 from hfsynth.realdata import load_labelled_set
 from hfsynth.recipe import Recipe
+from hfsynth.run_folder import DatasetFolder
+from hfsynth.run_records import DiversityStats, GenerationStats
 
 SPLITS = ("train", "validation")
-RECIPE_FILE = "recipe.yaml"
-DROPPED_FILE = "dropped.jsonl"
-STATS_FILE = "generation.json"
 
 
 def features(label_names: list[str]) -> datasets.Features:
@@ -74,20 +72,22 @@ def build_dataset_dict(recipe: Recipe, result: GenerationResult) -> datasets.Dat
     )
 
 
-def generation_stats(recipe: Recipe, result: GenerationResult) -> dict[str, Any]:
-    return {
-        "teacher": result.teacher_model,
-        "strategy": result.strategy,
-        "calls": result.calls,
-        "cached_calls": result.cached_calls,
-        "rounds": result.rounds,
-        "parsed_samples": result.parsed,
-        "kept_samples": len(result.samples),
-        "dropped_samples": len(result.dropped),
-        "drop_reasons": result.drop_counts(),
-        "per_language_label": per_cell_counts(result.samples),
-        "target_per_label": recipe.generation.samples_per_label,
-    }
+def generation_stats(recipe: Recipe, result: GenerationResult, dataset: datasets.DatasetDict) -> GenerationStats:
+    return GenerationStats(
+        teacher=result.teacher_model,
+        strategy=result.strategy,
+        calls=result.calls,
+        cached_calls=result.cached_calls,
+        rounds=result.rounds,
+        parsed_samples=result.parsed,
+        kept_samples=len(result.samples),
+        dropped_samples=len(result.dropped),
+        drop_reasons=result.drop_counts(),
+        per_language_label=per_cell_counts(result.samples),
+        target_per_label=recipe.generation.samples_per_label,
+        splits={split: len(rows) for split, rows in dataset.items()},
+        diversity=diversity_stats(result.samples, real_texts_by_language(recipe)),
+    )
 
 
 def real_texts_by_language(recipe: Recipe) -> dict[str, list[str]]:
@@ -98,7 +98,7 @@ def real_texts_by_language(recipe: Recipe) -> dict[str, list[str]]:
     return dict(texts)
 
 
-def diversity_stats(samples: list[Sample], real_texts: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+def diversity_stats(samples: list[Sample], real_texts: dict[str, list[str]]) -> dict[str, DiversityStats]:
     """Per language: mean pairwise n-gram distance of the synthetic texts, and mean similarity of each synthetic text
     to its nearest real one (Li et al. 2023 relate both to how well synthetic data trains students)."""
     stats = {}
@@ -109,26 +109,24 @@ def diversity_stats(samples: list[Sample], real_texts: dict[str, list[str]]) -> 
         mean_similarity = (similarity.sum() - similarity.trace()) / pairs if pairs else 1.0
         real = real_texts.get(language, [])
         nearest = float(jaccard_matrix(texts, real).max(axis=1).mean()) if real and texts else None
-        stats[language] = {"mean_pairwise_distance": float(1.0 - mean_similarity),
-                           "nearest_real_similarity": nearest, "real_examples": len(real)}
+        stats[language] = DiversityStats(mean_pairwise_distance=float(1.0 - mean_similarity),
+                                         nearest_real_similarity=nearest, real_examples=len(real))
     return stats
 
 
 def save_dataset(recipe: Recipe, result: GenerationResult, out_dir: Path) -> datasets.DatasetDict:
-    """Write the dataset, its card, the recipe and the drop record into ``out_dir``."""
+    """Write the dataset, its card, the recipe, the drop record and the statistics into ``out_dir``."""
     from hfsynth.cards import write_dataset_card
 
+    folder = DatasetFolder(out_dir)
     dataset = build_dataset_dict(recipe, result)
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset.save_to_disk(str(out_dir))
-    (out_dir / RECIPE_FILE).write_text(recipe.source_text, encoding="utf-8")
-    with (out_dir / DROPPED_FILE).open("w", encoding="utf-8") as handle:
+    folder.recipe.write_text(recipe.source_text, encoding="utf-8")
+    with folder.dropped.open("w", encoding="utf-8") as handle:
         for record in result.dropped:
             handle.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
-    stats = generation_stats(recipe, result)
-    stats["splits"] = {split: len(rows) for split, rows in dataset.items()}
-    stats["diversity"] = diversity_stats(result.samples, real_texts_by_language(recipe))
-    (out_dir / STATS_FILE).write_text(json.dumps(stats, indent=2, ensure_ascii=False))
+    generation_stats(recipe, result, dataset).save(folder.stats)
     write_dataset_card(recipe, out_dir)
     return dataset
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from hfsynth.embedded import EMBEDDED_MODELS, base_model_id
 from hfsynth.errors import HfsynthError, RecipeError
 from hfsynth.recipe import Recipe, TeacherConfig, parse_recipe
+from hfsynth.run_folder import CHECKPOINTS_DIR, EvalFolder, RunFolder, SpaceFolder
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -34,17 +35,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_FILE = "hfsynth_space.json"
 #: What the Space runs, as it is in the repository: copied unchanged into every staged Space.
 SPACE_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "spaces" / "compare"
-SPACE_APP_FILES = ("app.py", "requirements.txt")
+SPACE_APP_FILES = (SpaceFolder.APP_FILE, SpaceFolder.REQUIREMENTS_FILE)
 #: The name of the teacher's column; students may not take it.
 TEACHER_NAME = "teacher"
 EXAMPLES_PER_LANGUAGE = 5
-#: The evaluation files the Space shows, as hfsynth.evaluation names them in RUN/eval/ (not imported from there: it
-#: pulls in matplotlib and the model libraries, which the app should only load on first use).
-RESULTS_FILE = "results.json"
-PLOT_FILES = ("teacher_vs_students.png", "learning_curve.png")
 # Hub Spaces reject longer short descriptions.
 _SHORT_DESCRIPTION_LIMIT = 60
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -92,7 +88,7 @@ class SpaceManifest(_Strict):
     datasets: list[str] = []
 
     def task_recipe(self) -> Recipe:
-        return parse_recipe(self.recipe, source=MANIFEST_FILE)
+        return parse_recipe(self.recipe, source=SpaceFolder(Path()).manifest.name)
 
 
 def load_manifest(path: Path) -> SpaceManifest:
@@ -109,7 +105,7 @@ def recipe_from_run(run_dir: Path) -> Recipe:
     are tried against the run's dataset folder, then ``./recipes`` (how this project's recipes are written), then
     the current directory.
     """
-    path = run_dir / "dataset" / "recipe.yaml"
+    path = RunFolder(run_dir).dataset.recipe
     if not path.is_file():
         raise HfsynthError(f"{run_dir}: not a run folder ({path} is missing): generate the dataset first")
     text = path.read_text(encoding="utf-8")
@@ -181,7 +177,7 @@ def _student_base_model(folder: Path) -> str | None:
     from hfsynth.students.base import read_meta
 
     meta = read_meta(folder)
-    return meta["base_model"] if meta else None
+    return meta.base_model if meta else None
 
 
 def _relative(path: Path, start: Path) -> str:
@@ -196,9 +192,9 @@ def stage_space(recipe: Recipe, run_dir: Path, space_dir: Path, for_hub: bool) -
     Space, as are the evaluation files; a student that is neither trained nor published is an error there.
     """
     from hfsynth.hub.publish import qualified_repo_id
-    from hfsynth.students import CHECKPOINTS_DIR
     from hfsynth.students.base import read_meta
 
+    run_folder, space = RunFolder(run_dir), SpaceFolder(space_dir)
     if space_dir.exists():
         shutil.rmtree(space_dir)
     space_dir.mkdir(parents=True)
@@ -209,7 +205,7 @@ def stage_space(recipe: Recipe, run_dir: Path, space_dir: Path, for_hub: bool) -
     models = [teacher.model if teacher.backend == "remote" else base_model_id(teacher.model)]
     students: list[StudentSource] = []
     for config in recipe.students:
-        folder = run_dir / "students" / config.name
+        folder = run_folder.student(config.name).root
         hub_id = published_student_id(recipe, config.name) if for_hub else None
         if hub_id is not None:
             students.append(StudentSource(name=config.name, kind=config.kind, hub_id=hub_id))
@@ -218,21 +214,21 @@ def stage_space(recipe: Recipe, run_dir: Path, space_dir: Path, for_hub: bool) -
         if for_hub:
             if read_meta(folder) is None:
                 raise HfsynthError(f"student {config.name!r} is neither trained ({folder}) nor published on the Hub")
-            shutil.copytree(folder, space_dir / "students" / config.name,
-                            ignore=shutil.ignore_patterns(CHECKPOINTS_DIR))
-            folder = space_dir / "students" / config.name
+            copy = space.student(config.name).root
+            shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(CHECKPOINTS_DIR))
+            folder = copy
         # A missing local student stays listed: the app shows why it cannot load in its column.
         students.append(StudentSource(name=config.name, kind=config.kind, path=_relative(folder, space_dir)))
         models.append(_student_base_model(folder) or base_model_id(config.model))
 
-    eval_dir = run_dir / "eval"
-    eval_files = [name for name in (RESULTS_FILE, *PLOT_FILES) if (eval_dir / name).is_file()]
-    if for_hub and eval_files:
-        (space_dir / "eval").mkdir()
-        for name in eval_files:
-            shutil.copy2(eval_dir / name, space_dir / "eval" / name)
-        eval_dir = space_dir / "eval"
-    located = {name: _relative(eval_dir / name, space_dir) for name in eval_files}
+    # The evaluation files the Space shows: where they are, or (for the Hub) their copies in the Space.
+    shown: EvalFolder = run_folder.eval
+    if for_hub and any(path.is_file() for path in _shown_files(shown)):
+        space.eval.root.mkdir()
+        for original, copy in zip(_shown_files(shown), _shown_files(space.eval), strict=True):
+            if original.is_file():
+                shutil.copy2(original, copy)
+        shown = space.eval
 
     recipe_fields = {"name", "description", "task", "labels", "languages", "dataset"}
     task_recipe = recipe.model_dump(mode="json", include=recipe_fields, exclude_defaults=True)
@@ -244,17 +240,21 @@ def stage_space(recipe: Recipe, run_dir: Path, space_dir: Path, for_hub: bool) -
         title=f"{recipe.name}: teacher vs students",
         recipe=task_recipe,
         students=students,
-        results=located.get(RESULTS_FILE),
-        plots=[located[name] for name in PLOT_FILES if name in located],
+        results=_relative(shown.results, space_dir) if shown.results.is_file() else None,
+        plots=[_relative(plot, space_dir) for plot in shown.plots if plot.is_file()],
         examples=pick_examples(recipe),
         models=list(dict.fromkeys(model for model in models if _HUB_ID.match(model))),
         datasets=list(dict.fromkeys(dataset for dataset in datasets if dataset and _HUB_ID.match(dataset))),
     )
-    (space_dir / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    space.manifest.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
     # The recipe as the user wrote it, for provenance (machine-specific resolved paths stay out).
-    (space_dir / "recipe.yaml").write_text(recipe.source_text, encoding="utf-8")
-    space_card(recipe, manifest).save(space_dir / "README.md")
+    space.recipe.write_text(recipe.source_text, encoding="utf-8")
+    space_card(recipe, manifest).save(space.card)
     return manifest
+
+
+def _shown_files(folder: EvalFolder) -> tuple[Path, ...]:
+    return (folder.results, *folder.plots)
 
 
 def space_card(recipe: Recipe, manifest: SpaceManifest) -> SpaceCard:
@@ -270,7 +270,7 @@ def space_card(recipe: Recipe, manifest: SpaceManifest) -> SpaceCard:
         title=manifest.title,
         sdk="gradio",
         sdk_version=gradio.__version__,
-        app_file="app.py",
+        app_file=SpaceFolder.APP_FILE,
         license="apache-2.0",
         models=manifest.models or None,
         datasets=manifest.datasets or None,
@@ -299,7 +299,7 @@ def space_card(recipe: Recipe, manifest: SpaceManifest) -> SpaceCard:
 def load_app(space_dir: Path) -> ModuleType:
     """Import a staged Space's ``app.py`` (a folder, not a package)."""
     name = "hfsynth_space_app"
-    spec = importlib.util.spec_from_file_location(name, space_dir / "app.py")
+    spec = importlib.util.spec_from_file_location(name, SpaceFolder(space_dir).app)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     # Registered before it runs: dataclasses resolve the module's string annotations through sys.modules.
@@ -318,9 +318,9 @@ def serve(
     """
     run_dir = Path(run_dir)
     recipe = recipe or recipe_from_run(run_dir)
-    space_dir = run_dir / "space"
-    stage_space(recipe, run_dir, space_dir, for_hub=False)
-    demo = load_app(space_dir).build_demo(space_dir / MANIFEST_FILE)
+    space = RunFolder(run_dir).space
+    stage_space(recipe, run_dir, space.root, for_hub=False)
+    demo = load_app(space.root).build_demo(space.manifest)
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block)
     return demo
 
@@ -347,7 +347,7 @@ def deploy(recipe: Recipe, run_dir: Path, repo_id: str | None = None, private: b
     private = recipe.publish.private if private is None else private
     api = HfApi()
     with tempfile.TemporaryDirectory(prefix="hfsynth-space-") as staging:
-        space_dir = Path(staging) / "space"
+        space_dir = Path(staging) / "space"  # any name: its contents become the repo
         try:
             # Staging asks the Hub which students are published, so its errors are Hub errors too.
             manifest = stage_space(recipe, Path(run_dir), space_dir, for_hub=True)

@@ -12,16 +12,9 @@ import pytest
 from PIL import Image
 
 from hfsynth.errors import HfsynthError
-from hfsynth.evaluation import (
-    BARS_PLOT,
-    CURVE_PLOT,
-    LATENCY_TEXTS,
-    REPORT_FILE,
-    RESULTS_FILE,
-    TEACHER_CACHE_FILE,
-    run_evaluation,
-)
+from hfsynth.evaluation import LATENCY_TEXTS, run_evaluation
 from hfsynth.recipe import Recipe
+from hfsynth.run_folder import EvalFolder
 from hfsynth.students import train_students
 from hfsynth.teachers import LabelScores, Prompt, Teacher, load_teacher
 from tests.student_fixtures import LABELS, make_recipe, sib200_rows, synthetic_dataset, write_test_set
@@ -82,9 +75,9 @@ def test_teacher_scores_cache_report_and_plots(tmp_path: Path) -> None:
     teacher = AnswerKeyTeacher(unanswered=english, mistaken=german_politics)  # says science/technology
     first = run_evaluation(recipe, tmp_path, teacher=teacher)
 
-    eval_dir = tmp_path / "eval"
-    results = json.loads((eval_dir / RESULTS_FILE).read_text())
-    assert results == json.loads(json.dumps(first))
+    eval_dir = EvalFolder(tmp_path / "eval")
+    results = json.loads(eval_dir.results.read_text())
+    assert results == first.to_json()
     assert results["languages"] == ["en", "de"] and results["labels"] == LABELS
     assert results["teacher"] == {"model": "test/answer-key", "mode": "zero-shot", "demonstrations_per_label": 0}
     en, de = results["rows"]
@@ -104,19 +97,19 @@ def test_teacher_scores_cache_report_and_plots(tmp_path: Path) -> None:
 
     # 9 texts per language: 3 alone (latency), then chunks of the teacher's batch size 4 -> 3 + 2 calls.
     assert teacher.stats.calls == 2 * (LATENCY_TEXTS + 2)
-    cached = [json.loads(line) for line in (eval_dir / TEACHER_CACHE_FILE).read_text().splitlines()]
+    cached = [json.loads(line) for line in eval_dir.teacher_predictions.read_text().splitlines()]
     assert len(cached) == 18 and {"key", "model", "language", "text", "probabilities"} <= set(cached[0])
 
-    report = (eval_dir / REPORT_FILE).read_text()
+    report = eval_dir.report.read_text()
     assert "| test/answer-key (teacher) | zero-shot | 0.000 | 0.600 | 0.300 |" in report
     assert "100.0 %" not in report and "50.0 %" in report  # unparseable share, averaged over the languages
-    for plot in (BARS_PLOT, CURVE_PLOT):
-        with Image.open(eval_dir / plot) as image:
+    for plot in eval_dir.plots:
+        with Image.open(plot) as image:
             assert image.format == "PNG" and image.size[0] > 300
             image.verify()
 
     # A re-run answers from the cache: no teacher call, the same scores.
-    again = run_evaluation(recipe, tmp_path, teacher=teacher)
+    again = run_evaluation(recipe, tmp_path, teacher=teacher).to_json()
     assert teacher.stats.calls == 2 * (LATENCY_TEXTS + 2)
     assert [row["macro_f1"] for row in again["rows"]] == [row["macro_f1"] for row in results["rows"]]
 
@@ -125,7 +118,7 @@ def test_a_killed_evaluation_keeps_the_teacher_answers_it_got(tmp_path: Path) ->
     recipe = eval_recipe(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         run_evaluation(recipe, tmp_path, teacher=AnswerKeyTeacher(fail_after=4))
-    assert len((tmp_path / "eval" / TEACHER_CACHE_FILE).read_text().splitlines()) == 3 + 4  # 3 alone, then 4
+    assert len(EvalFolder(tmp_path / "eval").teacher_predictions.read_text().splitlines()) == 3 + 4  # 3 alone, then 4
 
     teacher = AnswerKeyTeacher()
     run_evaluation(recipe, tmp_path, teacher=teacher)
@@ -137,7 +130,7 @@ def test_few_shot_teacher_sees_real_seed_examples_never_test_texts(tmp_path: Pat
     seeds = [{"language": language, "path": str(write_test_set(tmp_path, language))} for language in ("en", "de")]
     recipe = eval_recipe(tmp_path, generation={"strategy": "few-shot", "seeds": seeds}, teacher_examples_per_label=1)
     teacher = AnswerKeyTeacher()
-    results = run_evaluation(recipe, tmp_path, teacher=teacher)
+    results = run_evaluation(recipe, tmp_path, teacher=teacher).to_json()
     assert results["teacher"]["mode"] == "few-shot" and results["rows"][0]["kind"] == "few-shot"
     test_texts = set(teacher.answers)
     evaluated = {prompt.messages[-1][1] for prompt in teacher.prompts}
@@ -173,7 +166,7 @@ def test_local_teacher_against_students_with_a_learning_curve(tmp_path: Path) ->
     recipe = eval_recipe(tmp_path, students)
     train_students(recipe, synthetic_dataset(per_label=4), tmp_path)
     with load_teacher(recipe.teacher) as teacher:
-        results = run_evaluation(recipe, tmp_path, teacher=teacher)
+        results = run_evaluation(recipe, tmp_path, teacher=teacher).to_json()
 
     rows = results["rows"]
     # 2 teacher rows, then per language: encoder all x 2 seeds, encoder 2-per-label x 2 seeds, setfit all.
@@ -193,8 +186,8 @@ def test_local_teacher_against_students_with_a_learning_curve(tmp_path: Path) ->
              for entry in results["learning_curve"]]
     assert curve == [("encoder", "de", 2, 2), ("encoder", "de", 4, 2), ("encoder", "en", 2, 2),
                      ("encoder", "en", 4, 2), ("setfit", "de", 4, 1), ("setfit", "en", 4, 1)]
-    report = (tmp_path / "eval" / REPORT_FILE).read_text()
+    report = EvalFolder(tmp_path / "eval").report.read_text()
     assert "## Learning curve" in report and "| encoder | en | 2 |" in report
-    for plot in (BARS_PLOT, CURVE_PLOT):
-        with Image.open(tmp_path / "eval" / plot) as image:
+    for plot in EvalFolder(tmp_path / "eval").plots:
+        with Image.open(plot) as image:
             image.verify()

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hfsynth.run_folder import RunFolder, SpaceFolder
 from tests.space_fixtures import TRAINED_STUDENT, UNTRAINED_STUDENT, SpaceRun
 
 
@@ -32,9 +33,9 @@ def _rows(table: dict) -> list[dict]:
 
 
 def _manifest(space_run: SpaceRun):  # noqa: ANN202 - hfsynth.space.SpaceManifest
-    from hfsynth.space import MANIFEST_FILE, load_manifest
+    from hfsynth.space import load_manifest
 
-    return load_manifest(space_run.run_dir / "space" / MANIFEST_FILE)
+    return load_manifest(RunFolder(space_run.run_dir).space.manifest)
 
 
 # --- without a run ---------------------------------------------------------------------------------------------------
@@ -47,14 +48,6 @@ def test_space_folder_is_a_gradio_space_as_it_is() -> None:
     assert card.data.sdk == "gradio" and card.data.app_file == "app.py"
     assert (SPACE_TEMPLATE / card.data.app_file).is_file() and (SPACE_TEMPLATE / "requirements.txt").is_file()
     assert card.data.models and card.data.datasets and len(card.data.short_description) <= 60
-
-
-def test_space_shows_the_files_the_evaluation_writes() -> None:
-    # hfsynth.space keeps its own copy of these names: importing hfsynth.evaluation would make the app start slowly.
-    from hfsynth import evaluation, space
-
-    assert space.RESULTS_FILE == evaluation.RESULTS_FILE
-    assert space.PLOT_FILES == (evaluation.BARS_PLOT, evaluation.CURVE_PLOT)
 
 
 def test_manifest_needs_one_source_per_student() -> None:
@@ -209,13 +202,14 @@ def test_evaluation_tab(space_run: SpaceRun, served_space: str, tmp_path: Path) 
     assert len(plots) == 2 and all(Image.open(plot).size[0] > 100 for plot in plots)
 
     # A run that was not evaluated yet: the tab says so instead of failing.
-    from hfsynth.space import MANIFEST_FILE, load_app
+    from hfsynth.space import load_app
 
-    space_dir = space_run.run_dir / "space"
-    manifest = json.loads((space_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    space = RunFolder(space_run.run_dir).space
+    manifest = json.loads(space.manifest.read_text(encoding="utf-8"))
     manifest.update(results=None, plots=[])
-    (tmp_path / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
-    empty_table, message = load_app(space_dir).CompareApp(tmp_path / MANIFEST_FILE).results()
+    elsewhere = SpaceFolder(tmp_path)
+    elsewhere.manifest.write_text(json.dumps(manifest), encoding="utf-8")
+    empty_table, message = load_app(space.root).CompareApp(elsewhere.manifest).results()
     assert empty_table.empty and "no evaluation results" in message
 
 
@@ -227,7 +221,7 @@ def test_deploy_to_the_local_hub(space_run: SpaceRun, hub_server, hub_api, hub_u
                                  monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from huggingface_hub import SpaceCard, snapshot_download
 
-    from hfsynth.space import MANIFEST_FILE, deploy, load_app, load_manifest
+    from hfsynth.space import deploy, load_app, load_manifest
 
     monkeypatch.setenv("HF_TOKEN", hub_users.alice.token)
     trained_only = [student for student in space_run.recipe.students if student.name == TRAINED_STUDENT]
@@ -239,7 +233,7 @@ def test_deploy_to_the_local_hub(space_run: SpaceRun, hub_server, hub_api, hub_u
     local = Path(snapshot_download(hub_repo_id, repo_type="space", token=hub_users.alice.token))
     for name in ("app.py", "requirements.txt"):
         assert (local / name).read_bytes() == (SPACE_TEMPLATE / name).read_bytes()
-    manifest = load_manifest(local / MANIFEST_FILE)
+    manifest = load_manifest(SpaceFolder(local).manifest)
     assert manifest.recipe["teacher"]["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert [(s.name, s.path, s.hub_id) for s in manifest.students] == [
         (TRAINED_STUDENT, f"students/{TRAINED_STUDENT}", None)]
@@ -263,10 +257,10 @@ def test_deploy_to_the_local_hub(space_run: SpaceRun, hub_server, hub_api, hub_u
     deploy(recipe, space_run.run_dir, repo_id=hub_repo_id)
     shutil.rmtree(local)
     local = Path(snapshot_download(hub_repo_id, repo_type="space", token=hub_users.alice.token))
-    manifest = load_manifest(local / MANIFEST_FILE)
+    manifest = load_manifest(SpaceFolder(local).manifest)
     assert [(s.name, s.path, s.hub_id) for s in manifest.students] == [(TRAINED_STUDENT, None, student_repo)]
     assert not (local / "students").exists() and student_repo in SpaceCard.load(local / "README.md").data.models
     module = load_app(local)
-    app = module.CompareApp(local / MANIFEST_FILE)
+    app = module.CompareApp(SpaceFolder(local).manifest)
     [outcome] = module.ModelPool(app.recipe, app.specs[1:]).predict([manifest.examples[0].text], ["en"])
     assert outcome.error is None and outcome.label(0) in recipe.label_names

@@ -14,8 +14,8 @@ from transformers import AutoModelForCausalLM
 
 from hfsynth.embedded import resolve_model
 from hfsynth.errors import HfsynthError, RecipeError
-from hfsynth.students import CHECKPOINTS_DIR, Student, per_label_subset, planned_runs, train_students
-from hfsynth.students.base import META_FILE
+from hfsynth.run_folder import CHECKPOINTS_DIR, StudentFolder
+from hfsynth.students import Student, per_label_subset, planned_runs, train_students
 from hfsynth.students.params import check_student_params
 from tests.student_fixtures import (
     LABELS,
@@ -50,7 +50,7 @@ def train_and_check(tmp_path: Path, student: dict) -> Student:
     assert outcome.run.directory == directory
     assert not (directory / CHECKPOINTS_DIR).exists()  # only kept while a run is unfinished
 
-    meta = json.loads((directory / META_FILE).read_text())
+    meta = json.loads(StudentFolder(directory).meta.read_text())
     assert meta["kind"] == student["kind"] and meta["labels"] == LABELS
     assert meta["training"]["train_rows"] == 24 and meta["training"]["train_size"] is None
     assert meta["base_model"] in {"sentence-transformers/all-MiniLM-L6-v2", "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -154,7 +154,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, studen
     with pytest.raises(Interrupt):
         train_students(recipe, dataset, tmp_path, callbacks=[InterruptAfterSave(step=2)])
     assert (checkpoints / "checkpoint-2").is_dir()
-    assert not (tmp_path / "students" / student["name"] / META_FILE).exists()
+    assert not StudentFolder(tmp_path / "students" / student["name"]).meta.exists()
 
     recorder = StepRecorder()
     outcome, = train_students(recipe, dataset, tmp_path, callbacks=[recorder])

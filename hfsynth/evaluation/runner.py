@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global figure state
 from matplotlib.ticker import MaxNLocator
@@ -38,17 +37,15 @@ from hfsynth.metrics import classification_scores
 from hfsynth.prompts import classification_prompt, prompt_fingerprint
 from hfsynth.realdata import examples_by_label, load_labelled_set, stratified_sample
 from hfsynth.recipe import Recipe
+from hfsynth.run_folder import EvalFolder, RunFolder
+from hfsynth.run_records import EvaluationResults, SummaryEntry
 from hfsynth.students import StudentRun, planned_runs, run_params
 from hfsynth.students.base import Student, read_meta
 from hfsynth.teachers import LabelScores, Teacher, load_teacher
+from hfsynth.templates import render
 
 logger = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.json"
-REPORT_FILE = "report.md"
-BARS_PLOT = "teacher_vs_students.png"
-CURVE_PLOT = "learning_curve.png"
-TEACHER_CACHE_FILE = "teacher_predictions.jsonl"
 #: The first texts of a set are classified one at a time: their mean wall time is the reported latency.
 LATENCY_TEXTS = 3
 #: Texts per ``predict_proba`` call when timing a student (it batches internally); also the progress bar's step.
@@ -224,6 +221,7 @@ def evaluate_student(recipe: Recipe, run: StudentRun, student: Student, test_set
     scores = classification_scores(test_set.labels, predicted, recipe.label_names)
     del scores["unparseable"]  # a student always answers with a label
     training = student.training
+    assert training is not None  # a loaded student always has its training record
     return {
         "model": run.config.name,
         "role": "student",
@@ -232,8 +230,8 @@ def evaluate_student(recipe: Recipe, run: StudentRun, student: Student, test_set
         "language": test_set.language,
         "train_size": run.train_size,
         # Per label and language, on average: the learning curve's x (a subset can be short of some cells).
-        "train_examples_per_label": training["train_rows"] / (len(recipe.label_names) * len(training["languages"])),
-        "seed": training["seed"],
+        "train_examples_per_label": training.train_rows / (len(recipe.label_names) * len(training.languages)),
+        "seed": training.seed,
         **scores,
         **speed(seconds, batch_sizes),
     }
@@ -246,7 +244,7 @@ def _check_trained(recipe: Recipe, runs: Sequence[StudentRun]) -> None:
         if meta is None:
             raise HfsynthError(f"student {run.config.name!r} is not trained yet ({run.directory}): run hfsynth train")
         expected = run_params(run).model_dump(mode="json")
-        if (meta["kind"], meta["model"], meta["params"]) != (run.config.kind, run.config.model, expected):
+        if (meta.kind, meta.model, meta.params) != (run.config.kind, run.config.model, expected):
             raise HfsynthError(
                 f"student {run.config.name!r} in {run.directory} was trained with other settings than the recipe's: "
                 "run hfsynth train again"
@@ -285,101 +283,35 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # --- report and plots ---------------------------------------------------------------------------------------------
 
-_REPORT_TEMPLATE = """\
-# Evaluation of `{{ recipe }}`
-
-The teacher `{{ teacher.model }}` used directly as a classifier ({{ teacher.mode }}) against the students trained on
-its synthetic data, on real, human-labelled test sets. Scores of students trained with several seeds are the mean
-± the standard deviation over the seeds.
-
-## Macro-F1
-
-| model | kind |{% for language in languages %} {{ language }} |{% endfor %} mean |
-|---|---|{% for language in languages %}---|{% endfor %}---|
-{% for line in macro_f1 -%}
-| {{ line.model }} | {{ line.kind }} |{% for cell in line.cells %} {{ cell }} |{% endfor %} {{ line.mean }} |
-{% endfor %}
-## Accuracy
-
-| model | kind |{% for language in languages %} {{ language }} |{% endfor %} mean |
-|---|---|{% for language in languages %}---|{% endfor %}---|
-{% for line in accuracy -%}
-| {{ line.model }} | {{ line.kind }} |{% for cell in line.cells %} {{ cell }} |{% endfor %} {{ line.mean }} |
-{% endfor %}
-![teacher vs students]({{ bars_plot }})
-
-## Speed
-
-Throughput classifies texts in batches; latency is one text at a time. Both depend on the machine.
-
-| model | texts/s | latency (ms) | unparseable answers |
-|---|---|---|---|
-{% for line in speed -%}
-| {{ line.model }} | {{ line.texts_per_s }} | {{ line.latency_ms }} | {{ line.unparseable }} |
-{% endfor %}
-{% if curve %}
-## Learning curve
-
-Students trained on a fixed number of synthetic examples per label and language ("all": the whole dataset).
-
-| model | language | examples per label | macro-F1 | accuracy | seeds |
-|---|---|---|---|---|---|
-{% for entry in curve -%}
-| {{ entry.model }} | {{ entry.language }} | {{ entry.size }} | {{ entry.macro_f1 }} | {{ entry.accuracy }} \
-| {{ entry.repeats }} |
-{% endfor %}
-![learning curve]({{ curve_plot }})
-{% endif %}
-## Per-label F1
-{% for language, lines in per_label.items() %}
-### {{ language }}
-
-| model |{% for label in labels %} {{ label }} |{% endfor %}
-|---|{% for label in labels %}---|{% endfor %}
-{% for line in lines -%}
-| {{ line.model }} |{% for cell in line.cells %} {{ cell }} |{% endfor %}
-{% endfor %}{% endfor %}
-## Confusion matrices
-
-Rows: true label; columns: predicted label.
-{% for matrix in confusion %}
-<details><summary>{{ matrix.model }}, {{ matrix.language }}</summary>
-
-| true \\ predicted |{% for label in matrix.labels %} {{ label }} |{% endfor %}
-|---|{% for label in matrix.labels %}---|{% endfor %}
-{% for label, counts in matrix.rows -%}
-| **{{ label }}** |{% for count in counts %} {{ count }} |{% endfor %}
-{% endfor %}
-</details>
-{% endfor %}"""
+#: In the package's templates (the top-level cards/ folder).
+REPORT_TEMPLATE = "evaluation_report.md"
 
 
-def _score(entry: dict[str, Any], metric: str) -> str:
-    value, spread = entry[metric], entry[f"{metric}_std"]
-    return f"{value:.3f} ± {spread:.3f}" if entry["repeats"] > 1 else f"{value:.3f}"
+def _score(entry: SummaryEntry, metric: str) -> str:
+    value, spread = getattr(entry, metric), getattr(entry, f"{metric}_std")
+    return f"{value:.3f} ± {spread:.3f}" if entry.repeats > 1 else f"{value:.3f}"
 
 
 def _number(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _display_name(entry: dict[str, Any]) -> str:
-    return f"{entry['model']} (teacher)" if entry["role"] == "teacher" else entry["model"]
+def _display_name(role: str, model: str) -> str:
+    return f"{model} (teacher)" if role == "teacher" else model
 
 
-def render_report(results: dict[str, Any]) -> str:
-    languages = results["languages"]
-    main = results["summary"]
-    models = list(dict.fromkeys((entry["role"], entry["model"], entry["kind"]) for entry in main))
-    by_key = {(entry["role"], entry["model"], entry["language"]): entry for entry in main}
+def render_report(results: EvaluationResults) -> str:
+    languages = results.languages
+    main = results.headline
+    models = results.headline_models()
 
     def metric_lines(metric: str) -> list[dict[str, Any]]:
         lines = []
         for role, model, kind in models:
-            entries = [by_key.get((role, model, language)) for language in languages]
-            present = [entry[metric] for entry in entries if entry]
+            entries = [results.headline_entry(role, model, language) for language in languages]
+            present = [getattr(entry, metric) for entry in entries if entry]
             lines.append({
-                "model": _display_name({"role": role, "model": model}),
+                "model": _display_name(role, model),
                 "kind": kind,
                 "cells": [_score(entry, metric) if entry else "–" for entry in entries],
                 "mean": f"{statistics.fmean(present):.3f}" if present else "–",
@@ -388,101 +320,98 @@ def render_report(results: dict[str, Any]) -> str:
 
     speed_lines = []
     for role, model, _ in models:
-        entries = [entry for entry in main if (entry["role"], entry["model"]) == (role, model)]
+        entries = [entry for entry in main if (entry.role, entry.model) == (role, model)]
         speed_lines.append({
-            "model": _display_name({"role": role, "model": model}),
-            "texts_per_s": _number(_mean(entry.get("texts_per_s") for entry in entries)),
-            "latency_ms": _number(_mean(entry.get("latency_ms") for entry in entries)),
-            "unparseable": _number(_mean(entry.get("unparseable") for entry in entries) * 100, 1) + " %"
+            "model": _display_name(role, model),
+            "texts_per_s": _number(_mean(entry.texts_per_s for entry in entries)),
+            "latency_ms": _number(_mean(entry.latency_ms for entry in entries)),
+            "unparseable": _number(_mean(entry.unparseable for entry in entries) * 100, 1) + " %"
             if role == "teacher" else "–",
         })
     curve = [
-        {**entry, "size": "all" if entry["train_size"] is None else entry["train_size"],
+        {"model": entry.model, "language": entry.language, "repeats": entry.repeats,
+         "size": "all" if entry.train_size is None else entry.train_size,
          "macro_f1": _score(entry, "macro_f1"), "accuracy": _score(entry, "accuracy")}
-        for entry in results["learning_curve"]
+        for entry in results.learning_curve
     ]
     per_label = {
         language: [
-            {"model": _display_name(entry),
-             "cells": [f"{entry['per_label_f1'][label]:.3f}" for label in results["labels"]]}
-            for entry in main if entry["language"] == language
+            {"model": entry.display_name,
+             "cells": [f"{entry.per_label_f1[label]:.3f}" for label in results.labels]}
+            for entry in main if entry.language == language
         ]
         for language in languages
     }
     confusion = [
-        {"model": _display_name(entry), "language": entry["language"],
-         "labels": entry["confusion_matrix"]["labels"],
-         "rows": list(zip(entry["confusion_matrix"]["labels"], entry["confusion_matrix"]["matrix"], strict=False))}
+        {"model": entry.display_name, "language": entry.language,
+         "labels": entry.confusion_matrix.labels,
+         "rows": list(zip(entry.confusion_matrix.labels, entry.confusion_matrix.matrix, strict=False))}
         for entry in main
     ]
-    template = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined).from_string(
-        _REPORT_TEMPLATE
-    )
-    return template.render(
-        recipe=results["recipe"],
-        teacher=results["teacher"],
+    return render(
+        REPORT_TEMPLATE,
+        recipe=results.recipe,
+        teacher=results.teacher,
         languages=languages,
-        labels=results["labels"],
+        labels=results.labels,
         macro_f1=metric_lines("macro_f1"),
         accuracy=metric_lines("accuracy"),
         speed=speed_lines,
-        curve=curve if any(entry["train_size"] is not None for entry in results["learning_curve"]) else [],
+        curve=curve if any(entry.train_size is not None for entry in results.learning_curve) else [],
         per_label=per_label,
         confusion=confusion,
-        bars_plot=BARS_PLOT,
-        curve_plot=CURVE_PLOT,
+        # The report sits beside its plots in the eval folder.
+        bars_plot=EvalFolder(Path()).bars_plot.name,
+        curve_plot=EvalFolder(Path()).curve_plot.name,
     )
 
 
-def plot_teacher_vs_students(results: dict[str, Any], path: Path) -> None:
+def plot_teacher_vs_students(results: EvaluationResults, path: Path) -> None:
     """Grouped bars: one group per language, one bar per model (students on all their data), macro-F1 ± std."""
-    languages = results["languages"]
-    main = results["summary"]
-    models = list(dict.fromkeys((entry["role"], entry["model"]) for entry in main))
-    by_key = {(entry["role"], entry["model"], entry["language"]): entry for entry in main}
+    languages = results.languages
+    models = [(role, model) for role, model, _ in results.headline_models()]
     figure = Figure(figsize=(max(6.0, 0.5 * len(languages) * (len(models) + 1)), 4.8))
     axes = figure.subplots()
     width = 0.8 / len(models)
     positions = np.arange(len(languages))
     for index, (role, model) in enumerate(models):
-        entries = [by_key.get((role, model, language)) for language in languages]
+        entries = [results.headline_entry(role, model, language) for language in languages]
         axes.bar(
             positions + (index - (len(models) - 1) / 2) * width,
-            [entry["macro_f1"] if entry else 0.0 for entry in entries],
+            [entry.macro_f1 if entry else 0.0 for entry in entries],
             width,
-            yerr=[entry["macro_f1_std"] if entry else 0.0 for entry in entries],
+            yerr=[entry.macro_f1_std if entry else 0.0 for entry in entries],
             capsize=3,
-            label=_display_name({"role": role, "model": model}),
+            label=_display_name(role, model),
             hatch="//" if role == "teacher" else None,
         )
     axes.set_xticks(positions, languages)
     axes.set_ylim(0, 1)
     axes.set_ylabel("macro-F1 on real test data")
-    axes.set_title(f"{results['recipe']}: teacher vs students")
+    axes.set_title(f"{results.recipe}: teacher vs students")
     axes.grid(axis="y", alpha=0.3)
     figure.legend(fontsize="small", loc="lower center", ncol=min(3, len(models)))
     figure.tight_layout(rect=(0, 0.06 * (1 + (len(models) - 1) // 3), 1, 1))
     figure.savefig(path, dpi=120)
 
 
-def plot_learning_curve(results: dict[str, Any], path: Path) -> None:
+def plot_learning_curve(results: EvaluationResults, path: Path) -> None:
     """Macro-F1 against synthetic examples per label, one panel per language; the teacher as a dashed line."""
-    languages = results["languages"]
+    languages = results.languages
     columns = min(3, len(languages))
     rows = -(-len(languages) // columns)
     figure = Figure(figsize=(4.5 * columns, 3.5 * rows))
     axes = figure.subplots(rows, columns, squeeze=False, sharey=True)
     for axis, language in zip(axes.flat, languages, strict=False):
-        for teacher in (entry for entry in results["summary"]
-                        if entry["role"] == "teacher" and entry["language"] == language):
-            axis.axhline(teacher["macro_f1"], linestyle="--", color="black", label=f"{teacher['model']} (teacher)")
-        curve = [entry for entry in results["learning_curve"] if entry["language"] == language]
-        for model in dict.fromkeys(entry["model"] for entry in curve):
-            points = sorted((entry for entry in curve if entry["model"] == model),
-                            key=lambda entry: entry["train_examples_per_label"])
-            axis.errorbar([point["train_examples_per_label"] for point in points],
-                          [point["macro_f1"] for point in points],
-                          yerr=[point["macro_f1_std"] for point in points], marker="o", capsize=3, label=model)
+        for teacher in (entry for entry in results.headline if entry.role == "teacher" and entry.language == language):
+            axis.axhline(teacher.macro_f1, linestyle="--", color="black", label=teacher.display_name)
+        curve = [entry for entry in results.learning_curve if entry.language == language]
+        for model in dict.fromkeys(entry.model for entry in curve):
+            points = sorted((entry for entry in curve if entry.model == model),
+                            key=lambda entry: entry.train_examples_per_label or 0.0)
+            axis.errorbar([point.train_examples_per_label for point in points],
+                          [point.macro_f1 for point in points],
+                          yerr=[point.macro_f1_std for point in points], marker="o", capsize=3, label=model)
         axis.set_title(language)
         axis.set_xlabel("synthetic examples per label")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -501,7 +430,7 @@ def plot_learning_curve(results: dict[str, Any], path: Path) -> None:
 # --- entry point --------------------------------------------------------------------------------------------------
 
 
-def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None) -> dict[str, Any]:
+def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None) -> EvaluationResults:
     """Evaluate the teacher and every trained student run on the recipe's real test sets; write ``OUT/eval/``.
 
     ``teacher``: an already loaded teacher to use; by default the recipe's is loaded, and only when some answer is
@@ -509,14 +438,14 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
     """
     if not recipe.evaluation.sets:
         raise HfsynthError("the recipe has no evaluation.sets: there is no real test data to evaluate on")
-    eval_dir = out_dir / "eval"
+    eval_dir = RunFolder(out_dir).eval
     runs = planned_runs(recipe, out_dir)
     _check_trained(recipe, runs)
     test_sets = load_test_sets(recipe)
 
     rows = []
     session = _TeacherSession(recipe, teacher)
-    cache = TeacherPredictions(eval_dir / TEACHER_CACHE_FILE)
+    cache = TeacherPredictions(eval_dir.teacher_predictions)
     try:
         for test_set in test_sets:
             rows.append(evaluate_teacher(recipe, test_set, session, cache))
@@ -529,7 +458,7 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
         gc.collect()  # one model in memory at a time
 
     student_rows = [row for row in rows if row["role"] == "student"]
-    results = {
+    results = EvaluationResults.model_validate({
         "recipe": recipe.name,
         "labels": recipe.label_names,
         "languages": [test_set.language for test_set in test_sets],
@@ -542,10 +471,9 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
         "learning_curve": sorted(summarize(student_rows),
                                  key=lambda entry: (entry["model"], entry["language"],
                                                     entry["train_examples_per_label"])),
-    }
-    eval_dir.mkdir(parents=True, exist_ok=True)
-    (eval_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
-    plot_teacher_vs_students(results, eval_dir / BARS_PLOT)
-    plot_learning_curve(results, eval_dir / CURVE_PLOT)
-    (eval_dir / REPORT_FILE).write_text(render_report(results), encoding="utf-8")
+    })
+    results.save(eval_dir.results)
+    plot_teacher_vs_students(results, eval_dir.bars_plot)
+    plot_learning_curve(results, eval_dir.curve_plot)
+    eval_dir.report.write_text(render_report(results), encoding="utf-8")
     return results

@@ -14,11 +14,10 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from hfsynth.errors import HfsynthError
 from hfsynth.recipe import Recipe, load_recipe
+from hfsynth.run_folder import CARD_FILE, DatasetFolder
 
 HUB_PREFIX = "hf://"
 REPO_TYPES = {"datasets": "dataset", "spaces": "space", "models": "model"}
-# Files written beside the dataset that travel with it (the card is handled separately).
-DATASET_SIDE_FILES = ("recipe.yaml", "dropped.jsonl", "generation.json")
 
 
 def describe_hub_error(error: Exception, repo_id: str) -> str:
@@ -59,9 +58,9 @@ def push_dataset(recipe: Recipe, dataset_dir: Path, repo_id: str | None = None, 
             value = remote.data.to_dict().get(key)
             if value is not None:
                 setattr(card.data, key, value)
-        operations = [CommitOperationAdd("README.md", str(card).encode("utf-8"))]
-        operations += [CommitOperationAdd(name, str(dataset_dir / name)) for name in DATASET_SIDE_FILES
-                       if (dataset_dir / name).is_file()]
+        operations = [CommitOperationAdd(CARD_FILE, str(card).encode("utf-8"))]
+        operations += [CommitOperationAdd(path.name, str(path)) for path in DatasetFolder(dataset_dir).side_files
+                       if path.is_file()]
         api.create_commit(repo_id, operations, repo_type="dataset",
                           commit_message=f"hfsynth: card and recipe for {recipe.name}")
     except (HfHubHTTPError, OSError) as error:

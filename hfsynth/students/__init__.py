@@ -28,7 +28,9 @@ from hfsynth import __version__
 from hfsynth.cache import call_key
 from hfsynth.errors import HfsynthError
 from hfsynth.recipe import Recipe, StudentConfig
-from hfsynth.students.base import META_FILE, Student, read_meta
+from hfsynth.run_folder import RunFolder, StudentFolder
+from hfsynth.run_records import TrainingRecord
+from hfsynth.students.base import Student, read_meta
 from hfsynth.students.params import StudentParams, check_student_params, parse_params
 
 if TYPE_CHECKING:
@@ -46,8 +48,6 @@ _STUDENT_CLASSES = {
     "in-context": "hfsynth.students.in_context_student:InContextStudent",
     "encoder": "hfsynth.students.encoder_student:EncoderStudent",
 }
-CHECKPOINTS_DIR = "checkpoints"
-_RUN_MARKER = "hfsynth_run.txt"
 
 
 def student_class(kind: str) -> type[Student]:
@@ -85,13 +85,12 @@ def run_params(run: StudentRun) -> StudentParams:
 
 def planned_runs(recipe: Recipe, out_dir: Path) -> list[StudentRun]:
     """Every training the recipe asks for, in order: each student's main run first, then its sweep."""
+    run_folder = RunFolder(out_dir)
     runs = []
     for config in recipe.students:
         for train_size in [None, *sorted(set(config.train_sizes))]:
             for repeat in range(config.repeats):
-                size = "all" if train_size is None else str(train_size)
-                directory = (out_dir / "students" / config.name if train_size is None and repeat == 0
-                             else out_dir / "student_runs" / config.name / f"{size}-per-label-seed{repeat}")
+                directory = run_folder.student_run(config.name, train_size, repeat).root
                 runs.append(StudentRun(config, train_size, repeat, directory))
     return runs
 
@@ -158,18 +157,19 @@ def train_run(
         task=recipe.task.model_dump(mode="json"), labels=[label.model_dump(mode="json") for label in recipe.labels],
         train_size=run.train_size, data=data_fingerprint(subset),
     )
+    folder = StudentFolder(run.directory)
     meta = read_meta(run.directory)
-    if meta is not None and meta["training"].get("fingerprint") == fingerprint:
+    if meta is not None and meta.training.fingerprint == fingerprint:
         logger.info("student %s: already trained (%s), skipped", config.name, run.directory)
-        return TrainedRun(run, skipped=True, seconds=meta["training"]["seconds"])
+        return TrainedRun(run, skipped=True, seconds=meta.training.seconds)
 
-    checkpoint_dir = run.directory / CHECKPOINTS_DIR
-    marker = checkpoint_dir / _RUN_MARKER
+    checkpoint_dir = folder.checkpoints
+    marker = folder.run_marker
     if checkpoint_dir.is_dir() and (not marker.is_file() or marker.read_text() != fingerprint):
         # Checkpoints of another configuration or data: resuming from them would mix two trainings.
         shutil.rmtree(checkpoint_dir)
     if meta is not None:
-        (run.directory / META_FILE).unlink()  # a stale student must not pass as finished
+        folder.meta.unlink()  # a stale student must not pass as finished
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(fingerprint)
 
@@ -179,16 +179,16 @@ def train_run(
     started = time.monotonic()
     student.train(subset, checkpoint_dir, callbacks)
     seconds = time.monotonic() - started
-    student.training = {
-        "train_size": run.train_size,
-        "train_rows": len(subset),
-        "languages": sorted(set(subset["language"])),
-        "seed": params.seed,
-        "repeat": run.repeat,
-        "seconds": round(seconds, 2),
-        "fingerprint": fingerprint,
-        "hfsynth_version": __version__,
-    }
+    student.training = TrainingRecord(
+        train_size=run.train_size,
+        train_rows=len(subset),
+        languages=sorted(set(subset["language"])),
+        seed=params.seed,
+        repeat=run.repeat,
+        seconds=round(seconds, 2),
+        fingerprint=fingerprint,
+        hfsynth_version=__version__,
+    )
     student.save(run.directory)
     shutil.rmtree(checkpoint_dir)  # only needed to resume; a finished student is never retrained
     return TrainedRun(run, skipped=False, seconds=seconds)

@@ -1,32 +1,30 @@
 """The small interface every student kind implements: train on synthetic data, give label probabilities, save, load.
 
-A saved student is a folder: the model files (``save_pretrained`` of the kind's library), ``hfsynth_student.json``
-(kind, labels, base model, training settings, training data size and fingerprint) and ``hfsynth_recipe.yaml`` (the
-recipe whose task and labels its prompts are built from). The meta file is written last, so its presence means the
-student finished.
+A saved student is a folder (``hfsynth.run_folder.StudentFolder``): the model files (``save_pretrained`` of the kind's
+library), the meta file (``hfsynth.run_records.StudentMeta``: kind, labels, base model, training settings, training
+data size and fingerprint) and the recipe whose task and labels its prompts are built from. The meta file is written
+last, so its presence means the student finished.
 """
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import yaml
 
 from hfsynth.embedded import base_model_id
 from hfsynth.recipe import Recipe
+from hfsynth.run_folder import StudentFolder
+from hfsynth.run_records import StudentMeta, TrainingRecord
 from hfsynth.students.params import StudentParams, parse_params
 
 if TYPE_CHECKING:
     import datasets
     from transformers import TrainerCallback
-
-META_FILE = "hfsynth_student.json"
-RECIPE_FILE = "hfsynth_recipe.yaml"
 
 
 class Student(ABC):
@@ -39,8 +37,8 @@ class Student(ABC):
         #: The base model as the recipe names it: an embedded short name, a local folder or a Hub id.
         self.model_name = model
         self.params = params
-        #: What it was trained on (size, seed, data fingerprint); written into the meta file.
-        self.training: dict[str, Any] = {}
+        #: What it was trained on (size, seed, data fingerprint); written into the meta file. None until trained.
+        self.training: TrainingRecord | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -70,40 +68,44 @@ class Student(ABC):
     def load_model(self, directory: Path) -> None:
         """Read back what :meth:`save_model` wrote."""
 
-    def meta(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "labels": self.labels,
-            "model": self.model_name,
-            "base_model": base_model_id(self.model_name),
-            "params": self.params.model_dump(mode="json"),
-            "training": self.training,
-        }
+    def meta(self) -> StudentMeta:
+        if self.training is None:
+            raise ValueError("a student is saved after training: its training record is missing")
+        return StudentMeta(
+            kind=self.kind,
+            labels=self.labels,
+            model=self.model_name,
+            base_model=base_model_id(self.model_name),
+            params=self.params.model_dump(mode="json"),
+            training=self.training,
+        )
 
     def save(self, directory: Path) -> None:
+        folder = StudentFolder(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.save_model(directory)
-        (directory / RECIPE_FILE).write_text(self.recipe.source_text, encoding="utf-8")
-        (directory / META_FILE).write_text(json.dumps(self.meta(), indent=2, ensure_ascii=False), encoding="utf-8")
+        folder.recipe.write_text(self.recipe.source_text, encoding="utf-8")
+        self.meta().save(folder.meta)  # last: its presence marks a finished student
 
     @classmethod
     def load(cls, directory: Path) -> Student:
         """Any saved student, whatever its kind (the meta file names it)."""
         from hfsynth.students import student_class
 
+        folder = StudentFolder(directory)
         meta = read_meta(directory)
         if meta is None:
-            raise FileNotFoundError(f"{directory}: no finished student ({META_FILE} is missing)")
+            raise FileNotFoundError(f"{directory}: no finished student ({folder.meta.name} is missing)")
         # Validated, but its model names and file paths not checked: only its task and labels matter here.
-        recipe = Recipe.model_validate(yaml.safe_load((directory / RECIPE_FILE).read_text(encoding="utf-8")))
-        student_type = student_class(meta["kind"])
-        student = student_type(recipe, meta["model"], parse_params(meta["kind"], meta["params"]))
-        student.training = meta["training"]
+        recipe = Recipe.model_validate(yaml.safe_load(folder.recipe.read_text(encoding="utf-8")))
+        student_type = student_class(meta.kind)
+        student = student_type(recipe, meta.model, parse_params(meta.kind, meta.params))
+        student.training = meta.training
         student.load_model(directory)
         return student
 
 
-def read_meta(directory: Path) -> dict[str, Any] | None:
-    path = directory / META_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+def read_meta(directory: Path) -> StudentMeta | None:
+    """The meta file of a finished student; None when the folder holds no finished student."""
+    return StudentMeta.load_if_present(StudentFolder(directory).meta)
 

@@ -20,13 +20,12 @@ from transformers import TrainerCallback
 
 from hfsynth.embedded import resolve_model
 from hfsynth.prompts import classification_prompt
+from hfsynth.run_folder import StudentFolder
 from hfsynth.scoring import device_and_dtype
 from hfsynth.students.base import Student
 from hfsynth.students.causal_lm import label_probabilities, load_causal_lm
 from hfsynth.students.params import InContextParams
 
-EXAMPLES_FILE = "examples.jsonl"
-EMBEDDINGS_FILE = "example_embeddings.npy"
 
 
 class InContextStudent(Student):
@@ -84,13 +83,14 @@ class InContextStudent(Student):
         return label_probabilities(self.model, self.tokenizer, prompts, self.labels, self.params.batch_size)
 
     def save_model(self, directory: Path) -> None:
-        with (directory / EXAMPLES_FILE).open("w", encoding="utf-8") as handle:
+        with StudentFolder(directory).in_context_examples.open("w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(example, ensure_ascii=False) + "\n" for example in self.examples)
         if self.embeddings is not None:
-            np.save(directory / EMBEDDINGS_FILE, self.embeddings)
+            np.save(StudentFolder(directory).in_context_embeddings, self.embeddings)
 
     def load_model(self, directory: Path) -> None:
-        with (directory / EXAMPLES_FILE).open(encoding="utf-8") as handle:
+        with StudentFolder(directory).in_context_examples.open(encoding="utf-8") as handle:
             self.examples = [json.loads(line) for line in handle]
-        self.embeddings = np.load(directory / EMBEDDINGS_FILE) if self.params.selection == "nearest" else None
+        embeddings = StudentFolder(directory).in_context_embeddings
+        self.embeddings = np.load(embeddings) if self.params.selection == "nearest" else None
         self._load_models()

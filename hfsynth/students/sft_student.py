@@ -24,12 +24,12 @@ from trl import SFTConfig, SFTTrainer
 
 from hfsynth.embedded import base_model_id, resolve_model
 from hfsynth.prompts import classification_prompt
+from hfsynth.run_folder import StudentFolder
 from hfsynth.scoring import device_and_dtype, label_continuations
 from hfsynth.students.base import Student
 from hfsynth.students.causal_lm import label_probabilities, load_causal_lm, uses_chat
 from hfsynth.students.params import SFTParams
 
-ADAPTER_DIR = "adapter"
 
 
 class SFTStudent(Student):
@@ -106,7 +106,7 @@ class SFTStudent(Student):
         return label_probabilities(self.model, self.tokenizer, prompts, self.labels, self.params.batch_size)
 
     def save_model(self, directory: Path) -> None:
-        adapter_dir = directory / ADAPTER_DIR
+        adapter_dir = StudentFolder(directory).sft_adapter
         # Saved while its config still names the local base folder (else peft looks the base up on the Hub), then
         # renamed to the base's Hub id, so that the published adapter loads anywhere.
         self.peft_model.save_pretrained(adapter_dir)

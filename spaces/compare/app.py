@@ -9,7 +9,6 @@ working.
 from __future__ import annotations
 
 import csv
-import json
 import tempfile
 import threading
 import time
@@ -25,7 +24,9 @@ from PIL import Image
 from hfsynth.languages import language_name
 from hfsynth.prompts import classification_prompt
 from hfsynth.recipe import Recipe
-from hfsynth.space import MANIFEST_FILE, TEACHER_NAME, SpaceManifest, load_manifest
+from hfsynth.run_folder import SpaceFolder
+from hfsynth.run_records import EvaluationResults, SummaryEntry
+from hfsynth.space import TEACHER_NAME, SpaceManifest, load_manifest
 
 #: Longer texts are cut (with a notice): the teacher's prompt grows with the text, and so does its latency.
 MAX_CHARS = 2000
@@ -290,24 +291,23 @@ class CompareApp:
         path = self.root / self.manifest.results if self.manifest.results else None
         if path is None or not path.is_file():
             return [pd.DataFrame(columns=RESULT_COLUMNS), "This run has no evaluation results yet.", *plots]
-        # The headline comparison: the teacher and each student trained on all the synthetic data (mean over seeds).
-        rows = json.loads(path.read_text(encoding="utf-8"))["summary"]
-        frame = pd.DataFrame([{column: row.get(column) for column in RESULT_COLUMNS} for row in rows]).round(4)
+        rows = EvaluationResults.load(path).headline
+        frame = pd.DataFrame([{column: getattr(row, column) for column in RESULT_COLUMNS} for row in rows]).round(4)
         return [frame, self._results_summary(rows), *plots]
 
     @staticmethod
-    def _results_summary(rows: list[dict[str, Any]]) -> str:
+    def _results_summary(rows: list[SummaryEntry]) -> str:
         lines = []
-        for language in dict.fromkeys(row["language"] for row in rows):
-            here = [row for row in rows if row["language"] == language]
-            teacher = next((row for row in here if row["role"] == "teacher"), None)
-            students = [row for row in here if row["role"] == "student"]
+        for language in dict.fromkeys(row.language for row in rows):
+            here = [row for row in rows if row.language == language]
+            teacher = next((row for row in here if row.role == "teacher"), None)
+            students = [row for row in here if row.role == "student"]
             if teacher is None or not students:
                 continue
-            best = max(students, key=lambda row: row["macro_f1"])
-            verdict = "beats" if best["macro_f1"] > teacher["macro_f1"] else "does not beat"
-            lines.append(f"- **{language}**: the best student, `{best['model']}` (macro-F1 {best['macro_f1']:.3f}), "
-                         f"{verdict} the teacher (macro-F1 {teacher['macro_f1']:.3f}).")
+            best = max(students, key=lambda row: row.macro_f1)
+            verdict = "beats" if best.macro_f1 > teacher.macro_f1 else "does not beat"
+            lines.append(f"- **{language}**: the best student, `{best.model}` (macro-F1 {best.macro_f1:.3f}), "
+                         f"{verdict} the teacher (macro-F1 {teacher.macro_f1:.3f}).")
         return "\n".join(lines)
 
 
@@ -380,7 +380,7 @@ def build_demo(manifest_path: Path | str) -> gr.Blocks:
 
 
 if __name__ == "__main__":
-    manifest_file = Path(__file__).with_name(MANIFEST_FILE)
+    manifest_file = SpaceFolder(Path(__file__).parent).manifest
     if not manifest_file.is_file():
-        raise SystemExit(f"{MANIFEST_FILE} is missing: make this Space with `hfsynth space deploy RECIPE --out RUN`")
+        raise SystemExit(f"{manifest_file.name} is missing: make this Space with `hfsynth space deploy RECIPE --out RUN`")
     build_demo(manifest_file).launch()

@@ -1,0 +1,235 @@
+"""The run folder (``--out DIR``) and the folders inside it: every file and folder name hfsynth writes, in one place.
+
+::
+
+    DIR/
+      cache/teacher_calls.sqlite        every teacher call of the generation stage (resumable)
+      dataset/                          DatasetFolder: the synthetic DatasetDict (save_to_disk) and its side files
+      students/<name>/                  StudentFolder: each recipe student trained on all the data (the published one)
+      student_runs/<name>/<size>-per-label-seed<k>/   StudentFolder: learning-curve subsets and seed repeats
+      eval/                             EvalFolder: results, report, plots, the teacher's cached answers
+      space/                            SpaceFolder: the staged comparison Space of ``hfsynth space serve``
+
+A dataset, student or Space folder also stands on its own (a ``--dataset`` folder, a student downloaded from the
+Hub, a Space repo), so each has its own small class that takes the folder's path. Nothing here touches the disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Every repo hfsynth writes (dataset, student, Space) carries its card under this name, as the Hub expects.
+CARD_FILE = "README.md"
+#: The name of a student's checkpoint folder (also an ignore pattern when a student folder is copied or pushed).
+CHECKPOINTS_DIR = "checkpoints"
+# A Space folder lays out its copies of students and evaluation files as the run folder does.
+_STUDENTS_DIR = "students"
+_EVAL_DIR = "eval"
+# The run's plot, and its copy in each student folder (the model card shows it).
+_BARS_PLOT = "teacher_vs_students.png"
+
+
+@dataclass(frozen=True)
+class DatasetFolder:
+    """``save_to_disk`` files of the ``DatasetDict``, plus the card, the recipe, the drop record and the statistics."""
+
+    root: Path
+
+    @property
+    def card(self) -> Path:
+        return self.root / CARD_FILE
+
+    @property
+    def recipe(self) -> Path:
+        """The recipe that made the dataset, as the user wrote it."""
+        return self.root / "recipe.yaml"
+
+    @property
+    def dropped(self) -> Path:
+        """Every sample curation dropped and why, one JSON line each."""
+        return self.root / "dropped.jsonl"
+
+    @property
+    def stats(self) -> Path:
+        """Generation statistics (``hfsynth.run_records.GenerationStats``): what the dataset card is built from."""
+        return self.root / "generation.json"
+
+    @property
+    def side_files(self) -> tuple[Path, ...]:
+        """What is pushed to the Hub beside the dataset and its card."""
+        return (self.recipe, self.dropped, self.stats)
+
+
+@dataclass(frozen=True)
+class StudentFolder:
+    """A saved student: the model files of its kind's library, the meta file (written last: it marks a finished
+    student), the recipe its prompts are built from, and while training, its checkpoints."""
+
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def meta(self) -> Path:
+        """``hfsynth.run_records.StudentMeta``: kind, labels, model, params, training record."""
+        return self.root / "hfsynth_student.json"
+
+    @property
+    def recipe(self) -> Path:
+        return self.root / "hfsynth_recipe.yaml"
+
+    @property
+    def card(self) -> Path:
+        return self.root / CARD_FILE
+
+    @property
+    def comparison_plot(self) -> Path:
+        """A copy of the run's teacher-vs-students plot, shown in the model card."""
+        return self.root / _BARS_PLOT
+
+    @property
+    def checkpoints(self) -> Path:
+        """Trainer checkpoints of an unfinished training; deleted when the student is saved, never published."""
+        return self.root / CHECKPOINTS_DIR
+
+    @property
+    def run_marker(self) -> Path:
+        """Inside ``checkpoints``: the fingerprint of the training the checkpoints belong to."""
+        return self.checkpoints / "hfsynth_run.txt"
+
+    # Model files of particular kinds, beside what their library's save_pretrained writes.
+
+    @property
+    def in_context_examples(self) -> Path:
+        """The demonstrations an in-context student keeps (its whole "training")."""
+        return self.root / "examples.jsonl"
+
+    @property
+    def in_context_embeddings(self) -> Path:
+        """Embeddings of those demonstrations, for picking the nearest ones."""
+        return self.root / "example_embeddings.npy"
+
+    @property
+    def sft_adapter(self) -> Path:
+        """An SFT student's LoRA adapter (``peft``'s ``save_pretrained``)."""
+        return self.root / "adapter"
+
+
+@dataclass(frozen=True)
+class EvalFolder:
+    """Results of the evaluation on the real test sets."""
+
+    root: Path
+
+    @property
+    def results(self) -> Path:
+        """``hfsynth.run_records.EvaluationResults``."""
+        return self.root / "results.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def bars_plot(self) -> Path:
+        return self.root / _BARS_PLOT
+
+    @property
+    def curve_plot(self) -> Path:
+        return self.root / "learning_curve.png"
+
+    @property
+    def plots(self) -> tuple[Path, ...]:
+        return (self.bars_plot, self.curve_plot)
+
+    @property
+    def teacher_predictions(self) -> Path:
+        """The teacher's answers, one JSON line each, appended as they arrive (a re-run never pays twice)."""
+        return self.root / "teacher_predictions.jsonl"
+
+
+@dataclass(frozen=True)
+class SpaceFolder:
+    """A staged comparison Space: the app's entry files, its card, its manifest and, for the Hub, copies of the
+    students and evaluation files it shows (laid out as in the run folder)."""
+
+    root: Path
+
+    APP_FILE = "app.py"
+    REQUIREMENTS_FILE = "requirements.txt"
+
+    @property
+    def manifest(self) -> Path:
+        """``hfsynth.space.manifest.SpaceManifest``: everything the app needs that is not code."""
+        return self.root / "hfsynth_space.json"
+
+    @property
+    def card(self) -> Path:
+        return self.root / CARD_FILE
+
+    @property
+    def recipe(self) -> Path:
+        return self.root / "recipe.yaml"
+
+    @property
+    def app(self) -> Path:
+        return self.root / self.APP_FILE
+
+    @property
+    def requirements(self) -> Path:
+        return self.root / self.REQUIREMENTS_FILE
+
+    def student(self, name: str) -> StudentFolder:
+        return StudentFolder(self.root / _STUDENTS_DIR / name)
+
+    @property
+    def eval(self) -> EvalFolder:
+        return EvalFolder(self.root / _EVAL_DIR)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """``hfsynth ... --out DIR``: one recipe's run, every stage's output."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def cache(self) -> Path:
+        """The generation stage's teacher calls (``hfsynth.cache.CallCache``)."""
+        return self.root / "cache" / "teacher_calls.sqlite"
+
+    @property
+    def dataset(self) -> DatasetFolder:
+        return DatasetFolder(self.root / "dataset")
+
+    @property
+    def students(self) -> Path:
+        """The folder of the published students (one per recipe student, trained on all the data)."""
+        return self.root / _STUDENTS_DIR
+
+    def student(self, name: str) -> StudentFolder:
+        """The recipe student ``name`` trained on all the synthetic data with its first seed: the published one."""
+        return StudentFolder(self.students / name)
+
+    def student_run(self, name: str, train_size: int | None, repeat: int) -> StudentFolder:
+        """One training of student ``name``: ``train_size`` examples per label and language (None: all), seed repeat
+        ``repeat``. The main run (all the data, repeat 0) is :meth:`student`."""
+        if train_size is None and repeat == 0:
+            return self.student(name)
+        size = "all" if train_size is None else str(train_size)
+        return StudentFolder(self.root / "student_runs" / name / f"{size}-per-label-seed{repeat}")
+
+    @property
+    def eval(self) -> EvalFolder:
+        return EvalFolder(self.root / _EVAL_DIR)
+
+    @property
+    def space(self) -> SpaceFolder:
+        """Where ``hfsynth space serve`` stages the Space."""
+        return SpaceFolder(self.root / "space")
