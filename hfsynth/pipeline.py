@@ -24,10 +24,19 @@ def generate(
     recipe: Recipe, out_dir: Path, progress: GenerationProgress | None = None
 ) -> tuple[datasets.DatasetDict, GenerationResult]:
     """Generate and curate the synthetic dataset into ``out_dir/dataset`` (resuming from the call cache)."""
+    from hfsynth.cards import write_dataset_card
+    from hfsynth.quality import teacher_classifier, write_quality
+
     run_folder = RunFolder(out_dir)
+    dataset_dir = run_folder.dataset.root
     with load_teacher(recipe.teacher) as teacher:
         result = generate_samples(recipe, teacher, run_folder.cache, progress)
-    return save_dataset(recipe, result, run_folder.dataset.root), result
+        dataset = save_dataset(recipe, result, dataset_dir)
+        # While the teacher is loaded: it judges label fidelity when the recipe has no real reference data.
+        if write_quality(recipe, dataset_dir, lambda: teacher_classifier(recipe, teacher, run_folder.cache),
+                         teacher.model_id):
+            write_dataset_card(recipe, dataset_dir)  # again, now with the quality section
+    return dataset, result
 
 
 def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = None) -> list:

@@ -15,12 +15,12 @@ texts (diversity measures depend on how many texts they see):
   (logistic regression on the embeddings of the real reference data, or the teacher in classification mode);
 - **test overlap and teacher chatter**: what curation dropped for each, and what is left in the data.
 
-Written to ``dataset/quality.json`` with a 2-D projection plot (PCA) of synthetic vs real texts per label.
+Written to the dataset folder (``hfsynth.run_folder.DatasetFolder.quality``, typed as
+``hfsynth.run_records.QualityReport``) with a 2-D projection plot (PCA) of synthetic vs real texts per label.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import zlib
@@ -38,14 +38,14 @@ from hfsynth.curation import ChatterCheck, TestOverlap, instruction_texts, norma
 from hfsynth.embedded import base_model_id, resolve_model
 from hfsynth.realdata import TestSet, labelled_texts, load_labelled_set, load_test_sets, reference_pool
 from hfsynth.recipe import Recipe
+from hfsynth.run_folder import DatasetFolder
+from hfsynth.run_records import GenerationStats, QualityReport
 
 if TYPE_CHECKING:
     from hfsynth.teachers import Teacher
 
 logger = logging.getLogger(__name__)
 
-QUALITY_FILE = "quality.json"
-PROJECTION_PLOT = "quality_projection.png"
 #: Bump when the report's measures change: a stored report of another format is recomputed.
 FORMAT = 1
 
@@ -220,7 +220,7 @@ def quality_report(
     classify: Classify | None = None,
     teacher: str | None = None,
     projection_path: Path | None = None,
-) -> dict[str, Any]:
+) -> QualityReport:
     """The report for ``synthetic`` (the curated texts), with ``drop_counts`` from curation. ``classify``: the
     teacher in classification mode, used for label fidelity when there is no reference data (``teacher`` names it).
     """
@@ -343,11 +343,11 @@ def quality_report(
             "dropped": drop_counts.get("teacher_chatter", 0),
             "kept": sum(chatter.why(text) is not None for text in synthetic.texts),
         },
-        "plot": PROJECTION_PLOT if projection_path else None,
+        "plot": projection_path.name if projection_path and projections else None,
     }
     if projection_path is not None and projections:
         plot_projection(recipe, projections, projection_path)
-    return report
+    return QualityReport.model_validate(report)
 
 
 def plot_projection(recipe: Recipe, projections: dict[str, dict[str, Any]], path: Path) -> None:
@@ -413,35 +413,30 @@ def synthetic_texts(dataset_dir: Path) -> SyntheticTexts:
     return SyntheticTexts(texts, labels, languages)
 
 
-def read_quality(dataset_dir: Path) -> dict[str, Any] | None:
-    path = dataset_dir / QUALITY_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
 def write_quality(
     recipe: Recipe,
     dataset_dir: Path,
     classify: Callable[[], Classify | None] = lambda: None,
     teacher: str | None = None,
     force: bool = False,
-) -> dict[str, Any] | None:
-    """(Re)compute ``quality.json`` and its plot in a saved dataset folder; skipped when the stored report was made
-    from the same texts and settings (unless ``force``). ``classify`` is called only if the teacher is needed."""
+) -> QualityReport | None:
+    """(Re)compute the quality report and its plot in a saved dataset folder; kept as it is when it was made from
+    the same texts and settings (unless ``force``). ``classify`` is called only when the teacher judges fidelity.
+    ``None`` when the recipe turns the report off."""
     if not recipe.quality.enabled:
         return None
+    folder = DatasetFolder(dataset_dir)
     synthetic = synthetic_texts(dataset_dir)
-    method = _fidelity_method(recipe, classify=lambda texts, languages: [])  # the method if a teacher were given
+    method = _fidelity_method(recipe, classify=lambda texts, languages: [])  # the method if a teacher is given
     fingerprint = quality_fingerprint(recipe, synthetic, method)
-    stored = read_quality(dataset_dir)
-    if not force and stored and stored.get("fingerprint") == fingerprint:
+    stored = QualityReport.load_if_present(folder.quality)
+    if not force and stored is not None and stored.fingerprint == fingerprint:
         return stored
-    stats_path = dataset_dir / "generation.json"
-    drop_counts = json.loads(stats_path.read_text(encoding="utf-8")).get("drop_reasons", {}) \
-        if stats_path.is_file() else {}
-    report = quality_report(recipe, synthetic, drop_counts, classify() if method == "teacher" else None, teacher,
-                            dataset_dir / PROJECTION_PLOT)
-    report["fingerprint"] = fingerprint
-    (dataset_dir / QUALITY_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    stats = GenerationStats.load_if_present(folder.stats)
+    report = quality_report(recipe, synthetic, stats.drop_reasons if stats else {},
+                            classify() if method == "teacher" else None, teacher, folder.quality_plot)
+    report.fingerprint = fingerprint
+    report.save(folder.quality)
     return report
 
 

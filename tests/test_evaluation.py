@@ -93,7 +93,20 @@ def test_teacher_scores_cache_report_and_plots(tmp_path: Path) -> None:
     assert en["confusion_matrix"]["labels"][-1] == "(unparseable)"
     assert de["latency_ms"] > 0 and de["texts_per_s"] > 0
     assert [entry["language"] for entry in results["summary"]] == ["en", "de"]
-    assert results["learning_curve"] == []
+    assert results["learning_curve"] == [] and results["synthetic_vs_human"] == []
+    # The completion rate, next to the scores; nothing answered in English: every resample scores 0.
+    assert (en["completion_rate"], de["completion_rate"]) == (0.0, 1.0)
+    en_summary, de_summary = results["summary"]
+    assert en_summary["macro_f1_ci"] == [0.0, 0.0] and en_summary["completion_rate"] == 0.0
+    low, high = de_summary["macro_f1_ci"]
+    assert low < de_summary["macro_f1"] <= high <= 1.0  # 9 texts: a wide interval
+    assert results["bootstrap"] == {"resamples": 1000, "confidence": 0.95, "seed": 0}
+    predictions = [json.loads(line) for line in eval_dir.predictions.read_text().splitlines()]
+    assert [(record["model"], record["language"]) for record in predictions] == [("test/answer-key", "en"),
+                                                                                ("test/answer-key", "de")]
+    assert predictions[0]["predicted"] == [None] * 9 and len(predictions[1]["gold"]) == 9
+    assert predictions[1]["predicted"] == [label if label != "politics" else "science/technology"
+                                           for label in predictions[1]["gold"]]
 
     # 9 texts per language: 3 alone (latency), then chunks of the teacher's batch size 4 -> 3 + 2 calls.
     assert teacher.stats.calls == 2 * (LATENCY_TEXTS + 2)
@@ -101,9 +114,12 @@ def test_teacher_scores_cache_report_and_plots(tmp_path: Path) -> None:
     assert len(cached) == 18 and {"key", "model", "language", "text", "probabilities"} <= set(cached[0])
 
     report = eval_dir.report.read_text()
-    assert "| test/answer-key (teacher) | zero-shot | 0.000 | 0.600 | 0.300 |" in report
-    assert "100.0 %" not in report and "50.0 %" in report  # unparseable share, averaged over the languages
-    for plot in eval_dir.plots:
+    assert "| test/answer-key (teacher) | zero-shot | 0.000 [0.000, 0.000] | 0.600 [" in report
+    assert "| en | 0.0 % | 0.000 [0.000, 0.000] |" in report and "| de | 100.0 % | 0.600 [" in report
+    assert "| 50.0 % |" in report  # the completion rate in the speed table, averaged over the languages
+    assert "## Synthetic vs human data" not in report and "## Synthetic data quality" not in report
+    assert not eval_dir.human_plot.exists() and not eval_dir.quality_plot.exists()
+    for plot in (eval_dir.bars_plot, eval_dir.curve_plot):
         with Image.open(plot) as image:
             assert image.format == "PNG" and image.size[0] > 300
             image.verify()
@@ -187,7 +203,8 @@ def test_local_teacher_against_students_with_a_learning_curve(tmp_path: Path) ->
     assert curve == [("encoder", "de", 2, 2), ("encoder", "de", 4, 2), ("encoder", "en", 2, 2),
                      ("encoder", "en", 4, 2), ("setfit", "de", 4, 1), ("setfit", "en", 4, 1)]
     report = EvalFolder(tmp_path / "eval").report.read_text()
-    assert "## Learning curve" in report and "| encoder | en | 2 |" in report
-    for plot in EvalFolder(tmp_path / "eval").plots:
+    assert "## Learning curve" in report and "| encoder | synthetic | en | 2 |" in report
+    eval_dir = EvalFolder(tmp_path / "eval")
+    for plot in (eval_dir.bars_plot, eval_dir.curve_plot):
         with Image.open(plot) as image:
             image.verify()

@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from hfsynth.quality import (
-    PROJECTION_PLOT,
     SyntheticTexts,
     compression_ratio,
     coverage,
@@ -75,26 +74,26 @@ def test_report_on_real_texts(tmp_path: Path) -> None:
     texts = [row["text"] for row in synthetic_rows] + [test_rows[0]["text"], "Here are two sentences about travel."]
     labels = [row["label"] for row in synthetic_rows] + [test_rows[0]["label"], "travel"]
     synthetic = SyntheticTexts(texts, labels, ["en"] * len(texts))
-    report = quality_report(recipe, synthetic, {"test_overlap": 3, "teacher_chatter": 2},
-                            projection_path=tmp_path / PROJECTION_PLOT)
+    plot = tmp_path / "projection.png"
+    report = quality_report(recipe, synthetic, {"test_overlap": 3, "teacher_chatter": 2}, projection_path=plot)
 
-    assert report["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert report["test_overlap"] == {"ngram": 8, "dropped": 3, "kept": 1}
-    assert report["teacher_chatter"] == {"dropped": 2, "kept": 1}
-    assert set(report["languages"]) == {"en"}  # no German synthetic text: no German section
-    english = report["languages"]["en"]
-    assert english["synthetic_texts"] == 17 and english["test_texts"] == 30
-    assert english["real_texts"] == 17  # an equal-size real sample
-    assert 0 < english["coverage_distance"] < 1 and "median distance" in english["coverage_calibration"]
+    assert report.embedding_model == "sentence-transformers/all-MiniLM-L6-v2" and report.plot == plot.name
+    assert report.test_overlap.to_json() == {"ngram": 8, "dropped": 3, "kept": 1}
+    assert report.teacher_chatter.to_json() == {"dropped": 2, "kept": 1}
+    assert set(report.languages) == {"en"}  # no German synthetic text: no German section
+    english = report.languages["en"]
+    assert english.synthetic_texts == 17 and english.test_texts == 30
+    assert english.real_texts == 17  # an equal-size real sample
+    assert 0 < english.coverage_distance < 1 and "median distance" in english.coverage_calibration
     for side in ("synthetic", "real"):
-        assert 0 < english["lexical"][side]["distinct_1"] <= 1 and 0 < english["pairwise_distance"][side] < 1.5
-        assert 0 <= english["coverage"][side] <= 1
-    assert set(english["labels"]) == set(LABELS)
-    fidelity = report["fidelity"]
-    assert fidelity["method"] == "reference classifier" and "logistic regression" in fidelity["classifier"]
-    assert fidelity["judged_texts"] == 17 and fidelity["agreement"] >= 0.6
-    assert 0.5 <= fidelity["classifier_test_accuracy"]["en"] <= 1
-    with Image.open(tmp_path / PROJECTION_PLOT) as image:
+        assert 0 < getattr(english.lexical, side).distinct_1 <= 1
+        assert 0 < getattr(english.pairwise_distance, side) < 1.5 and 0 <= getattr(english.coverage, side) <= 1
+    assert set(english.labels) == set(LABELS) and english.labels["travel"].synthetic_texts == 6
+    fidelity = report.fidelity
+    assert fidelity.method == "reference classifier" and "logistic regression" in fidelity.classifier
+    assert fidelity.judged_texts == 17 and fidelity.agreement >= 0.6
+    assert 0.5 <= fidelity.classifier_test_accuracy["en"] <= 1
+    with Image.open(plot) as image:
         assert image.format == "PNG"
         image.verify()
 
@@ -113,12 +112,12 @@ def test_a_synthetic_set_equal_to_the_test_set_covers_all_of_it(tmp_path: Path) 
         return [None if index == 0 else english.labels[index] for index in range(len(texts))]
 
     report = quality_report(recipe, synthetic, {}, classify=teacher, teacher="test/teacher")
-    section = report["languages"]["en"]
-    assert section["coverage"]["synthetic"] == 1.0 and section["coverage_distance"] == 0.05
-    assert section["coverage_calibration"] == "set in the recipe"
-    assert section["mean_nearest_synthetic_distance"] == pytest.approx(0.0, abs=1e-5)
-    assert report["test_overlap"]["kept"] == len(english.texts)
+    section = report.languages["en"]
+    assert section.coverage.synthetic == 1.0 and section.coverage_distance == 0.05
+    assert section.coverage_calibration == "set in the recipe"
+    assert section.mean_nearest_synthetic_distance == pytest.approx(0.0, abs=1e-5)
+    assert report.test_overlap.kept == len(english.texts)
     # The teacher judged every text; one answer had no label and is left out of the agreement.
     assert judged == english.texts
-    assert report["fidelity"] == {"method": "teacher", "classifier": "the teacher test/teacher in classification "
+    assert report.fidelity.to_json() == {"method": "teacher", "classifier": "the teacher test/teacher in classification "
                                   "mode (zero-shot)", "agreement": 1.0, "judged_texts": len(english.texts) - 1}

@@ -44,8 +44,9 @@ class Predictions:
                    len(labels))
 
 
-def resample_indices(size: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
-    """``(resamples, size)`` indices into a test set, drawn with replacement; the same for the same seed."""
+def resample_indices(size: int, resamples: int = RESAMPLES, seed: int | Sequence[int] = 0) -> np.ndarray:
+    """``(resamples, size)`` indices into a test set, drawn with replacement; the same for the same seed (an int or
+    a sequence of ints, e.g. the evaluation seed and a number standing for the language)."""
     return np.random.default_rng(seed).integers(0, size, size=(resamples, size))
 
 

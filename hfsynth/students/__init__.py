@@ -3,7 +3,9 @@
 Every recipe student is trained once on all the synthetic training data (``OUT/students/<name>/``, the one that is
 published) and, for the learning curve and the seed repeats, on per-label subsets and with further seeds
 (``OUT/student_runs/<name>/<size>-per-label-seed<k>/``). One student serves all the recipe's languages; a subset of
-size ``n`` keeps ``n`` examples of each label in each language.
+size ``n`` keeps ``n`` examples of each label in each language. When the recipe names real reference training data,
+the reference students repeat all of it on real data (``.../human-<size>-per-label-seed<k>/``): the human-data
+reference that the synthetic data is measured against.
 
 Runs are resumable: a finished run (its meta file matches the configuration and the data) is skipped, and an
 interrupted one resumes from the last checkpoint in its ``checkpoints/`` folder.
@@ -29,7 +31,7 @@ from hfsynth.cache import call_key
 from hfsynth.errors import HfsynthError
 from hfsynth.recipe import Recipe, StudentConfig
 from hfsynth.run_folder import RunFolder, StudentFolder
-from hfsynth.run_records import TrainingRecord
+from hfsynth.run_records import DataSource, TrainingRecord
 from hfsynth.students.base import Student, read_meta
 from hfsynth.students.params import StudentParams, check_student_params, parse_params
 
@@ -63,11 +65,13 @@ class StudentRun:
     train_size: int | None  # per label and language; None: all the synthetic training data
     repeat: int  # trains with params.seed + repeat
     directory: Path
+    #: "human": the reference run, trained on real data sized like the synthetic data (never published).
+    data: DataSource = "synthetic"
 
     @property
     def is_main(self) -> bool:
-        """The run on all the data with the first seed: the student that is published."""
-        return self.train_size is None and self.repeat == 0
+        """The run on all the synthetic data with the first seed: the student that is published."""
+        return self.train_size is None and self.repeat == 0 and self.data == "synthetic"
 
 
 @dataclass(frozen=True)
@@ -84,14 +88,18 @@ def run_params(run: StudentRun) -> StudentParams:
 
 
 def planned_runs(recipe: Recipe, out_dir: Path) -> list[StudentRun]:
-    """Every training the recipe asks for, in order: each student's main run first, then its sweep."""
+    """Every training the recipe asks for, in order: each student's main run first, then its sweep, then (for the
+    reference students of a recipe with real reference data) the same runs on real data."""
     run_folder = RunFolder(out_dir)
+    reference = {config.name for config in recipe.reference_students}
     runs = []
     for config in recipe.students:
-        for train_size in [None, *sorted(set(config.train_sizes))]:
-            for repeat in range(config.repeats):
-                directory = run_folder.student_run(config.name, train_size, repeat).root
-                runs.append(StudentRun(config, train_size, repeat, directory))
+        sources: list[DataSource] = ["synthetic", "human"] if config.name in reference else ["synthetic"]
+        for data in sources:
+            for train_size in [None, *sorted(set(config.train_sizes))]:
+                for repeat in range(config.repeats):
+                    directory = run_folder.student_run(config.name, train_size, repeat, human=data == "human").root
+                    runs.append(StudentRun(config, train_size, repeat, directory, data))
     return runs
 
 
@@ -130,20 +138,23 @@ def train_students(
     only: Sequence[str] = (),
     callbacks: Sequence[TrainerCallback] = (),
 ) -> list[TrainedRun]:
-    """Train every run of every recipe student (or of the students named in ``only``) on ``dataset["train"]``.
+    """Train every run of every recipe student (or of the students named in ``only``) on ``dataset["train"]``; the
+    reference runs on real data with as many examples per language and label
+    (:func:`hfsynth.realdata.reference_training_set`).
 
     ``callbacks`` go to each run's trainer (progress reporting, early stopping).
     """
+    from hfsynth.realdata import reference_training_set
+
     check_student_params(recipe)
     unknown = set(only) - {config.name for config in recipe.students}
     if unknown:
         raise HfsynthError(f"no student named {sorted(unknown)} in the recipe")
     _check_schema(recipe, dataset["train"])
-    return [
-        train_run(recipe, run, dataset["train"], callbacks)
-        for run in planned_runs(recipe, out_dir)
-        if not only or run.config.name in only
-    ]
+    runs = [run for run in planned_runs(recipe, out_dir) if not only or run.config.name in only]
+    human = reference_training_set(recipe, dataset["train"]) if any(run.data == "human" for run in runs) else None
+    return [train_run(recipe, run, human if run.data == "human" and human is not None else dataset["train"], callbacks)
+            for run in runs]
 
 
 def train_run(
@@ -174,8 +185,8 @@ def train_run(
     marker.write_text(fingerprint)
 
     student = student_class(config.kind)(recipe, config.model, params)
-    logger.info("student %s: training on %d examples (%s per label, seed %d)", config.name, len(subset),
-                run.train_size or "all", params.seed)
+    logger.info("student %s: training on %d %s examples (%s per label, seed %d)", config.name, len(subset),
+                run.data, run.train_size or "all", params.seed)
     started = time.monotonic()
     student.train(subset, checkpoint_dir, callbacks)
     seconds = time.monotonic() - started
@@ -188,6 +199,7 @@ def train_run(
         seconds=round(seconds, 2),
         fingerprint=fingerprint,
         hfsynth_version=__version__,
+        data=run.data,
     )
     student.save(run.directory)
     shutil.rmtree(checkpoint_dir)  # only needed to resume; a finished student is never retrained
