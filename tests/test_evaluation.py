@@ -5,17 +5,24 @@ local teacher and trained students."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import datasets
 import pytest
 from PIL import Image
 
-from hfsynth.errors import HfsynthError
+from hfsynth.curation import Sample
+from hfsynth.dataset import save_dataset
+from hfsynth.errors import HfsynthError, RecipeError
 from hfsynth.evaluation import LATENCY_TEXTS, run_evaluation
-from hfsynth.recipe import Recipe
-from hfsynth.run_folder import EvalFolder
-from hfsynth.students import train_students
+from hfsynth.generation import GenerationResult
+from hfsynth.realdata import reference_training_set, texts_shown_to_the_teacher
+from hfsynth.recipe import Recipe, parse_recipe
+from hfsynth.run_folder import EvalFolder, RunFolder
+from hfsynth.students import planned_runs, train_students
+from hfsynth.students.base import read_meta
 from hfsynth.teachers import LabelScores, Prompt, Teacher, load_teacher
 from tests.student_fixtures import LABELS, make_recipe, sib200_rows, synthetic_dataset, write_test_set
 
@@ -208,3 +215,145 @@ def test_local_teacher_against_students_with_a_learning_curve(tmp_path: Path) ->
     for plot in (eval_dir.bars_plot, eval_dir.curve_plot):
         with Image.open(plot) as image:
             image.verify()
+
+
+# --- the human-data reference and the quality report ------------------------------------------------------------
+
+
+def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def reference_recipe(tmp_path: Path, students: Sequence[dict] = (), **reference: object) -> Recipe:
+    """Few-shot seeds: the first 30 English training rows (the teacher sees some of them); reference data: all the
+    training rows, and the test rows too (which must never be used)."""
+    seeds = [{"language": "en", "path": str(write_rows(tmp_path / "seeds-en.jsonl", sib200_rows("en", "train")[:30]))}]
+    sets = [{"language": language,
+             "path": str(write_rows(tmp_path / f"reference-{language}.jsonl",
+                                    sib200_rows(language, "train") + sib200_rows(language, "test")))}
+            for language in ("en", "de")]
+    generation = {"strategy": "few-shot", "seeds": seeds, "seeds_per_call": 2, "samples_per_label": 4,
+                  "samples_per_call": 2}
+    return eval_recipe(tmp_path, students, generation, reference={"sets": sets, **reference})
+
+
+def test_the_reference_training_set_matches_the_synthetic_cells_and_never_holds_shown_or_test_texts(
+        tmp_path: Path) -> None:
+    recipe = reference_recipe(tmp_path)
+    synthetic = synthetic_dataset(per_label=3)["train"]
+    reference = reference_training_set(recipe, synthetic)
+
+    def cells(dataset: datasets.Dataset) -> Counter:
+        names = dataset.features["label"].names
+        return Counter((language, names[label]) for language, label in zip(dataset["language"], dataset["label"]))
+
+    assert cells(reference) == cells(synthetic) == Counter({cell: 3 for cell in cells(synthetic)})
+    assert reference.features == synthetic.features and set(reference["teacher"]) == {"human"}
+    shown = texts_shown_to_the_teacher(recipe)
+    # Generation shows 2 seeds per call, 2 calls per cell in each of the 3 possible rounds: 12 draws per label.
+    assert 0 < len(shown) <= 3 * 12 and shown <= {row["text"] for row in sib200_rows("en", "train")[:30]}
+    test = {row["text"] for language in ("en", "de") for row in sib200_rows(language, "test")}
+    assert not set(reference["text"]) & (shown | test)
+    # Reproducible: the same recipe draws the same texts.
+    assert reference_training_set(recipe, synthetic)["text"] == reference["text"]
+
+
+def test_reference_sets_shorter_than_the_synthetic_cells_give_what_they_have(tmp_path: Path) -> None:
+    sets = [{"language": "en", "path": str(write_rows(tmp_path / "few.jsonl", sib200_rows("en", "train")[:5]))}]
+    recipe = eval_recipe(tmp_path, reference={"sets": sets})
+    reference = reference_training_set(recipe, synthetic_dataset(per_label=4)["train"])
+    assert 0 < len(reference) <= 5 and set(reference["language"]) == {"en"}
+    with pytest.raises(HfsynthError, match="no real example for any language and label"):
+        reference_training_set(recipe, synthetic_dataset(per_label=4, languages=("de",))["train"])
+
+
+def test_reference_recipe_fields_are_checked() -> None:
+    student = {"name": "s", "kind": "encoder", "model": "all-minilm-l6-v2"}
+    with pytest.raises(RecipeError, match="evaluation.reference.students names no student"):
+        parse_recipe({**make_recipe([student]).model_dump(mode="json", exclude_defaults=True),
+                      "evaluation": {"reference": {"sets": [{"language": "en", "path": "x.jsonl"}],
+                                                   "students": ["other"]}}})
+    recipe = make_recipe([student, {**student, "name": "t"}],
+                         reference={"sets": [{"language": "en", "path": "x.jsonl"}], "students": ["t"]})
+    assert [config.name for config in recipe.reference_students] == ["t"]
+    runs = planned_runs(recipe, Path("/run"))
+    assert [(run.config.name, run.data, str(run.directory)) for run in runs] == [
+        ("s", "synthetic", "/run/students/s"), ("t", "synthetic", "/run/students/t"),
+        ("t", "human", "/run/student_runs/t/human-all-per-label-seed0")]
+    assert [run.is_main for run in runs] == [True, True, False]
+
+
+def synthetic_dataset_folder(recipe: Recipe, folder: Path) -> None:
+    """A saved synthetic dataset (real training sentences standing in), with one leaked test text and one chatter."""
+    rows = synthetic_dataset(per_label=4)["train"]
+    names = rows.features["label"].names
+    samples = [Sample(text, names[label], language, f"{language}/{names[label]}/0")
+               for text, label, language in zip(rows["text"], rows["label"], rows["language"], strict=True)]
+    leaked = sib200_rows("en", "test")[0]
+    samples += [Sample(leaked["text"], leaked["label"], "en", "en/x/1"),
+                Sample("Here are two sentences about travel.", "travel", "en", "en/travel/1")]
+    result = GenerationResult(samples, [], "few-shot", "test/teacher", calls=1, rounds=1, parsed=len(samples))
+    save_dataset(recipe, result, folder)
+
+
+def test_students_against_the_teacher_and_against_human_data(tmp_path: Path) -> None:
+    student = {"name": "encoder", "kind": "encoder", "model": "all-minilm-l6-v2", "params": {"max_steps": 2},
+               "repeats": 2}
+    recipe = reference_recipe(tmp_path, [student])
+    recipe = recipe.model_copy(update={"quality": recipe.quality.model_copy(
+        update={"embedding_model": "all-minilm-l6-v2"})})
+    run_folder = RunFolder(tmp_path)
+    synthetic_dataset_folder(recipe, run_folder.dataset.root)
+    trained = train_students(recipe, synthetic_dataset(per_label=4), tmp_path)
+    assert [(run.run.data, run.run.repeat) for run in trained] == [("synthetic", 0), ("synthetic", 1), ("human", 0),
+                                                                   ("human", 1)]
+    assert read_meta(run_folder.student_run("encoder", None, 0, human=True).root).training.data == "human"
+
+    results = run_evaluation(recipe, tmp_path, teacher=AnswerKeyTeacher())
+    # Summary: the teacher, then per language the student on synthetic and on human data.
+    assert [(entry.role, entry.data, entry.language) for entry in results.summary] == [
+        ("teacher", None, "en"), ("teacher", None, "de"), ("student", "synthetic", "en"),
+        ("student", "synthetic", "de"), ("student", "human", "en"), ("student", "human", "de")]
+    assert [entry.display_name for entry in results.headline] == ["test/answer-key (teacher)"] * 2 + ["encoder"] * 2
+    for entry in results.summary:
+        low, high = entry.macro_f1_ci
+        assert entry.repeats == (1 if entry.role == "teacher" else 2) and 0 <= low <= high <= 1
+    synthetic_en = results.summary[2]
+    for comparison, against in ((synthetic_en.vs_teacher, "teacher"), (synthetic_en.vs_human, "human data")):
+        low, high = comparison.macro_f1_difference_ci
+        expected = "better" if low > 0 else "worse" if high < 0 else "no clear difference"
+        assert comparison.against == against and comparison.verdict == expected and low <= high
+    # The answer key is right on every text: no student beats it.
+    assert synthetic_en.vs_teacher.verdict != "better" and synthetic_en.vs_teacher.macro_f1_difference < 0
+    assert results.summary[4].vs_human is None  # the human run is the reference, not compared with itself
+
+    pairs = {(row.student, row.language): row for row in results.synthetic_vs_human}
+    assert set(pairs) == {("encoder", "en"), ("encoder", "de")}
+    english = pairs[("encoder", "en")]
+    assert english.synthetic_macro_f1 == synthetic_en.macro_f1 and english.human_macro_f1 == results.summary[4].macro_f1
+    assert english.ratio == pytest.approx(english.synthetic_macro_f1 / english.human_macro_f1)
+    assert english.synthetic_examples_per_label == english.human_examples_per_label == 4
+    assert [(entry.data, entry.language) for entry in results.learning_curve] == [
+        ("human", "de"), ("human", "en"), ("synthetic", "de"), ("synthetic", "en")]
+
+    # The quality report, computed (the reference classifier judges fidelity: no teacher needed) and shown.
+    quality = results.quality
+    assert quality is not None and quality.fidelity.method == "reference classifier"
+    assert quality.test_overlap.kept == 1 and quality.teacher_chatter.kept == 1
+    eval_dir = run_folder.eval
+    report = eval_dir.report.read_text()
+    for section in ("## Students against the teacher", "## Synthetic vs human data", "## Synthetic data quality",
+                    "| encoder | en | ", "encoder (human data)", "Test-set overlap"):
+        assert section in report, section
+    for plot in eval_dir.plots:
+        with Image.open(plot) as image:
+            image.verify()
+    predictions = eval_dir.predictions.read_text().splitlines()
+    assert len(predictions) == 2 + 2 * 4  # teacher per language; 4 student runs per language
+
+    # A re-run keeps the quality report (same texts, same settings) and gives the same intervals.
+    stored = run_folder.dataset.quality.stat().st_mtime_ns
+    again = run_evaluation(recipe, tmp_path, teacher=AnswerKeyTeacher())
+    assert run_folder.dataset.quality.stat().st_mtime_ns == stored
+    assert [entry.macro_f1_ci for entry in again.summary] == [entry.macro_f1_ci for entry in results.summary]
