@@ -1,109 +1,98 @@
-"""Cards: typed metadata (huggingface_hub's card data classes) kept apart from rendering (Jinja templates in cards/)."""
+"""Cards as huggingface_hub card classes: the dataset card, each student's model card and the Space's card.
+
+The facts each card shows are typed in :mod:`hfsynth.card_data`; here they are rendered with the package's templates
+(the top-level ``cards/`` folder, installed as ``hfsynth.card_templates``). Each class names its Hub card data class
+and its default template, as huggingface_hub's ``ModelCard`` and ``DatasetCard`` do.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
+from huggingface_hub import (
+    CardData,
+    DatasetCard,
+    DatasetCardData,
+    ModelCard,
+    ModelCardData,
+    RepoCard,
+    SpaceCard,
+    SpaceCardData,
+)
 
-from hfsynth.languages import language_name
+from hfsynth.card_data import ComparisonSpaceCardData, StudentCardData, SyntheticDatasetCardData
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import DatasetFolder, StudentFolder
 from hfsynth.run_records import EvaluationResults, GenerationStats, SummaryEntry
-from hfsynth.templates import render
+from hfsynth.templates import render_file, template_path
 
-PAPER_URL = "https://arxiv.org/abs/2601.16278"
-TAGS = ["hfsynth", "synthetic-data", "distillation"]
-
-
-def size_category(count: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if count < limit:
-            return name
-    return "n>1M"
+if TYPE_CHECKING:
+    from hfsynth.space.manifest import SpaceManifest
 
 
-def dataset_card_data(recipe: Recipe, total: int) -> DatasetCardData:
-    return DatasetCardData(
-        language=list(recipe.languages),
-        license=recipe.dataset.license,
-        annotations_creators=["machine-generated"],
-        language_creators=["machine-generated"],
-        multilinguality="multilingual" if len(recipe.languages) > 1 else "monolingual",
-        size_categories=[size_category(total)],
-        source_datasets=["original"],
-        task_categories=["text-classification"],
-        pretty_name=f"{recipe.name} (synthetic)",
-        tags=[*TAGS, "synthetic", recipe.task.name],
-    )
+class _PackagedTemplateCard(RepoCard):
+    @classmethod
+    def from_template(  # type: ignore[override]
+        cls, card_data: CardData, template_path: str | Path | None = None, template_str: str | None = None,
+        **template_kwargs: Any,
+    ) -> Any:
+        """As huggingface_hub's, but rendered in hfsynth's Jinja environment: the templates ``{% include %}`` and
+        ``{% extends %}`` the templates beside them, which a bare ``jinja2.Template`` cannot resolve."""
+        if template_str is not None:
+            raise ValueError("hfsynth cards render template files, not strings")
+        path = Path(template_path or cls.default_template_path)
+        return cls(render_file(path, card_data=card_data.to_yaml(), **template_kwargs))
 
 
-def dataset_card(recipe: Recipe, dataset_dir: Path, results: list[SummaryEntry] | None = None) -> DatasetCard:
-    """The dataset card for a folder written by ``hfsynth.dataset.save_dataset`` (and, later, its students' results)."""
+class SyntheticDatasetCard(_PackagedTemplateCard, DatasetCard):
+    card_data_class = DatasetCardData
+    default_template_path = template_path("dataset_card.md")
+
+    @classmethod
+    def from_data(cls, data: SyntheticDatasetCardData) -> SyntheticDatasetCard:
+        return cls.from_template(data.metadata(), **data.template_values())
+
+
+class StudentModelCard(_PackagedTemplateCard, ModelCard):
+    card_data_class = ModelCardData
+    #: Each kind's template extends this one (``StudentKind.card_template``).
+    default_template_path = template_path("_student_base.md")
+
+    @classmethod
+    def from_data(cls, data: StudentCardData) -> StudentModelCard:
+        return cls.from_template(data.metadata(), template_path(data.kind.card_template), **data.template_values())
+
+
+class ComparisonSpaceCard(_PackagedTemplateCard, SpaceCard):
+    card_data_class = SpaceCardData
+    default_template_path = template_path("space_readme.md")
+
+    @classmethod
+    def from_data(cls, data: ComparisonSpaceCardData) -> ComparisonSpaceCard:
+        return cls.from_template(data.metadata(), **data.template_values())
+
+
+# --- from a run's files -----------------------------------------------------------------------------------------------
+
+
+def dataset_card(recipe: Recipe, dataset_dir: Path, results: list[SummaryEntry] | None = None) -> SyntheticDatasetCard:
+    """The card of a dataset folder written by ``hfsynth.dataset.save_dataset`` (with, once evaluated, the headline
+    results of the students trained on it)."""
+    from hfsynth.hub.repo_ids import dataset_repo_id
+
     stats = GenerationStats.load(DatasetFolder(dataset_dir).stats)
-    sizes = ", ".join(f"{split}: {count}" for split, count in stats.splits.items())
-    card_data = dataset_card_data(recipe, stats.kept_samples)
-    content = render(
-        "dataset_card.md",
-        card_data=card_data.to_yaml(),
-        pretty_name=card_data.pretty_name,
-        recipe=recipe,
-        stats=stats,
-        split_sizes=sizes,
-        repo_id=recipe.dataset.repo_id,
-        language_names=[f"{language_name(code)} (`{code}`)" for code in recipe.languages],
-        results=results or [],
+    return SyntheticDatasetCard.from_data(
+        SyntheticDatasetCardData(recipe, stats, dataset_repo_id(recipe), list(results or []))
     )
-    return DatasetCard(content)
 
 
-def write_dataset_card(recipe: Recipe, dataset_dir: Path, results: list[SummaryEntry] | None = None) -> DatasetCard:
+def write_dataset_card(
+    recipe: Recipe, dataset_dir: Path, results: list[SummaryEntry] | None = None
+) -> SyntheticDatasetCard:
     card = dataset_card(recipe, dataset_dir, results)
     card.save(DatasetFolder(dataset_dir).card)
     return card
-
-
-# --- student model cards --------------------------------------------------------------------------------------------
-
-STUDENT_TEMPLATES = {"setfit": "student_setfit.md", "encoder": "student_encoder.md", "sft": "student_sft.md",
-                     "in-context": "student_in_context.md"}
-LIBRARY_NAMES = {"setfit": "setfit", "encoder": "transformers", "sft": "transformers", "in-context": "transformers"}
-# SFT and in-context students are generative LLMs that hfsynth uses as classifiers by scoring the labels.
-PIPELINE_TAGS = {"setfit": "text-classification", "encoder": "text-classification", "sft": "text-generation",
-                 "in-context": "text-generation"}
-KIND_TITLES = {"setfit": "SetFit", "encoder": "fine-tuned encoder", "sft": "LoRA instruction-tuned (TRL SFT)",
-               "in-context": "in-context learning"}
-
-
-def hub_url(repo_id: str, repo_type: str = "") -> str:
-    return f"https://huggingface.co/{repo_type + '/' if repo_type else ''}{repo_id}"
-
-
-def student_eval_results(recipe: Recipe, headline: list[SummaryEntry], student_name: str) -> list[EvalResult]:
-    """model-index entries for one student: macro-F1 and accuracy per language, straight from results.json."""
-    sets = {seed_set.language: seed_set for seed_set in reversed(recipe.evaluation.sets)}
-    eval_results = []
-    for entry in headline:
-        if entry.role != "student" or entry.model != student_name or entry.language not in sets:
-            continue
-        test = sets[entry.language]
-        common = dict(task_type="text-classification", task_name=f"{recipe.task.name} classification",
-                      dataset_type=test.card_dataset_id, dataset_name=f"{test.card_dataset_id} ({entry.language})",
-                      dataset_config=test.card_dataset_config, dataset_split=test.split)
-        eval_results.append(EvalResult(**common, metric_type="f1", metric_name="Macro-F1", metric_config="macro",
-                                       metric_value=entry.macro_f1))
-        eval_results.append(EvalResult(**common, metric_type="accuracy", metric_name="Accuracy",
-                                       metric_value=entry.accuracy))
-    return eval_results
-
-
-def _comparison(headline: list[SummaryEntry]) -> list[dict[str, Any]]:
-    models: dict[tuple[str, str], dict[str, Any]] = {}
-    for entry in headline:
-        model = models.setdefault((entry.role, entry.model), {"name": entry.model, "role": entry.role, "cells": {}})
-        model["cells"][entry.language] = {"macro_f1": entry.macro_f1, "accuracy": entry.accuracy}
-    return sorted(models.values(), key=lambda model: model["role"] != "teacher")
 
 
 def student_card(
@@ -113,56 +102,34 @@ def student_card(
     repo_id: str,
     dataset_repo_id: str | None,
     example_text: str = "Your text here.",
-) -> ModelCard:
+) -> StudentModelCard:
+    """The model card of a finished student folder, with its scores from the run's results (if evaluated)."""
     from hfsynth.embedded import EMBEDDED_MODELS
     from hfsynth.students.base import read_meta
+    from hfsynth.students.registry import student_kind
 
     meta = read_meta(student_dir)
     if meta is None:
         raise FileNotFoundError(f"{student_dir}: not a finished student")
     folder = StudentFolder(student_dir)
-    kind, name = meta.kind, folder.name
-    headline = results.headline if results else []
     embedded = EMBEDDED_MODELS.get(meta.model)
-    eval_ids = list(dict.fromkeys(seed_set.card_dataset_id for seed_set in recipe.evaluation.sets))
-    card_data = ModelCardData(
-        model_name=repo_id.split("/")[-1],
-        base_model=meta.base_model,
-        datasets=[*([dataset_repo_id] if dataset_repo_id else []), *eval_ids],
-        language=list(recipe.languages),
-        license=embedded.license if embedded else recipe.dataset.license,
-        library_name=LIBRARY_NAMES[kind],
-        pipeline_tag=PIPELINE_TAGS[kind],
-        tags=[*TAGS, kind, recipe.task.name, *(["peft", "lora"] if kind == "sft" else [])],
-        eval_results=student_eval_results(recipe, headline, name) or None,
-    )
-    test_sets = []
-    n_by_language = {entry.language: entry.n for entry in headline}
-    for seed_set in recipe.evaluation.sets:
-        if seed_set.language in n_by_language and seed_set.language not in {t["language"] for t in test_sets}:
-            test_sets.append({"language": seed_set.language, "dataset": seed_set.card_dataset_id,
-                              "config": seed_set.card_dataset_config, "n": n_by_language[seed_set.language]})
-    content = render(
-        STUDENT_TEMPLATES[kind],
-        card_data=card_data.to_yaml(),
-        model_name=card_data.model_name,
-        kind_title=KIND_TITLES[kind],
+    return StudentModelCard.from_data(StudentCardData(
         recipe=recipe,
-        teacher=results.teacher.model if results else recipe.teacher.model,
-        teacher_mode=results.teacher.mode if results else "zero-shot",
-        base_model=meta.base_model,
+        kind=student_kind(meta.kind),
+        meta=meta,
+        name=folder.name,
+        repo_id=repo_id,
         dataset_repo_id=dataset_repo_id,
-        training=meta.training,
-        params=meta.params,
-        language_names=[f"{language_name(code)} (`{code}`)" for code in recipe.languages],
-        languages=results.languages if results else list(recipe.languages),
-        comparison=_comparison(headline),
-        model_key=name,
-        test_sets=test_sets,
+        results=results,
+        license=embedded.license if embedded else recipe.dataset.license,
+        example_text=example_text,
         # Relative to the card: the plot's copy in the student's folder.
         plot=folder.comparison_plot.name if folder.comparison_plot.is_file() else None,
-        repo_id=repo_id,
-        example_text=example_text.replace('"', "'"),
-        hub_url=hub_url,
-    )
-    return ModelCard(content)
+    ))
+
+
+def space_card(recipe: Recipe, manifest: SpaceManifest) -> ComparisonSpaceCard:
+    """The Space's card for a staged manifest."""
+    import gradio
+
+    return ComparisonSpaceCard.from_data(ComparisonSpaceCardData(recipe, manifest, gradio.__version__))

@@ -134,9 +134,9 @@ def generate(recipe: RecipeArg, out: OutOption,
 
 
 def _push_dataset(recipe, out: Path) -> None:  # noqa: ANN001
-    from hfsynth import pipeline
+    from hfsynth.hub.publish import push_dataset
 
-    url = pipeline.push_dataset(recipe, RunFolder(out).dataset.root, pipeline.dataset_repo_id(recipe))
+    url = push_dataset(recipe, RunFolder(out).dataset.root)
     console.print(f"pushed dataset to {url}")
 
 

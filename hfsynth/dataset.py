@@ -16,6 +16,7 @@ from typing import Any
 
 import datasets
 
+from hfsynth.cards import write_dataset_card
 from hfsynth.errors import HfsynthError
 from hfsynth.generation import GenerationResult, per_cell_counts
 from hfsynth.recipe import Recipe
@@ -90,8 +91,6 @@ def generation_stats(recipe: Recipe, result: GenerationResult, dataset: datasets
 
 def save_dataset(recipe: Recipe, result: GenerationResult, out_dir: Path) -> datasets.DatasetDict:
     """Write the dataset, its card, the recipe, the drop record and the statistics into ``out_dir``."""
-    from hfsynth.cards import write_dataset_card
-
     folder = DatasetFolder(out_dir)
     dataset = build_dataset_dict(recipe, result)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,8 @@ import datasets
 from hfsynth.dataset import load_synthetic_dataset, save_dataset
 from hfsynth.errors import HfsynthError
 from hfsynth.generation import GenerationProgress, GenerationResult, generate_samples
-from hfsynth.hub.publish import push_dataset, push_folder, qualified_repo_id
+from hfsynth.hub.publish import push_dataset, push_folder
+from hfsynth.hub.repo_ids import dataset_repo_id, student_repo_id
 from hfsynth.recipe import Recipe, StudentConfig
 from hfsynth.run_folder import CHECKPOINTS_DIR, RunFolder
 from hfsynth.run_records import EvaluationResults
@@ -42,7 +43,7 @@ def generate(
 def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = None) -> list:
     """Train the recipe's students on the synthetic dataset: the run's own, a local folder, or a Hub dataset id."""
     from hfsynth.dataset import load_synthetic_dataset
-    from hfsynth.students import train_students
+    from hfsynth.training import train_students
 
     dataset_dir = RunFolder(out_dir).dataset.root
     source = dataset_source or dataset_dir
@@ -59,14 +60,6 @@ def evaluate(recipe: Recipe, out_dir: Path) -> EvaluationResults:
     results = run_evaluation(recipe, out_dir)
     write_cards(recipe, out_dir, results)
     return results
-
-
-def dataset_repo_id(recipe: Recipe) -> str:
-    return qualified_repo_id(recipe.dataset.repo_id, recipe.publish.organization)
-
-
-def student_repo_id(recipe: Recipe, student: StudentConfig) -> str:
-    return qualified_repo_id(student.repo_id or f"{recipe.name}-{student.name}", recipe.publish.organization)
 
 
 def read_results(out_dir: Path) -> EvaluationResults | None:
@@ -113,10 +106,17 @@ def publish(recipe: Recipe, out_dir: Path) -> list[str]:
     if run_folder.dataset.root.is_dir():
         urls.append(push_dataset(recipe, run_folder.dataset.root, dataset_repo_id(recipe)))
     for student in recipe.students:
-        folder = run_folder.student(student.name).root
-        if folder.is_dir():
-            private = recipe.publish.private
-            urls.append(push_folder(folder, student_repo_id(recipe, student), "model", private,
-                                    f"hfsynth: {student.kind} student {student.name} of {recipe.name}",
-                                    ignore_patterns=[f"{CHECKPOINTS_DIR}/*"]))
+        if run_folder.student(student.name).root.is_dir():
+            urls.append(publish_student(recipe, out_dir, student))
     return urls
+
+
+def publish_student(recipe: Recipe, out_dir: Path, student: StudentConfig) -> str:
+    """Push one trained student's folder as it is (run :func:`write_cards` first for its card); returns the URL.
+
+    Its repo id is :func:`hfsynth.hub.repo_ids.student_repo_id`'s, where ``hfsynth space deploy`` finds it.
+    """
+    folder = RunFolder(out_dir).student(student.name).root
+    return push_folder(folder, student_repo_id(recipe, student), "model", recipe.publish.private,
+                       f"hfsynth: {student.kind} student {student.name} of {recipe.name}",
+                       ignore_patterns=[f"{CHECKPOINTS_DIR}/*"])

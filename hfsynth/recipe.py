@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from hfsynth.errors import RecipeError
 from hfsynth.languages import is_known_language
+from hfsynth.students.registry import check_student_params, student_kind
 
 
 class _Strict(BaseModel):
@@ -149,15 +150,22 @@ class DatasetConfig(_Strict):
 
 class StudentConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    kind: Literal["setfit", "sft", "in-context", "encoder"]
+    # A kind of hfsynth.students.registry.
+    kind: str
     # An embedded short name, a local folder, or a Hub model id.
     model: str = Field(min_length=1)
-    # Kind-specific training settings, validated by the student's own TrainingArguments-like class.
+    # Kind-specific training settings, validated (when the recipe loads) by the kind's params model.
     params: dict[str, Any] = {}
     repo_id: str | None = None
     # Learning curve: train also on these many samples per label (the paper's training-size sweep).
     train_sizes: list[Annotated[int, Field(ge=1)]] = []
     repeats: int = Field(1, ge=1)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        student_kind(kind)  # raises ValueError naming the known kinds
+        return kind
 
 
 class ReferenceConfig(_Strict):
@@ -322,6 +330,10 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
     if base_dir is not None:
         recipe = _resolve_local_paths(recipe, base_dir, source)
     _check_model_names(recipe, source)
+    try:
+        check_student_params(recipe)
+    except RecipeError as error:
+        raise RecipeError(f"{source}: {error}") from None
     return recipe
 
 

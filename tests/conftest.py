@@ -19,7 +19,7 @@ pytest_plugins = [
 # worktree sharing its .venv) maps them onto that checkout's folders: the tests use this checkout's files instead.
 # A built wheel is tested apart, in its own venv (tests/test_wheel.py).
 _CHECKOUT = Path(__file__).resolve().parent.parent
-_MAPPED_PACKAGES = {"hfsynth.card_templates": _CHECKOUT / "cards"}
+_MAPPED_PACKAGES = {"hfsynth.card_templates": _CHECKOUT / "cards", "hfsynth.space_template": _CHECKOUT / "spaces" / "compare"}
 
 
 def _import_from_checkout(package: str, folder: Path) -> None:

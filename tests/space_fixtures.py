@@ -80,7 +80,7 @@ def space_run(tmp_path_factory: pytest.TempPathFactory) -> SpaceRun:
 
     from hfsynth.evaluation import run_evaluation
     from hfsynth.recipe import load_recipe
-    from hfsynth.students import train_students
+    from hfsynth.training import train_students
 
     root = tmp_path_factory.mktemp("space-run")
     recipe_path = root / "recipe.yaml"
@@ -110,8 +110,8 @@ def space_run(tmp_path_factory: pytest.TempPathFactory) -> SpaceRun:
 
 @pytest.fixture(scope="session")
 def served_space(space_run: SpaceRun) -> Iterator[str]:
-    """The Space served from the run by ``hfsynth.space.serve`` in this process; yields its URL."""
-    from hfsynth.space import serve
+    """The Space served from the run by ``hfsynth.space.commands.serve`` in this process; yields its URL."""
+    from hfsynth.space.commands import serve
 
     with pytest.MonkeyPatch.context() as patch:
         # Offline tests: no telemetry from the app or the client.

@@ -19,7 +19,7 @@ from hfsynth.curation import (
     word_count,
 )
 from hfsynth.recipe import CurationConfig
-from tests.student_fixtures import make_recipe
+from tests.student_helpers import make_recipe
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 

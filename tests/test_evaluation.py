@@ -21,10 +21,10 @@ from hfsynth.generation import GenerationResult
 from hfsynth.realdata import reference_training_set, texts_shown_to_the_teacher
 from hfsynth.recipe import Recipe, parse_recipe
 from hfsynth.run_folder import EvalFolder, RunFolder
-from hfsynth.students import planned_runs, train_students
 from hfsynth.students.base import read_meta
 from hfsynth.teachers import LabelScores, Prompt, Teacher, load_teacher
-from tests.student_fixtures import LABELS, make_recipe, sib200_rows, synthetic_dataset, write_test_set
+from hfsynth.training import planned_runs, train_students
+from tests.student_helpers import LABELS, make_recipe, sib200_rows, synthetic_dataset, write_test_set
 
 ROW_FIELDS = {"model", "role", "kind", "language", "macro_f1", "accuracy", "n", "texts_per_s", "latency_ms",
               "train_size", "seed", "per_label", "confusion_matrix"}

@@ -20,7 +20,7 @@ from hfsynth.quality import (
     quality_report,
 )
 from hfsynth.recipe import QualityConfig, Recipe
-from tests.student_fixtures import LABELS, make_recipe, sib200_rows, write_test_set
+from tests.student_helpers import LABELS, make_recipe, sib200_rows, write_test_set
 
 
 def test_distinct_n_of_a_set_with_known_duplicates() -> None:

@@ -14,7 +14,7 @@ from hfsynth.cli import app
 from hfsynth.embedded import EMBEDDED_MODELS
 from hfsynth.realdata import load_labelled_set
 from hfsynth.recipe import Recipe, load_recipe
-from hfsynth.students.params import check_student_params, parse_params
+from hfsynth.students.registry import check_student_params, parse_params
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 ALL = sorted(RECIPES.glob("*.yaml"))

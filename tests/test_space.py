@@ -1,5 +1,5 @@
-"""The comparison Space (spaces/compare/app.py, hfsynth.space): called through gradio_client against the app served by
-``hfsynth.space.serve`` in this process, on a real run (the embedded SmolLM2 teacher, a SetFit student trained on
+"""The comparison Space (hfsynth.space, entry files in spaces/compare/): called through gradio_client against the app
+served by ``hfsynth.space.commands.serve`` in this process, on a real run (the embedded SmolLM2 teacher, a SetFit student trained on
 real SIB-200 sentences, and a student that was never trained), and deployed to the loopback Hub.
 
 The deploy test needs the tests.hub_fixtures plugin registered in tests/conftest.py.
@@ -19,7 +19,8 @@ from hfsynth.run_folder import RunFolder, SpaceFolder
 from tests.space_fixtures import TRAINED_STUDENT, UNTRAINED_STUDENT, SpaceRun
 
 
-SPACE_TEMPLATE = Path(__file__).resolve().parent.parent / "spaces" / "compare"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SPACE_TEMPLATE = REPO_ROOT / "spaces" / "compare"
 
 
 def _client(url: str):  # noqa: ANN202 - gradio_client.Client, imported late (it is slow to import)
@@ -32,8 +33,8 @@ def _rows(table: dict) -> list[dict]:
     return [dict(zip(table["headers"], row)) for row in table["data"]]
 
 
-def _manifest(space_run: SpaceRun):  # noqa: ANN202 - hfsynth.space.SpaceManifest
-    from hfsynth.space import load_manifest
+def _manifest(space_run: SpaceRun):  # noqa: ANN202 - hfsynth.space.manifest.SpaceManifest
+    from hfsynth.space.manifest import load_manifest
 
     return load_manifest(RunFolder(space_run.run_dir).space.manifest)
 
@@ -41,19 +42,27 @@ def _manifest(space_run: SpaceRun):  # noqa: ANN202 - hfsynth.space.SpaceManifes
 # --- without a run ---------------------------------------------------------------------------------------------------
 
 
-def test_space_folder_is_a_gradio_space_as_it_is() -> None:
+def test_a_staged_space_is_a_gradio_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run that has only its recipe (no student trained, nothing evaluated) stages a complete Space folder.
     from huggingface_hub import SpaceCard
 
-    card = SpaceCard.load(SPACE_TEMPLATE / "README.md")
+    from hfsynth.space.staging import recipe_from_run, stage_space
+
+    run = RunFolder(tmp_path / "run")
+    run.dataset.root.mkdir(parents=True)
+    run.dataset.recipe.write_text((REPO_ROOT / "recipes" / "quickstart.yaml").read_text(encoding="utf-8"))
+    monkeypatch.chdir(REPO_ROOT)
+    stage_space(recipe_from_run(run.root), run.root, run.space.root, for_hub=False)
+    card = SpaceCard.load(run.space.card)
     assert card.data.sdk == "gradio" and card.data.app_file == "app.py"
-    assert (SPACE_TEMPLATE / card.data.app_file).is_file() and (SPACE_TEMPLATE / "requirements.txt").is_file()
+    assert (run.space.root / card.data.app_file).is_file() and run.space.requirements.is_file()
     assert card.data.models and card.data.datasets and len(card.data.short_description) <= 60
 
 
 def test_manifest_needs_one_source_per_student() -> None:
     from pydantic import ValidationError
 
-    from hfsynth.space import StudentSource
+    from hfsynth.space.manifest import StudentSource
 
     with pytest.raises(ValidationError, match="exactly one of path or hub_id"):
         StudentSource(name="s", kind="setfit")
@@ -65,7 +74,7 @@ def test_recipe_from_run_resolves_data_paths_written_relative_to_the_recipes_fol
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from hfsynth.errors import HfsynthError
-    from hfsynth.space import recipe_from_run
+    from hfsynth.space.staging import recipe_from_run
 
     quickstart = (SPACE_TEMPLATE.parent.parent / "recipes" / "quickstart.yaml").read_text(encoding="utf-8")
     (tmp_path / "run" / "dataset").mkdir(parents=True)
@@ -202,14 +211,14 @@ def test_evaluation_tab(space_run: SpaceRun, served_space: str, tmp_path: Path) 
     assert len(plots) == 2 and all(Image.open(plot).size[0] > 100 for plot in plots)
 
     # A run that was not evaluated yet: the tab says so instead of failing.
-    from hfsynth.space import load_app
+    from hfsynth.space.app import CompareApp
 
     space = RunFolder(space_run.run_dir).space
     manifest = json.loads(space.manifest.read_text(encoding="utf-8"))
     manifest.update(results=None, plots=[])
     elsewhere = SpaceFolder(tmp_path)
     elsewhere.manifest.write_text(json.dumps(manifest), encoding="utf-8")
-    empty_table, message = load_app(space.root).CompareApp(elsewhere.manifest).results()
+    empty_table, message = CompareApp(elsewhere.manifest).results()
     assert empty_table.empty and "no evaluation results" in message
 
 
@@ -221,7 +230,9 @@ def test_deploy_to_the_local_hub(space_run: SpaceRun, hub_server, hub_api, hub_u
                                  monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from huggingface_hub import SpaceCard, snapshot_download
 
-    from hfsynth.space import deploy, load_app, load_manifest
+    from hfsynth.space.app import CompareApp, ModelPool
+    from hfsynth.space.commands import deploy
+    from hfsynth.space.manifest import load_manifest
 
     monkeypatch.setenv("HF_TOKEN", hub_users.alice.token)
     trained_only = [student for student in space_run.recipe.students if student.name == TRAINED_STUDENT]
@@ -260,7 +271,32 @@ def test_deploy_to_the_local_hub(space_run: SpaceRun, hub_server, hub_api, hub_u
     manifest = load_manifest(SpaceFolder(local).manifest)
     assert [(s.name, s.path, s.hub_id) for s in manifest.students] == [(TRAINED_STUDENT, None, student_repo)]
     assert not (local / "students").exists() and student_repo in SpaceCard.load(local / "README.md").data.models
-    module = load_app(local)
-    app = module.CompareApp(SpaceFolder(local).manifest)
-    [outcome] = module.ModelPool(app.recipe, app.specs[1:]).predict([manifest.examples[0].text], ["en"])
+    app = CompareApp(SpaceFolder(local).manifest)
+    [outcome] = ModelPool(app.recipe, app.specs[1:]).predict([manifest.examples[0].text], ["en"])
     assert outcome.error is None and outcome.label(0) in recipe.label_names
+
+
+@pytest.mark.slow
+def test_deploy_after_publish_links_the_published_student(space_run: SpaceRun, hub_server, hub_api,  # noqa: ANN001
+                                                          hub_users, hub_repo_id: str,  # noqa: ANN001
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # A student without a repo_id in its recipe is published under the default id; deploy must find it there
+    # (one repo-id rule for both) instead of copying its weights into the Space.
+    from huggingface_hub import SpaceCard, snapshot_download
+
+    from hfsynth.hub.repo_ids import student_repo_id
+    from hfsynth.pipeline import publish_student
+    from hfsynth.space.commands import deploy
+
+    monkeypatch.setenv("HF_TOKEN", hub_users.alice.token)
+    [trained] = [student for student in space_run.recipe.students if student.name == TRAINED_STUDENT]
+    unnamed = trained.model_copy(update={"repo_id": None})
+    recipe = space_run.recipe.model_copy(update={"students": [unnamed]})
+    expected = student_repo_id(recipe, unnamed)
+    assert expected == f"hfsynth-org/space-test-{TRAINED_STUDENT}"
+
+    assert expected in publish_student(recipe, space_run.run_dir, unnamed)
+    deploy(recipe, space_run.run_dir, repo_id=hub_repo_id)
+    local = Path(snapshot_download(hub_repo_id, repo_type="space", token=hub_users.alice.token))
+    assert expected in SpaceCard.load(SpaceFolder(local).card).data.models
+    assert not (local / "students").exists()

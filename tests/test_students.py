@@ -15,9 +15,9 @@ from transformers import AutoModelForCausalLM
 from hfsynth.embedded import resolve_model
 from hfsynth.errors import HfsynthError, RecipeError
 from hfsynth.run_folder import CHECKPOINTS_DIR, StudentFolder
-from hfsynth.students import Student, per_label_subset, planned_runs, train_students
-from hfsynth.students.params import check_student_params
-from tests.student_fixtures import (
+from hfsynth.students.base import Student
+from hfsynth.training import per_label_subset, planned_runs, train_students
+from tests.student_helpers import (
     LABELS,
     Interrupt,
     InterruptAfterSave,
@@ -71,12 +71,12 @@ def train_and_check(tmp_path: Path, student: dict) -> Student:
 
 
 def test_unknown_param_is_one_error_naming_the_field() -> None:
-    recipe = make_recipe([SETFIT, {**ENCODER, "params": {"num_epochs": 1, "learning_rat": 1e-4}}])
+    # Loading the recipe validates every student's params: a typo fails before any training.
     with pytest.raises(RecipeError, match=r"students\[1\]\.params\.learning_rat") as error:
-        check_student_params(recipe)
+        make_recipe([SETFIT, {**ENCODER, "params": {"num_epochs": 1, "learning_rat": 1e-4}}])
     assert "learning_rate" in str(error.value)  # the known names are listed
     with pytest.raises(RecipeError, match=r"students\[0\]\.params\.r"):
-        check_student_params(make_recipe([{**SFT, "params": {"r": 0}}]))
+        make_recipe([{**SFT, "params": {"r": 0}}])
 
 
 def test_learning_curve_runs_and_subsets(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from hfsynth.errors import HfsynthError
 from hfsynth.evaluation.plots import plot_learning_curve, plot_synthetic_vs_human, plot_teacher_vs_students
 from hfsynth.evaluation.report import render_report
 from hfsynth.evaluation.summary import ScoredRun, build_results
+from hfsynth.hub.repo_ids import teacher_public_id
 from hfsynth.metrics import classification_scores
 from hfsynth.prompts import classification_prompt, prompt_fingerprint
 from hfsynth.quality import teacher_classifier, write_quality
@@ -40,9 +41,9 @@ from hfsynth.realdata import TestSet, load_test_sets, teacher_demonstrations
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import RunFolder
 from hfsynth.run_records import EvaluationResults, QualityReport
-from hfsynth.students import StudentRun, planned_runs, run_params
 from hfsynth.students.base import Student, read_meta
 from hfsynth.teachers import LabelScores, Teacher, load_teacher
+from hfsynth.training import StudentRun, planned_runs, run_params
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +105,7 @@ class _TeacherSession:
         self.recipe = recipe
         self.teacher = teacher
         self.owned = teacher is None
-        config = recipe.teacher
-        self.model_id = teacher.model_id if teacher else (
-            base_model_id(config.model) if config.backend == "local" else config.model
-        )
+        self.model_id = teacher.model_id if teacher else teacher_public_id(recipe.teacher)
 
     def get(self) -> Teacher:
         if self.teacher is None:

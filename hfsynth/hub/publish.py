@@ -13,6 +13,7 @@ from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, hf_hub_downl
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from hfsynth.errors import HfsynthError
+from hfsynth.hub.repo_ids import dataset_repo_id
 from hfsynth.recipe import Recipe, load_recipe
 from hfsynth.run_folder import CARD_FILE, DatasetFolder
 
@@ -32,19 +33,12 @@ def describe_hub_error(error: Exception, repo_id: str) -> str:
     return f"{repo_id}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
 
 
-def qualified_repo_id(repo_id: str, organization: str | None) -> str:
-    """``name`` becomes ``organization/name``; an id with a namespace stays as it is."""
-    if "/" in repo_id or not organization:
-        return repo_id
-    return f"{organization}/{repo_id}"
-
-
 def push_dataset(recipe: Recipe, dataset_dir: Path, repo_id: str | None = None, private: bool | None = None) -> str:
-    """Push the synthetic dataset, its card and side files; return the repo URL."""
-    from hfsynth.cards import dataset_card
+    """Push the synthetic dataset, its card (as the folder has it) and side files; return the repo URL."""
+    from hfsynth.cards import write_dataset_card
     from hfsynth.dataset import load_synthetic_dataset
 
-    repo_id = repo_id or qualified_repo_id(recipe.dataset.repo_id, recipe.publish.organization)
+    repo_id = repo_id or dataset_repo_id(recipe)
     private = recipe.dataset.private or recipe.publish.private if private is None else private
     api = HfApi()
     try:
@@ -53,7 +47,11 @@ def push_dataset(recipe: Recipe, dataset_dir: Path, repo_id: str | None = None, 
         load_synthetic_dataset(dataset_dir).push_to_hub(repo_id, private=private,
                                                         commit_message=f"hfsynth: {recipe.name} synthetic dataset")
         remote = DatasetCard.load(repo_id, repo_type="dataset")
-        card = dataset_card(recipe, dataset_dir)
+        folder = DatasetFolder(dataset_dir)
+        if not folder.card.is_file():
+            write_dataset_card(recipe, dataset_dir)
+        # The card the folder has: once evaluated, it lists the students' results too.
+        card = DatasetCard.load(folder.card)
         for key in ("dataset_info", "configs"):  # keep what datasets wrote, so the viewer and load_dataset work
             value = remote.data.to_dict().get(key)
             if value is not None:

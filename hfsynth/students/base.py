@@ -20,7 +20,8 @@ from hfsynth.embedded import base_model_id
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import StudentFolder
 from hfsynth.run_records import StudentMeta, TrainingRecord
-from hfsynth.students.params import StudentParams, parse_params
+from hfsynth.students.params import StudentParams
+from hfsynth.students.registry import student_kind
 
 if TYPE_CHECKING:
     import datasets
@@ -90,16 +91,14 @@ class Student(ABC):
     @classmethod
     def load(cls, directory: Path) -> Student:
         """Any saved student, whatever its kind (the meta file names it)."""
-        from hfsynth.students import student_class
-
         folder = StudentFolder(directory)
         meta = read_meta(directory)
         if meta is None:
             raise FileNotFoundError(f"{directory}: no finished student ({folder.meta.name} is missing)")
         # Validated, but its model names and file paths not checked: only its task and labels matter here.
         recipe = Recipe.model_validate(yaml.safe_load(folder.recipe.read_text(encoding="utf-8")))
-        student_type = student_class(meta.kind)
-        student = student_type(recipe, meta.model, parse_params(meta.kind, meta.params))
+        kind = student_kind(meta.kind)
+        student = kind.student_class()(recipe, meta.model, kind.parse_params(meta.params))
         student.training = meta.training
         student.load_model(directory)
         return student

@@ -1,18 +1,15 @@
 """Training settings per student kind: what a recipe's ``students[i].params`` may hold, with CPU-sized defaults.
 
 Kept apart from the students themselves (as setfit keeps ``training_args.py`` apart from ``trainer.py``) so that a
-recipe is validated without importing setfit, peft or trl. The paper's values are noted where the defaults differ:
+recipe is validated without importing setfit, peft or trl (:mod:`hfsynth.students.registry` maps kinds to them). The paper's values are noted where the defaults differ:
 its students trained on GPUs, ours must finish on two CPU cores.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from hfsynth.errors import RecipeError
-from hfsynth.recipe import Recipe
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class StudentParams(BaseModel):
@@ -95,31 +92,3 @@ class EncoderParams(StudentParams):
     save_steps: int = Field(50, ge=1)
     #: Mixed precision: weights stay float32, bfloat16/float16 computations where "auto" finds them fast.
     dtype: Dtype = "auto"
-
-
-PARAMS_BY_KIND: dict[str, type[StudentParams]] = {
-    "setfit": SetFitParams,
-    "sft": SFTParams,
-    "in-context": InContextParams,
-    "encoder": EncoderParams,
-}
-
-
-def parse_params(kind: str, params: dict[str, Any], field: str = "params") -> StudentParams:
-    """Validate one student's params; the first problem becomes one RecipeError naming ``field.X``
-    (``load_recipe`` style, without the file name: "field 'students[1].params.lr': unknown encoder parameter ...")."""
-    try:
-        return PARAMS_BY_KIND[kind].model_validate(params)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join([field, *map(str, error["loc"])])
-        if error["type"] == "extra_forbidden":
-            known = ", ".join(PARAMS_BY_KIND[kind].model_fields)
-            raise RecipeError(f"field {where!r}: unknown {kind} parameter (known: {known})") from None
-        raise RecipeError(f"field {where!r}: {error['msg']} (got {error.get('input')!r})") from None
-
-
-def check_student_params(recipe: Recipe) -> None:
-    """Fail early, before any training, on the first invalid ``students[i].params``."""
-    for index, student in enumerate(recipe.students):
-        parse_params(student.kind, student.params, f"students[{index}].params")

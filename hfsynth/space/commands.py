@@ -1,0 +1,68 @@
+"""``hfsynth space serve`` and ``hfsynth space deploy``: a run's Space, served here or pushed to the Hub."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hfsynth.errors import HfsynthError
+from hfsynth.hub.repo_ids import space_repo_id
+from hfsynth.recipe import Recipe
+from hfsynth.run_folder import RunFolder
+from hfsynth.space.staging import recipe_from_run, stage_space
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+logger = logging.getLogger(__name__)
+
+
+def serve(
+    run_dir: Path, port: int | None = None, recipe: Recipe | None = None, host: str = "127.0.0.1", block: bool = True
+) -> gr.Blocks:
+    """Stage the Space in ``RunFolder.space`` and serve it on ``host:port`` (``port`` None: Gradio's first free one).
+
+    ``recipe`` defaults to the run's own. With ``block`` the call returns when the server is stopped (Ctrl-C);
+    otherwise it returns at once with the app running (``.local_url``; ``.close()`` stops it).
+    """
+    from hfsynth.space.app import build_demo
+
+    run_dir = Path(run_dir)
+    recipe = recipe or recipe_from_run(run_dir)
+    space = RunFolder(run_dir).space
+    stage_space(recipe, run_dir, space.root, for_hub=False)
+    demo = build_demo(space.manifest)
+    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block)
+    return demo
+
+
+def deploy(recipe: Recipe, run_dir: Path, repo_id: str | None = None, private: bool | None = None) -> str:
+    """Push the run's Space as a Gradio Space repo (``repo_id`` defaults to the recipe's); return its URL.
+
+    The repo ends up holding exactly the staged folder: files an earlier deploy left (say, the copy of a student
+    that has since been published) are deleted in the same commit. The token comes from huggingface_hub's usual
+    sources (``HF_TOKEN``, the stored login).
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from hfsynth.hub.publish import describe_hub_error
+
+    repo_id = repo_id or space_repo_id(recipe)
+    private = recipe.publish.private if private is None else private
+    api = HfApi()
+    with tempfile.TemporaryDirectory(prefix="hfsynth-space-") as staging:
+        space_dir = Path(staging) / "space"  # any name: its contents become the repo
+        try:
+            # Staging asks the Hub which students are published, so its errors are Hub errors too.
+            manifest = stage_space(recipe, Path(run_dir), space_dir, for_hub=True)
+            logger.info("pushing Space %s: %d student(s), %d example(s)", repo_id, len(manifest.students),
+                        len(manifest.examples))
+            url = api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+            api.upload_folder(repo_id=repo_id, folder_path=space_dir, repo_type="space", delete_patterns="*",
+                              commit_message=f"hfsynth: {manifest.title}")
+        except (HfHubHTTPError, OSError) as error:
+            raise HfsynthError(f"push of the Space failed: {describe_hub_error(error, repo_id)}") from None
+    return str(url)

@@ -1,0 +1,190 @@
+"""The training stage: every run of every recipe student on the synthetic data (the kinds: :mod:`hfsynth.students`).
+
+Every recipe student is trained once on all the synthetic training data (``RunFolder.student``, the one that is
+published) and, for the learning curve and the seed repeats, on per-label subsets and with further seeds
+(``RunFolder.student_run``). One student serves all the recipe's languages; a subset of
+size ``n`` keeps ``n`` examples of each label in each language. When the recipe names real reference training data,
+the reference students repeat all of it on real data (``RunFolder.student_run(..., human=True)``): the human-data
+reference that the synthetic data is measured against.
+
+Runs are resumable: a finished run (its meta file matches the configuration and the data) is skipped, and an
+interrupted one resumes from the last checkpoint in its checkpoint folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import datasets
+
+from hfsynth import __version__
+from hfsynth.cache import call_key
+from hfsynth.errors import HfsynthError
+from hfsynth.recipe import Recipe, StudentConfig
+from hfsynth.run_folder import RunFolder, StudentFolder
+from hfsynth.run_records import DataSource, TrainingRecord
+from hfsynth.students.base import read_meta
+from hfsynth.students.params import StudentParams
+from hfsynth.students.registry import check_student_params, parse_params, student_kind
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudentRun:
+    """One training of one recipe student: all the data or ``train_size`` examples per label, with one seed."""
+
+    config: StudentConfig
+    train_size: int | None  # per label and language; None: all the synthetic training data
+    repeat: int  # trains with params.seed + repeat
+    directory: Path
+    #: "human": the reference run, trained on real data sized like the synthetic data (never published).
+    data: DataSource = "synthetic"
+
+    @property
+    def is_main(self) -> bool:
+        """The run on all the synthetic data with the first seed: the student that is published."""
+        return self.train_size is None and self.repeat == 0 and self.data == "synthetic"
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    run: StudentRun
+    skipped: bool  # already trained with the same configuration and data
+    seconds: float  # training time (of the earlier run, when skipped)
+
+
+def run_params(run: StudentRun) -> StudentParams:
+    """The run's validated params; repeat ``k`` trains with ``seed + k``."""
+    params = parse_params(run.config.kind, run.config.params)
+    return params.model_copy(update={"seed": params.seed + run.repeat})
+
+
+def planned_runs(recipe: Recipe, out_dir: Path) -> list[StudentRun]:
+    """Every training the recipe asks for, in order: each student's main run first, then its sweep, then (for the
+    reference students of a recipe with real reference data) the same runs on real data."""
+    run_folder = RunFolder(out_dir)
+    reference = {config.name for config in recipe.reference_students}
+    runs = []
+    for config in recipe.students:
+        sources: list[DataSource] = ["synthetic", "human"] if config.name in reference else ["synthetic"]
+        for data in sources:
+            for train_size in [None, *sorted(set(config.train_sizes))]:
+                for repeat in range(config.repeats):
+                    directory = run_folder.student_run(config.name, train_size, repeat, human=data == "human").root
+                    runs.append(StudentRun(config, train_size, repeat, directory, data))
+    return runs
+
+
+def per_label_subset(train_data: datasets.Dataset, train_size: int | None, seed: int) -> datasets.Dataset:
+    """``train_size`` random examples of each (language, label), or everything when ``train_size`` is None."""
+    if train_size is None:
+        return train_data
+    cells: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for index, (language, label) in enumerate(zip(train_data["language"], train_data["label"], strict=True)):
+        cells[(language, label)].append(index)
+    rng = random.Random(seed)
+    keep = [index for key in sorted(cells) for index in rng.sample(cells[key], min(train_size, len(cells[key])))]
+    return train_data.select(sorted(keep))
+
+
+def data_fingerprint(train_data: datasets.Dataset) -> str:
+    """Content hash of what a student is trained on (independent of where the dataset was loaded from)."""
+    return call_key(rows=list(zip(train_data["text"], train_data["label"], train_data["language"], strict=True)))
+
+
+def _check_schema(recipe: Recipe, train_data: datasets.Dataset) -> None:
+    label_feature = train_data.features.get("label")
+    if not isinstance(label_feature, datasets.ClassLabel) or label_feature.names != recipe.label_names:
+        raise HfsynthError(
+            f"the synthetic dataset's label column must be ClassLabel(names={recipe.label_names}), got {label_feature}"
+        )
+    missing = {"text", "language"} - set(train_data.column_names)
+    if missing:
+        raise HfsynthError(f"the synthetic dataset has no column(s) {sorted(missing)}")
+
+
+def train_students(
+    recipe: Recipe,
+    dataset: datasets.DatasetDict,
+    out_dir: Path,
+    only: Sequence[str] = (),
+    callbacks: Sequence[TrainerCallback] = (),
+) -> list[TrainedRun]:
+    """Train every run of every recipe student (or of the students named in ``only``) on ``dataset["train"]``; the
+    reference runs on real data with as many examples per language and label
+    (:func:`hfsynth.realdata.reference_training_set`).
+
+    ``callbacks`` go to each run's trainer (progress reporting, early stopping).
+    """
+    from hfsynth.realdata import reference_training_set
+
+    check_student_params(recipe)
+    unknown = set(only) - {config.name for config in recipe.students}
+    if unknown:
+        raise HfsynthError(f"no student named {sorted(unknown)} in the recipe")
+    _check_schema(recipe, dataset["train"])
+    runs = [run for run in planned_runs(recipe, out_dir) if not only or run.config.name in only]
+    human = reference_training_set(recipe, dataset["train"]) if any(run.data == "human" for run in runs) else None
+    return [train_run(recipe, run, human if run.data == "human" and human is not None else dataset["train"], callbacks)
+            for run in runs]
+
+
+def train_run(
+    recipe: Recipe, run: StudentRun, train_data: datasets.Dataset, callbacks: Sequence[TrainerCallback] = ()
+) -> TrainedRun:
+    config = run.config
+    params = run_params(run)
+    subset = per_label_subset(train_data, run.train_size, params.seed)
+    fingerprint = call_key(
+        kind=config.kind, model=config.model, params=params.model_dump(mode="json"),
+        task=recipe.task.model_dump(mode="json"), labels=[label.model_dump(mode="json") for label in recipe.labels],
+        train_size=run.train_size, data=data_fingerprint(subset),
+    )
+    folder = StudentFolder(run.directory)
+    meta = read_meta(run.directory)
+    if meta is not None and meta.training.fingerprint == fingerprint:
+        logger.info("student %s: already trained (%s), skipped", config.name, run.directory)
+        return TrainedRun(run, skipped=True, seconds=meta.training.seconds)
+
+    checkpoint_dir = folder.checkpoints
+    marker = folder.run_marker
+    if checkpoint_dir.is_dir() and (not marker.is_file() or marker.read_text() != fingerprint):
+        # Checkpoints of another configuration or data: resuming from them would mix two trainings.
+        shutil.rmtree(checkpoint_dir)
+    if meta is not None:
+        folder.meta.unlink()  # a stale student must not pass as finished
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fingerprint)
+
+    student = student_kind(config.kind).student_class()(recipe, config.model, params)
+    logger.info("student %s: training on %d %s examples (%s per label, seed %d)", config.name, len(subset),
+                run.data, run.train_size or "all", params.seed)
+    started = time.monotonic()
+    student.train(subset, checkpoint_dir, callbacks)
+    seconds = time.monotonic() - started
+    student.training = TrainingRecord(
+        train_size=run.train_size,
+        train_rows=len(subset),
+        languages=sorted(set(subset["language"])),
+        seed=params.seed,
+        repeat=run.repeat,
+        seconds=round(seconds, 2),
+        fingerprint=fingerprint,
+        hfsynth_version=__version__,
+        data=run.data,
+    )
+    student.save(run.directory)
+    shutil.rmtree(checkpoint_dir)  # only needed to resume; a finished student is never retrained
+    return TrainedRun(run, skipped=False, seconds=seconds)
