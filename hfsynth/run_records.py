@@ -178,6 +178,38 @@ class QualityReport(_Record):
     #: What the report was computed from; a re-run recomputes it when this changes.
     fingerprint: str | None = None
 
+    def table_lines(self) -> list[dict[str, str]]:
+        """One line per language, each measure as ``synthetic / real`` text: what the report, the dataset card and
+        the Space show."""
+        lines = []
+        for language, section in self.languages.items():
+            synthetic, real = section.lexical.synthetic, section.lexical.real
+            lines.append({
+                "language": language,
+                "texts": f"{section.synthetic_texts} / {section.real_texts}",
+                "distinct_1": _pair(synthetic.distinct_1, real.distinct_1 if real else None),
+                "distinct_2": _pair(synthetic.distinct_2, real.distinct_2 if real else None),
+                "compression": _pair(synthetic.compression_ratio, real.compression_ratio if real else None, 2),
+                "pairwise": _pair(section.pairwise_distance.synthetic, section.pairwise_distance.real),
+                "coverage": f"{_percent(section.coverage.synthetic)} / {_percent(section.coverage.real)}",
+                "distance": _number(section.coverage_distance),
+                "calibration": section.coverage_calibration,
+                "fidelity": _percent(section.fidelity),
+            })
+        return lines
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _pair(synthetic: float | None, real: float | None, digits: int = 3) -> str:
+    return f"{_number(synthetic, digits)} / {_number(real, digits)}"
+
 
 # --- results.json ---------------------------------------------------------------------------------------------------
 
@@ -233,6 +265,13 @@ class Comparison(_Record):
     """A paired bootstrap of (this model - another) on the same test texts, and what it allows one to say."""
 
     against: str  # "teacher" or "human data"
+    #: The other model's macro-F1 and its interval.
+    against_macro_f1: float
+    against_macro_f1_ci: list[float] | None = None
+    #: This macro-F1 / the other's, and its interval ("synthetic data reaches 92% of human data"); None when the other
+    #: scored 0 (or did in too many resamples).
+    ratio: float | None = None
+    ratio_ci: list[float] | None = None
     macro_f1_difference: float
     macro_f1_difference_ci: list[float]
     accuracy_difference: float
@@ -245,6 +284,13 @@ class Comparison(_Record):
     def difference_text(self) -> str:
         """The macro-F1 difference and its interval: ``+0.052 [+0.010, +0.090]``."""
         return f"{self.macro_f1_difference:+.3f} {interval_text(self.macro_f1_difference_ci, signed=True)}"
+
+    def ratio_text(self) -> str:
+        """``92% [81%, 104%]``: how much of the other's macro-F1 this one reaches."""
+        if self.ratio is None:
+            return f"n/a ({self.against} scored 0)"
+        interval = interval_text(self.ratio_ci, percent=True)
+        return f"{self.ratio:.0%} {interval}" if interval else f"{self.ratio:.0%}"
 
 
 class SummaryEntry(_Record):
@@ -301,19 +347,10 @@ class SyntheticVsHuman(_Record):
     synthetic_macro_f1_ci: list[float]
     human_macro_f1: float
     human_macro_f1_ci: list[float]
-    #: synthetic / human macro-F1: "synthetic data reaches X% of human data".
-    ratio: float | None
-    ratio_ci: list[float] | None
     synthetic_examples_per_label: float | None
     human_examples_per_label: float | None
+    #: The paired bootstrap of synthetic - human, with the ratio synthetic / human ("synthetic reaches X% of human").
     comparison: Comparison
-
-    def ratio_text(self) -> str:
-        """``92% [81%, 104%]``: how much of the human-data score the synthetic data reaches."""
-        if self.ratio is None:
-            return "n/a (human data scored 0)"
-        interval = interval_text(self.ratio_ci, percent=True)
-        return f"{self.ratio:.0%} {interval}" if interval else f"{self.ratio:.0%}"
 
 
 class BootstrapSettings(_Record):

@@ -18,6 +18,7 @@ from hfsynth.dataset import save_dataset
 from hfsynth.errors import HfsynthError, RecipeError
 from hfsynth.evaluation import LATENCY_TEXTS, run_evaluation
 from hfsynth.generation import GenerationResult
+from hfsynth.pipeline import write_cards
 from hfsynth.realdata import reference_training_set, texts_shown_to_the_teacher
 from hfsynth.recipe import Recipe, parse_recipe
 from hfsynth.run_folder import EvalFolder, RunFolder
@@ -332,7 +333,8 @@ def test_students_against_the_teacher_and_against_human_data(tmp_path: Path) -> 
     assert set(pairs) == {("encoder", "en"), ("encoder", "de")}
     english = pairs[("encoder", "en")]
     assert english.synthetic_macro_f1 == synthetic_en.macro_f1 and english.human_macro_f1 == results.summary[4].macro_f1
-    assert english.ratio == pytest.approx(english.synthetic_macro_f1 / english.human_macro_f1)
+    assert english.comparison == synthetic_en.vs_human and english.comparison.against_macro_f1 == english.human_macro_f1
+    assert english.comparison.ratio == pytest.approx(english.synthetic_macro_f1 / english.human_macro_f1)
     assert english.synthetic_examples_per_label == english.human_examples_per_label == 4
     assert [(entry.data, entry.language) for entry in results.learning_curve] == [
         ("human", "de"), ("human", "en"), ("synthetic", "de"), ("synthetic", "en")]
@@ -351,6 +353,17 @@ def test_students_against_the_teacher_and_against_human_data(tmp_path: Path) -> 
             image.verify()
     predictions = eval_dir.predictions.read_text().splitlines()
     assert len(predictions) == 2 + 2 * 4  # teacher per language; 4 student runs per language
+
+    # The cards say it too, with the numbers of results.json.
+    write_cards(recipe, tmp_path, results)
+    dataset_card = run_folder.dataset.card.read_text()
+    assert "## Quality of the synthetic data" in dataset_card and "![Synthetic and real" in dataset_card
+    assert f"| encoder | student | en | {synthetic_en.score_text('macro_f1')} |" in dataset_card
+    assert f"{synthetic_en.vs_human.ratio_text()}: {synthetic_en.vs_human.statement}" in dataset_card
+    student_card = run_folder.student("encoder").card.read_text()
+    assert (f"- **en**: this model {synthetic_en.score_text('macro_f1')}, the teacher "
+            f"{results.summary[0].score_text('macro_f1')}: **{synthetic_en.vs_teacher.statement}**") in student_card
+    assert f"the synthetic data reaches **{synthetic_en.vs_human.ratio_text()}** of it" in student_card
 
     # A re-run keeps the quality report (same texts, same settings) and gives the same intervals.
     stored = run_folder.dataset.quality.stat().st_mtime_ns

@@ -81,15 +81,16 @@ def plot_learning_curve(results: EvaluationResults, path: Path) -> None:
             axis.axhline(teacher.macro_f1, linestyle="--", color="black", label=teacher.display_name)
         curve = [entry for entry in results.learning_curve if entry.language == language]
         for model in students:
-            for data, style in (("synthetic", "-"), ("human", "--")):
+            for data, style, marker in (("synthetic", "-", "o"), ("human", "--", "s")):
                 points = sorted((entry for entry in curve
                                  if entry.model == model and (entry.data or "synthetic") == data),
                                 key=lambda entry: entry.train_examples_per_label or 0.0)
                 if not points:
                     continue
                 axis.errorbar([point.train_examples_per_label for point in points],
-                              [point.macro_f1 for point in points], yerr=_error_bars(points), marker="o",
+                              [point.macro_f1 for point in points], yerr=_error_bars(points), marker=marker,
                               capsize=3, linestyle=style, color=colours[model],
+                              markerfacecolor="white" if data == "human" else colours[model],
                               label=f"{model} ({data} data)")
         axis.set_title(language)
         axis.set_xlabel("training examples per label")
@@ -112,7 +113,7 @@ def plot_synthetic_vs_human(results: EvaluationResults, path: Path) -> None:
     languages = results.languages
     students = list(dict.fromkeys(row.student for row in results.synthetic_vs_human))
     by_key = {(row.student, row.language): row for row in results.synthetic_vs_human}
-    figure = Figure(figsize=(max(6.0, 1.1 * len(languages) * len(students) + 2), 4.8))
+    figure = Figure(figsize=(max(7.0, 1.1 * len(languages) * len(students) + 2), 4.8))
     axes = figure.subplots()
     pair_width = 0.8 / len(students)
     positions = np.arange(len(languages))
@@ -128,13 +129,14 @@ def plot_synthetic_vs_human(results: EvaluationResults, path: Path) -> None:
                      color=f"C{index % 10}", alpha=1.0 if side == "synthetic" else 0.55,
                      label=f"{student} ({side} data)")
         for x, row in zip(centre, rows, strict=True):
-            if row is not None and row.ratio is not None:
+            if row is not None and row.comparison.ratio is not None:
                 top = max(row.synthetic_macro_f1_ci[1], row.human_macro_f1_ci[1])
-                axes.text(x, min(top + 0.03, 0.97), f"{row.ratio:.0%}", ha="center", fontsize="small")
+                axes.text(x, min(top + 0.03, 0.97), f"{row.comparison.ratio:.0%}", ha="center", fontsize="small")
     axes.set_xticks(positions, languages)
     axes.set_ylim(0, 1.05)
     axes.set_ylabel(f"macro-F1 on real test data ({_confidence_label(results)})", fontsize="small")
-    axes.set_title(f"{results.recipe}: synthetic vs human training data (label: synthetic / human)")
+    axes.set_title(f"{results.recipe}: synthetic vs human training data\n(above each pair: synthetic / human)",
+                   fontsize="medium")
     axes.grid(axis="y", alpha=0.3)
     figure.legend(fontsize="small", loc="lower center", ncol=min(4, 2 * len(students)))
     figure.tight_layout(rect=(0, 0.06 * (1 + (2 * len(students) - 1) // 4), 1, 1))

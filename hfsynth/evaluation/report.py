@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from hfsynth.run_folder import EvalFolder
-from hfsynth.run_records import EvaluationResults, QualityReport, SummaryEntry, interval_text
+from hfsynth.run_records import EvaluationResults, SummaryEntry, interval_text
 from hfsynth.templates import render
 
 REPORT_TEMPLATE = "evaluation_report.md"
@@ -26,30 +26,6 @@ def _number(value: float | None, digits: int = 1) -> str:
 
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}".replace("%", " %")
-
-
-def _pair(synthetic: float | None, real: float | None, digits: int = 3) -> str:
-    """``synthetic / real`` as the quality table shows both sides."""
-    return f"{_number(synthetic, digits)} / {_number(real, digits)}"
-
-
-def quality_lines(quality: QualityReport) -> list[dict[str, str]]:
-    """One line per language of the quality report: synthetic / real for each measure."""
-    lines = []
-    for language, section in quality.languages.items():
-        synthetic, real = section.lexical.synthetic, section.lexical.real
-        lines.append({
-            "language": language,
-            "texts": f"{section.synthetic_texts} / {section.real_texts}",
-            "distinct_1": _pair(synthetic.distinct_1, real.distinct_1 if real else None),
-            "distinct_2": _pair(synthetic.distinct_2, real.distinct_2 if real else None),
-            "compression": _pair(synthetic.compression_ratio, real.compression_ratio if real else None, 2),
-            "pairwise": _pair(section.pairwise_distance.synthetic, section.pairwise_distance.real),
-            "coverage": f"{_percent(section.coverage.synthetic)} / {_percent(section.coverage.real)}",
-            "distance": _number(section.coverage_distance, 3),
-            "fidelity": _percent(section.fidelity),
-        })
-    return lines
 
 
 def render_report(results: EvaluationResults, eval_folder: EvalFolder) -> str:
@@ -93,7 +69,7 @@ def render_report(results: EvaluationResults, eval_folder: EvalFolder) -> str:
               "synthetic": f"{row.synthetic_macro_f1:.3f} {interval_text(row.synthetic_macro_f1_ci)}",
               "human": f"{row.human_macro_f1:.3f} {interval_text(row.human_macro_f1_ci)}",
               "examples": f"{_number(row.synthetic_examples_per_label)} / {_number(row.human_examples_per_label)}",
-              "ratio": row.ratio_text(), "difference": row.comparison.difference_text(),
+              "ratio": row.comparison.ratio_text(), "difference": row.comparison.difference_text(),
               "statement": row.comparison.statement}
              for row in results.synthetic_vs_human]
     curve = [
@@ -137,7 +113,7 @@ def render_report(results: EvaluationResults, eval_folder: EvalFolder) -> str:
         speed=speed_lines,
         curve=curve if any(entry.train_size is not None for entry in results.learning_curve) else [],
         quality=results.quality,
-        quality_lines=quality_lines(results.quality) if results.quality else [],
+        quality_lines=results.quality.table_lines() if results.quality else [],
         per_label=per_label,
         confusion=confusion,
         plots=plots,

@@ -96,6 +96,10 @@ def _comparison(
     verdict = difference["macro_f1"]["verdict"]
     return {
         "against": against,
+        "against_macro_f1": other["macro_f1"],
+        "against_macro_f1_ci": other["macro_f1_ci"],
+        "ratio": entry["macro_f1"] / other["macro_f1"] if other["macro_f1"] > 0 else None,
+        "ratio_ci": ratio_interval(scores["macro_f1"], other_scores["macro_f1"], confidence),
         "macro_f1_difference": entry["macro_f1"] - other["macro_f1"],
         "macro_f1_difference_ci": difference["macro_f1"]["ci"],
         "accuracy_difference": entry["accuracy"] - other["accuracy"],
@@ -150,8 +154,7 @@ def build_results(
         if key.data == "synthetic" and human in entries:
             entry["vs_human"] = _comparison(entry, resampled[key], entries[human], resampled[human], "human data",
                                             settings.confidence)
-            comparisons.append(_synthetic_vs_human(entry, resampled[key], entries[human], resampled[human],
-                                                   settings.confidence))
+            comparisons.append(_synthetic_vs_human(entry, entries[human]))
 
     return EvaluationResults.model_validate({
         "recipe": recipe.name,
@@ -173,10 +176,7 @@ def build_results(
     })
 
 
-def _synthetic_vs_human(
-    synthetic: dict[str, Any], synthetic_scores: dict[str, np.ndarray], human: dict[str, Any],
-    human_scores: dict[str, np.ndarray], confidence: float,
-) -> dict[str, Any]:
+def _synthetic_vs_human(synthetic: dict[str, Any], human: dict[str, Any]) -> dict[str, Any]:
     return {
         "student": synthetic["model"],
         "kind": synthetic["kind"],
@@ -185,8 +185,6 @@ def _synthetic_vs_human(
         "synthetic_macro_f1_ci": synthetic["macro_f1_ci"],
         "human_macro_f1": human["macro_f1"],
         "human_macro_f1_ci": human["macro_f1_ci"],
-        "ratio": synthetic["macro_f1"] / human["macro_f1"] if human["macro_f1"] > 0 else None,
-        "ratio_ci": ratio_interval(synthetic_scores["macro_f1"], human_scores["macro_f1"], confidence),
         "synthetic_examples_per_label": synthetic.get("train_examples_per_label"),
         "human_examples_per_label": human.get("train_examples_per_label"),
         "comparison": synthetic["vs_human"],
