@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -22,6 +23,7 @@ from hfsynth.pipeline import write_cards
 from hfsynth.realdata import reference_training_set, texts_shown_to_the_teacher
 from hfsynth.recipe import Recipe, parse_recipe
 from hfsynth.run_folder import EvalFolder, RunFolder
+from hfsynth.run_records import EvaluationResults
 from hfsynth.students.base import read_meta
 from hfsynth.teachers import LabelScores, Prompt, Teacher, load_teacher
 from hfsynth.training import planned_runs, train_students
@@ -298,21 +300,35 @@ def synthetic_dataset_folder(recipe: Recipe, folder: Path) -> None:
     save_dataset(recipe, result, folder)
 
 
-def test_students_against_the_teacher_and_against_human_data(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class ReferenceRun:
+    recipe: Recipe
+    root: Path
+    results: EvaluationResults
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> ReferenceRun:
+    """A run with a saved synthetic dataset, an encoder student trained twice (2 seeds) on it and twice on real
+    reference data, evaluated against the answer key."""
+    root = tmp_path_factory.mktemp("reference-run")
     student = {"name": "encoder", "kind": "encoder", "model": "all-minilm-l6-v2", "params": {"max_steps": 2},
                "repeats": 2}
-    recipe = reference_recipe(tmp_path, [student])
+    recipe = reference_recipe(root, [student])
     recipe = recipe.model_copy(update={"quality": recipe.quality.model_copy(
         update={"embedding_model": "all-minilm-l6-v2"})})
-    run_folder = RunFolder(tmp_path)
+    run_folder = RunFolder(root)
     synthetic_dataset_folder(recipe, run_folder.dataset.root)
-    trained = train_students(recipe, synthetic_dataset(per_label=4), tmp_path)
+    trained = train_students(recipe, synthetic_dataset(per_label=4), root)
     assert [(run.run.data, run.run.repeat) for run in trained] == [("synthetic", 0), ("synthetic", 1), ("human", 0),
                                                                    ("human", 1)]
     assert read_meta(run_folder.student_run("encoder", None, 0, human=True).root).training.data == "human"
+    return ReferenceRun(recipe, root, run_evaluation(recipe, root, teacher=AnswerKeyTeacher()))
 
-    results = run_evaluation(recipe, tmp_path, teacher=AnswerKeyTeacher())
-    # Summary: the teacher, then per language the student on synthetic and on human data.
+
+def test_students_against_the_teacher_and_against_human_data(reference_run: ReferenceRun) -> None:
+    results, run_folder = reference_run.results, RunFolder(reference_run.root)
+    # The teacher, then per language the student on synthetic and on human data.
     assert [(entry.role, entry.data, entry.language) for entry in results.summary] == [
         ("teacher", None, "en"), ("teacher", None, "de"), ("student", "synthetic", "en"),
         ("student", "synthetic", "de"), ("student", "human", "en"), ("student", "human", "de")]
@@ -354,8 +370,11 @@ def test_students_against_the_teacher_and_against_human_data(tmp_path: Path) -> 
     predictions = eval_dir.predictions.read_text().splitlines()
     assert len(predictions) == 2 + 2 * 4  # teacher per language; 4 student runs per language
 
-    # The cards say it too, with the numbers of results.json.
-    write_cards(recipe, tmp_path, results)
+
+def test_the_cards_say_where_synthetic_data_stands(reference_run: ReferenceRun) -> None:
+    results, run_folder = reference_run.results, RunFolder(reference_run.root)
+    synthetic_en = results.summary[2]
+    write_cards(reference_run.recipe, reference_run.root, results)
     dataset_card = run_folder.dataset.card.read_text()
     assert "## Quality of the synthetic data" in dataset_card and "![Synthetic and real" in dataset_card
     assert f"| encoder | student | en | {synthetic_en.score_text('macro_f1')} |" in dataset_card
@@ -365,8 +384,31 @@ def test_students_against_the_teacher_and_against_human_data(tmp_path: Path) -> 
             f"{results.summary[0].score_text('macro_f1')}: **{synthetic_en.vs_teacher.statement}**") in student_card
     assert f"the synthetic data reaches **{synthetic_en.vs_human.ratio_text()}** of it" in student_card
 
-    # A re-run keeps the quality report (same texts, same settings) and gives the same intervals.
+
+def test_the_space_evaluation_tab_shows_verdicts_human_data_and_quality(reference_run: ReferenceRun) -> None:
+    from hfsynth.space.app import CompareApp
+    from hfsynth.space.staging import stage_space
+
+    results, run_folder = reference_run.results, RunFolder(reference_run.root)
+    space = run_folder.space
+    manifest = stage_space(reference_run.recipe, reference_run.root, space.root, for_hub=False)
+    assert [Path(plot).name for plot in manifest.plots] == [plot.name for plot in run_folder.eval.plots]
+    table, summary, *plots = CompareApp(space.manifest).results()
+    assert list(table["role"]) == ["teacher"] * 2 + ["student"] * 4
+    assert list(table["data"])[2:] == ["synthetic", "synthetic", "human", "human"]
+    synthetic_en = results.summary[2]
+    assert table["vs_teacher"][2] == synthetic_en.vs_teacher.statement
+    assert table["vs_human"][2] == synthetic_en.vs_human.statement and table["macro_f1_ci"][2].startswith("[")
+    assert f"**{synthetic_en.vs_teacher.statement}**" in summary and "completion rate 100%" in summary
+    assert f"synthetic data reaches {synthetic_en.vs_human.ratio_text()} of it" in summary
+    assert "**Synthetic data quality**" in summary and "teacher chatter: 0 dropped, 1 left" in summary
+    assert len(plots) == 4
+
+
+def test_a_re_evaluation_keeps_the_quality_report_and_the_intervals(reference_run: ReferenceRun) -> None:
+    """Same texts, same settings: the quality report is not recomputed and the intervals come out the same."""
+    results, run_folder = reference_run.results, RunFolder(reference_run.root)
     stored = run_folder.dataset.quality.stat().st_mtime_ns
-    again = run_evaluation(recipe, tmp_path, teacher=AnswerKeyTeacher())
+    again = run_evaluation(reference_run.recipe, reference_run.root, teacher=AnswerKeyTeacher())
     assert run_folder.dataset.quality.stat().st_mtime_ns == stored
     assert [entry.macro_f1_ci for entry in again.summary] == [entry.macro_f1_ci for entry in results.summary]
