@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -166,7 +167,7 @@ def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None) -> N
 
 def _results_table(results: EvaluationResults) -> Table:
     languages = results.languages
-    table = Table(title=f"{results.recipe}: macro-F1 on real test data [bootstrap interval], verdict")
+    table = Table(title=f"{results.recipe}: macro-F1 on real test data (bootstrap interval), verdicts")
     table.add_column("model")
     table.add_column("role")
     for language in languages:
@@ -182,13 +183,13 @@ def _results_table(results: EvaluationResults) -> Table:
 
 def _results_cell(entry) -> str:  # noqa: ANN001 - hfsynth.run_records.SummaryEntry
     """The score with its interval; under it the teacher's completion rate, or the student's verdicts."""
-    lines = [entry.score_text("macro_f1")]
+    lines = [escape(entry.score_text("macro_f1"))]  # its [low, high] is not rich markup
     if entry.completion_rate is not None:
         lines.append(f"{entry.completion_rate:.0%} answered")
     if entry.vs_teacher is not None:
         lines.append(entry.vs_teacher.statement)
     if entry.vs_human is not None:
-        lines.append(f"{entry.vs_human.ratio_text()} of human data")
+        lines.append(escape(f"{entry.vs_human.ratio_text()} of human data"))
     return "\n".join(lines)
 
 
