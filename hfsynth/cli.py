@@ -241,9 +241,9 @@ def space_serve(out: OutOption,
                 port: Annotated[int | None, typer.Option(help="Port (default: the first free one).")] = None,
                 host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1") -> None:
     """Serve the comparison Space on a local run folder."""
-    from hfsynth import space
+    from hfsynth.space.commands import serve
 
-    space.serve(out, port=port, host=host)
+    serve(out, port=port, host=host)
 
 
 @space_app.command("deploy")
@@ -252,9 +252,9 @@ def space_deploy(recipe: RecipeArg, out: OutOption,
                  repo_id: Annotated[str | None, typer.Option(help="Space repo id (default from the recipe).")] = None
                  ) -> None:
     """Push the comparison Space as a Gradio Space repo with the run's configuration."""
-    from hfsynth import space
+    from hfsynth.space.commands import deploy
 
-    console.print(f"deployed {space.deploy(_load(recipe), out, repo_id)}")
+    console.print(f"deployed {deploy(_load(recipe), out, repo_id)}")
 
 
 hub_app = typer.Typer(help="The loopback Hub-compatible server.", no_args_is_help=True)

@@ -23,6 +23,7 @@ from hfsynth.embedded import resolve_model
 from hfsynth.scoring import device_and_dtype
 from hfsynth.students.base import Student
 from hfsynth.students.params import EncoderParams
+from hfsynth.students.training_args import trainer_arguments
 
 
 class EncoderStudent(Student):
@@ -47,22 +48,13 @@ class EncoderStudent(Student):
             remove_columns=["text"],
         )
         args = TrainingArguments(
-            output_dir=str(checkpoint_dir),
             per_device_train_batch_size=params.batch_size,
             num_train_epochs=params.num_epochs,
             max_steps=params.max_steps,
             learning_rate=params.learning_rate,
             weight_decay=params.weight_decay,
             warmup_steps=params.warmup_ratio,  # transformers 5: a float below 1 is a fraction of the steps
-            save_strategy="steps",
-            save_steps=params.save_steps,
-            save_total_limit=1,
-            logging_steps=max(1, params.save_steps // 2),
-            seed=params.seed,
-            use_cpu=device.type == "cpu",
-            bf16=dtype == torch.bfloat16,  # mixed precision: weights stay float32
-            fp16=dtype == torch.float16,
-            report_to="none",
+            **trainer_arguments(params, checkpoint_dir, device, dtype),  # mixed precision: weights stay float32
         )
         trainer = Trainer(
             model=self.model,
