@@ -350,15 +350,23 @@ def quality_report(
     return QualityReport.model_validate(report)
 
 
+#: Panels per row of the projection plot: a language's labels wrap onto further rows.
+PROJECTION_COLUMNS = 4
+
+
 def plot_projection(recipe: Recipe, projections: dict[str, dict[str, Any]], path: Path) -> None:
-    """One row per language, one panel per label: synthetic (dots) and real test texts (crosses) in the first two
-    principal components of that language's embeddings."""
+    """One panel per language and label: synthetic (circles) and real test texts (crosses) of that label, over all
+    the language's test texts (grey dots), in the first two principal components of that language's embeddings."""
     from sklearn.decomposition import PCA
 
     labels = recipe.label_names
-    figure = Figure(figsize=(2.4 * len(labels), 2.4 * len(projections) + 0.6))
-    axes = figure.subplots(len(projections), len(labels), squeeze=False, sharex="row", sharey="row")
-    for row, (language, parts) in enumerate(projections.items()):
+    columns = min(PROJECTION_COLUMNS, len(labels))
+    rows_per_language = -(-len(labels) // columns)
+    figure = Figure(figsize=(2.8 * columns, 2.6 * rows_per_language * len(projections) + 0.8))
+    axes = figure.subplots(rows_per_language * len(projections), columns, squeeze=False)
+    for axis in axes.flat:
+        axis.set_visible(False)
+    for language_index, (language, parts) in enumerate(projections.items()):
         synthetic_vectors, synthetic_labels = parts["synthetic"]
         test_vectors, test_labels = parts["test"]
         stacked = np.vstack([synthetic_vectors, test_vectors]) if len(test_vectors) else synthetic_vectors
@@ -366,8 +374,10 @@ def plot_projection(recipe: Recipe, projections: dict[str, dict[str, Any]], path
             continue
         points = PCA(n_components=2, random_state=0).fit_transform(stacked)
         synthetic_points, test_points = points[: len(synthetic_vectors)], points[len(synthetic_vectors) :]
-        for column, label in enumerate(labels):
-            axis = axes[row][column]
+        for label_index, label in enumerate(labels):
+            row, column = divmod(label_index, columns)
+            axis = axes[language_index * rows_per_language + row][column]
+            axis.set_visible(True)
             axis.scatter(test_points[:, 0], test_points[:, 1], s=8, color="0.85", marker=".")  # all real, context
             mine = [index for index, value in enumerate(test_labels) if value == label]
             axis.scatter(test_points[mine, 0], test_points[mine, 1], s=18, marker="x", color="tab:blue",
@@ -377,14 +387,11 @@ def plot_projection(recipe: Recipe, projections: dict[str, dict[str, Any]], path
                          facecolors="none", edgecolors="tab:red", label="synthetic")
             axis.set_xticks([])
             axis.set_yticks([])
-            if row == 0:
-                axis.set_title(label, fontsize="small")
-            if column == 0:
-                axis.set_ylabel(language)
-    handles, names = axes[0][0].get_legend_handles_labels()
+            axis.set_title(f"{language}: {label}", fontsize="small")
+    handles, names = next((axis.get_legend_handles_labels() for axis in axes.flat if axis.get_visible()), ([], []))
     figure.legend(handles, names, loc="lower center", ncol=2, fontsize="small")
     figure.suptitle(f"{recipe.name}: synthetic vs real test texts (PCA of sentence embeddings)", fontsize="medium")
-    figure.tight_layout(rect=(0, 0.05, 1, 0.97))
+    figure.tight_layout(rect=(0, 0.05, 1, 0.96))
     figure.savefig(path, dpi=110)
 
 
