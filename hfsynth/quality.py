@@ -25,7 +25,7 @@ import logging
 import random
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -200,6 +200,21 @@ def _fidelity_by_reference(
     }
 
 
+def _label_fidelity(
+    recipe: Recipe, embedder: Embedder, pool: dict[tuple[str, str], list[str]], synthetic: SyntheticTexts,
+    test_sets: Sequence[TestSet], classify: Classify | None, teacher: str | None,
+) -> tuple[list[str | None], dict[str, Any]]:
+    """The label the fidelity judge gives each synthetic text (``None``: no verdict), and who the judge is."""
+    method = _fidelity_method(recipe, classify)
+    if method == "reference":
+        return _fidelity_by_reference(recipe, embedder, pool, synthetic, test_sets)
+    if method == "teacher" and classify is not None:
+        return classify(synthetic.texts, synthetic.languages), {
+            "method": "teacher",
+            "classifier": f"the teacher {teacher or recipe.teacher.model} in classification mode (zero-shot)"}
+    return [None] * len(synthetic.texts), {"method": "off"}
+
+
 def _fidelity_method(recipe: Recipe, classify: Classify | None) -> str:
     choice = recipe.quality.label_fidelity
     if choice == "auto":
@@ -211,6 +226,50 @@ def _fidelity_method(recipe: Recipe, classify: Classify | None) -> str:
 
 def _share(matches: Sequence[bool]) -> float | None:
     return float(np.mean(matches)) if matches else None
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return float(np.mean(present)) if present else None
+
+
+def _coverage_distance(
+    recipe: Recipe, test_vectors: np.ndarray, real_vectors: np.ndarray
+) -> tuple[float | None, str]:
+    """The distance within which a test text counts as covered, and how it was chosen."""
+    if recipe.quality.coverage_distance is not None:
+        return recipe.quality.coverage_distance, "set in the recipe"
+    if len(real_vectors) and len(test_vectors):
+        # Real data of the synthetic set's size covers half the test texts at this distance: the yardstick.
+        return (float(np.median(nearest_distances(test_vectors, real_vectors))),
+                "median distance from a test text to its nearest neighbour in the equal-size real sample")
+    if len(test_vectors) > 1:
+        return (float(np.median(leave_one_out_nearest(test_vectors))),
+                "median distance from a test text to its nearest other test text (no other real data)")
+    return None, "no real test texts"
+
+
+def _side_by_side(
+    embedder: Embedder, synthetic: list[str], real: list[str], test: list[str], distance: float | None
+) -> dict[str, Any]:
+    """Counts, lexical and semantic diversity and coverage of the test texts, for the synthetic texts and the real
+    sample alike."""
+    synthetic_vectors = embedder.encode(synthetic)
+    real_vectors = embedder.encode(real)
+    test_vectors = embedder.encode(test)
+
+    def covered(vectors: np.ndarray) -> float | None:
+        return coverage(test_vectors, vectors, distance) if distance is not None else None
+
+    return {
+        "synthetic_texts": len(synthetic),
+        "real_texts": len(real),
+        "test_texts": len(test),
+        "lexical": {"synthetic": lexical(synthetic), "real": lexical(real) if real else None},
+        "pairwise_distance": {"synthetic": mean_pairwise_distance(synthetic_vectors),
+                              "real": mean_pairwise_distance(real_vectors)},
+        "coverage": {"synthetic": covered(synthetic_vectors), "real": covered(real_vectors)},
+    }
 
 
 def quality_report(
@@ -231,15 +290,9 @@ def quality_report(
     embedder = Embedder(model)
     rng = random.Random(recipe.evaluation.seed)
 
-    fidelity_method = _fidelity_method(recipe, classify)
-    fidelity: dict[str, Any] = {"method": "off"}
-    judged: list[str | None] = [None] * len(synthetic.texts)
-    if fidelity_method == "reference":
-        judged, fidelity = _fidelity_by_reference(recipe, embedder, pool, synthetic, list(test_sets.values()))
-    elif fidelity_method == "teacher" and classify is not None:
-        judged = classify(synthetic.texts, synthetic.languages)
-        fidelity = {"method": "teacher", "classifier": f"the teacher {teacher or recipe.teacher.model} in "
-                                                       "classification mode (zero-shot)"}
+    judged, fidelity = _label_fidelity(recipe, embedder, pool, synthetic, list(test_sets.values()), classify,
+                                       teacher)
+    # (agrees, language, label) of every text the judge gave a label.
     agreement = [(judge == label, language, label) for judge, label, language
                  in zip(judged, synthetic.labels, synthetic.languages, strict=True) if judge is not None]
     fidelity["agreement"] = _share([agrees for agrees, _, _ in agreement])
@@ -257,70 +310,33 @@ def quality_report(
                                                len(pool.get((language, label), []))))
                          for label in recipe.label_names}
         real = [text for label in recipe.label_names for text in real_by_label[label]]
-        test_set = test_sets.get(language)
-        test_texts = test_set.texts if test_set else []
-        synthetic_vectors, real_vectors, test_vectors = (embedder.encode(texts), embedder.encode(real),
-                                                         embedder.encode(test_texts))
+        test_set = test_sets.get(language) or TestSet(language, [], [])
+        synthetic_vectors, test_vectors = embedder.encode(texts), embedder.encode(test_set.texts)
+        distance, calibration = _coverage_distance(recipe, test_vectors, embedder.encode(real))
 
-        if recipe.quality.coverage_distance is not None:
-            distance, calibration = recipe.quality.coverage_distance, "set in the recipe"
-        elif len(real_vectors) and len(test_vectors):
-            distance = float(np.median(nearest_distances(test_vectors, real_vectors)))
-            calibration = ("median distance from a test text to its nearest neighbour in the equal-size real "
-                           "sample")
-        elif len(test_vectors) > 1:
-            distance = float(np.median(leave_one_out_nearest(test_vectors)))
-            calibration = "median distance from a test text to its nearest other test text (no other real data)"
-        else:
-            distance, calibration = None, "no real test texts"
-
-        labels: dict[str, Any] = {}
+        labels = {}
         for label in recipe.label_names:
-            cell = synthetic.cell(language, label)
-            cell_real = real_by_label[label]
-            cell_test = [text for text, gold in zip(test_texts, test_set.labels, strict=True)
-                         if gold == label] if test_set else []
-            cell_vectors, cell_real_vectors, cell_test_vectors = (embedder.encode(cell), embedder.encode(cell_real),
-                                                                  embedder.encode(cell_test))
-            cell_agreement = [agrees for agrees, text_language, text_label in agreement
-                              if (text_language, text_label) == (language, label)]
-            labels[label] = {
-                "synthetic_texts": len(cell),
-                "real_texts": len(cell_real),
-                "test_texts": len(cell_test),
-                "lexical": {"synthetic": lexical(cell), "real": lexical(cell_real) if cell_real else None},
-                "pairwise_distance": {"synthetic": mean_pairwise_distance(cell_vectors),
-                                      "real": mean_pairwise_distance(cell_real_vectors)},
-                "coverage": {"synthetic": coverage(cell_test_vectors, cell_vectors, distance) if distance else None,
-                             "real": coverage(cell_test_vectors, cell_real_vectors, distance) if distance else None},
-                "fidelity": _share(cell_agreement),
-            }
-
-        def label_mean(path: tuple[str, str]) -> float | None:
-            values = [labels[label][path[0]][path[1]] for label in labels
-                      if labels[label][path[0]] and labels[label][path[0]][path[1]] is not None]
-            return float(np.mean(values)) if values else None
-
+            cell_test = [text for text, gold in zip(test_set.texts, test_set.labels, strict=True) if gold == label]
+            labels[label] = _side_by_side(embedder, synthetic.cell(language, label), real_by_label[label], cell_test,
+                                          distance)
+            labels[label]["fidelity"] = _share([agrees for agrees, text_language, text_label in agreement
+                                                if (text_language, text_label) == (language, label)])
+        section = _side_by_side(embedder, texts, real, test_set.texts, distance)
+        # Within each label, averaged over the labels: diversity inside a label, not the spread between labels.
+        section["pairwise_distance"] = {side: _mean(labels[label]["pairwise_distance"][side] for label in labels)
+                                        for side in ("synthetic", "real")}
         languages[language] = {
-            "synthetic_texts": len(texts),
-            "real_texts": len(real),
-            "test_texts": len(test_texts),
-            "lexical": {"synthetic": lexical(texts), "real": lexical(real) if real else None},
-            # Within each label, averaged over the labels: diversity inside a label, not the spread between labels.
-            "pairwise_distance": {"synthetic": label_mean(("pairwise_distance", "synthetic")),
-                                  "real": label_mean(("pairwise_distance", "real"))},
+            **section,
             "coverage_distance": distance,
             "coverage_calibration": calibration,
-            "coverage": {"synthetic": coverage(test_vectors, synthetic_vectors, distance) if distance else None,
-                         "real": coverage(test_vectors, real_vectors, distance) if distance else None},
             "mean_nearest_synthetic_distance": float(nearest_distances(test_vectors, synthetic_vectors).mean())
             if len(test_vectors) else None,
             "fidelity": _share([agrees for agrees, text_language, _ in agreement if text_language == language]),
             "labels": labels,
         }
-        projections[language] = {"synthetic": (synthetic_vectors, [label for text, label, text_language in zip(
-            synthetic.texts, synthetic.labels, synthetic.languages, strict=True) if text_language == language]),
-            "test": (test_vectors, test_set.labels if test_set else [])}
+        projections[language] = {"synthetic": (synthetic_vectors, [label for label, text_language in zip(
+            synthetic.labels, synthetic.languages, strict=True) if text_language == language]),
+            "test": (test_vectors, test_set.labels)}
 
     all_test_texts = labelled_texts(recipe, recipe.evaluation.sets)
     overlap = TestOverlap(all_test_texts, recipe.curation.test_overlap_ngram)
