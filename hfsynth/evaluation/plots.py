@@ -131,9 +131,9 @@ def plot_synthetic_vs_human(results: EvaluationResults, path: Path) -> None:
         for x, row in zip(centre, rows, strict=True):
             if row is not None and row.comparison.ratio is not None:
                 top = max(row.synthetic_macro_f1_ci[1], row.human_macro_f1_ci[1])
-                axes.text(x, min(top + 0.03, 0.97), f"{row.comparison.ratio:.0%}", ha="center", fontsize="small")
+                axes.text(x, top + 0.02, f"{row.comparison.ratio:.0%}", ha="center", fontsize="small")
     axes.set_xticks(positions, languages)
-    axes.set_ylim(0, 1.05)
+    axes.set_ylim(0, 1.1)
     axes.set_ylabel(f"macro-F1 on real test data ({_confidence_label(results)})", fontsize="small")
     axes.set_title(f"{results.recipe}: synthetic vs human training data\n(above each pair: synthetic / human)",
                    fontsize="medium")
