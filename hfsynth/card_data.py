@@ -16,7 +16,14 @@ from huggingface_hub import DatasetCardData, EvalResult, ModelCardData, SpaceCar
 from hfsynth.languages import language_name
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import DatasetFolder, SpaceFolder, StudentFolder
-from hfsynth.run_records import EvaluationResults, GenerationStats, StudentMeta, SummaryEntry
+from hfsynth.run_records import (
+    EvaluationResults,
+    GenerationStats,
+    QualityReport,
+    StudentMeta,
+    SummaryEntry,
+    interval_text,
+)
 
 if TYPE_CHECKING:
     from hfsynth.space.manifest import SpaceManifest
@@ -55,6 +62,9 @@ class SyntheticDatasetCardData:
     repo_id: str
     #: The headline of results.json (teacher and students trained on all the data); empty before evaluation.
     results: list[SummaryEntry] = field(default_factory=list)
+    #: The quality report and its plot beside the card (``None`` before the pipeline computed them).
+    quality: QualityReport | None = None
+    quality_plot: str | None = None
 
     @property
     def pretty_name(self) -> str:
@@ -86,6 +96,10 @@ class SyntheticDatasetCardData:
             "results": self.results,
             "dropped_file": _DATASET_FILES.dropped.name,
             "recipe_file": _DATASET_FILES.recipe.name,
+            "quality": self.quality,
+            "quality_lines": self.quality.table_lines() if self.quality else [],
+            "quality_file": _DATASET_FILES.quality.name,
+            "quality_plot": self.quality_plot,
         }
 
 
@@ -151,6 +165,26 @@ class StudentCardData:
             model["cells"][entry.language] = {"macro_f1": entry.macro_f1, "accuracy": entry.accuracy}
         return sorted(models.values(), key=lambda model: model["role"] != "teacher")
 
+    def verdicts(self) -> list[dict[str, Any]]:
+        """Per language: this student against the teacher and (with a reference) against human data, as the paired
+        bootstrap of results.json has it."""
+        teachers = self.results.teacher_by_language() if self.results else {}
+        verdicts = []
+        for entry in self.headline:
+            if entry.role != "student" or entry.model != self.name or entry.vs_teacher is None:
+                continue
+            teacher = teachers.get(entry.language)
+            verdicts.append({
+                "language": entry.language,
+                "score": entry.score_text("macro_f1"),
+                "teacher": teacher.score_text("macro_f1") if teacher else "n/a",
+                "vs_teacher": entry.vs_teacher,
+                "vs_human": entry.vs_human,
+                "human": f"{entry.vs_human.against_macro_f1:.3f} {interval_text(entry.vs_human.against_macro_f1_ci)}"
+                if entry.vs_human else None,
+            })
+        return verdicts
+
     def test_sets(self) -> list[dict[str, Any]]:
         n_by_language = {entry.language: entry.n for entry in self.headline}
         test_sets: list[dict[str, Any]] = []
@@ -175,6 +209,8 @@ class StudentCardData:
             "language_names": language_names(self.recipe.languages),
             "languages": results.languages if results else list(self.recipe.languages),
             "comparison": self.comparison(),
+            "verdicts": self.verdicts(),
+            "confidence": results.bootstrap.confidence if results and results.bootstrap else None,
             "model_key": self.name,
             "test_sets": self.test_sets(),
             "plot": self.plot,

@@ -24,7 +24,7 @@ from huggingface_hub import (
 from hfsynth.card_data import ComparisonSpaceCardData, StudentCardData, SyntheticDatasetCardData
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import DatasetFolder, StudentFolder
-from hfsynth.run_records import EvaluationResults, GenerationStats, SummaryEntry
+from hfsynth.run_records import EvaluationResults, GenerationStats, QualityReport, SummaryEntry
 from hfsynth.templates import render_file, template_path
 
 if TYPE_CHECKING:
@@ -81,10 +81,14 @@ def dataset_card(recipe: Recipe, dataset_dir: Path, results: list[SummaryEntry] 
     results of the students trained on it)."""
     from hfsynth.hub.repo_ids import dataset_repo_id
 
-    stats = GenerationStats.load(DatasetFolder(dataset_dir).stats)
-    return SyntheticDatasetCard.from_data(
-        SyntheticDatasetCardData(recipe, stats, dataset_repo_id(recipe), list(results or []))
-    )
+    folder = DatasetFolder(dataset_dir)
+    stats = GenerationStats.load(folder.stats)
+    quality = QualityReport.load_if_present(folder.quality)
+    return SyntheticDatasetCard.from_data(SyntheticDatasetCardData(
+        recipe, stats, dataset_repo_id(recipe), list(results or []), quality,
+        # Relative to the card: the plot beside it.
+        folder.quality_plot.name if quality is not None and folder.quality_plot.is_file() else None,
+    ))
 
 
 def write_dataset_card(

@@ -253,7 +253,7 @@ def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None, ray:
 
 def _results_table(results: EvaluationResults) -> Table:
     languages = results.languages
-    table = Table(title=f"{results.recipe}: macro-F1 on real test data (accuracy)")
+    table = Table(title=f"{results.recipe}: macro-F1 on real test data (bootstrap interval), verdicts")
     table.add_column("model")
     table.add_column("role")
     for language in languages:
@@ -262,10 +262,21 @@ def _results_table(results: EvaluationResults) -> Table:
     for role, model, _ in results.headline_models():
         cells = {entry.language: entry for entry in results.headline if (entry.role, entry.model) == (role, model)}
         speed = [cell.texts_per_s for cell in cells.values() if cell.texts_per_s]
-        table.add_row(model, role, *(
-            f"{cells[lang].macro_f1:.3f} ({cells[lang].accuracy:.3f})" if lang in cells else "-"
-            for lang in languages), f"{sum(speed) / len(speed):.1f}" if speed else "-")
+        table.add_row(model, role, *(_results_cell(cells[lang]) if lang in cells else "-" for lang in languages),
+                      f"{sum(speed) / len(speed):.1f}" if speed else "-")
     return table
+
+
+def _results_cell(entry) -> str:  # noqa: ANN001 - hfsynth.run_records.SummaryEntry
+    """The score with its interval; under it the teacher's completion rate, or the student's verdicts."""
+    lines = [escape(entry.score_text("macro_f1"))]  # its [low, high] is not rich markup
+    if entry.completion_rate is not None:
+        lines.append(f"{entry.completion_rate:.0%} answered")
+    if entry.vs_teacher is not None:
+        lines.append(entry.vs_teacher.statement)
+    if entry.vs_human is not None:
+        lines.append(escape(f"{entry.vs_human.ratio_text()} of human data"))
+    return "\n".join(lines)
 
 
 @app.command(cls=_RayCommand)

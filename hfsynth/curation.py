@@ -1,8 +1,10 @@
 """Curation of generated samples, keeping a record of every dropped sample and why.
 
-Filters, in order: length bounds, language identification, exact duplicates (normalised text), copies of real seed
-examples, near duplicates (character 3-gram Jaccard similarity), and optionally the teacher's own check that a text
-fits its label (applied by the generation stage, which owns the teacher).
+Filters, in order: teacher chatter (the teacher talking about the task instead of writing a text), test-set overlap
+(a long word n-gram shared with a real test text: a leak that would inflate every score), length bounds, language
+identification, exact duplicates (normalised text), copies of real seed examples, near duplicates (character 3-gram
+Jaccard similarity), and optionally the teacher's own check that a text fits its label (applied by the generation
+stage, which owns the teacher).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import pycountry
 from sklearn.feature_extraction.text import HashingVectorizer
 
-from hfsynth.recipe import CurationConfig
+from hfsynth.recipe import CurationConfig, Recipe
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,9 @@ class DropRecord:
     label: str
     language: str
     prompt_id: str
-    reason: str  # too_short | too_long | wrong_language | duplicate | seed_copy | near_duplicate | self_check
+    # teacher_chatter | test_overlap | too_short | too_long | wrong_language | duplicate | seed_copy | near_duplicate
+    # | self_check
+    reason: str
     detail: str = ""
 
     @classmethod
@@ -110,13 +114,141 @@ def identify_language(text: str) -> tuple[str, float]:
     return language, float(probability)
 
 
-def curate(samples: Sequence[Sample], config: CurationConfig, seed_texts: Sequence[str] = ()) -> CurationResult:
+# --- teacher chatter and test-set overlap ----------------------------------------------------------------------------
+
+#: The teacher talking about its answer or the task instead of writing a text. English only: teachers chatter in
+#: English whatever language they were asked for. Each pattern needs a task word (text, sentence, example...) or a
+#: phrase real texts do not use, so that "The following day the team won" stays a text.
+_TASK_NOUN = r"(?:texts?|sentences?|paragraphs?|examples?|samples?|reviews?|comments?|items?)"
+# Narrower: "the second sentence" of a law, "3 items" in a review are real texts.
+_WRITING_NOUN = r"(?:texts?|paragraphs?|examples?|samples?)"
+_CHATTER_PATTERNS = tuple(re.compile(pattern, re.IGNORECASE) for pattern in (
+    rf"\b(?:here|below) (?:is|are)\b.*\b{_TASK_NOUN}\b",
+    rf"\b{_TASK_NOUN}\b.*\b(?:is|are) (?:here|below)\b",
+    rf"\bthe following\b(?:\s+\w+){{0,2}}\s+{_TASK_NOUN}\b",
+    rf"\blist of\b.*\b{_TASK_NOUN}\b",
+    r"\b(?:two|three|four|five|six|seven|eight|nine|ten|\d+) (?:different |short |new )?"
+    r"(?:texts|sentences|paragraphs|examples|samples)\b",
+    rf"\b(?:the|this|these) (?:first|second|third|next|last|above|previous|given) {_WRITING_NOUN}\b",
+    rf"\b(?:this|the above|each) {_WRITING_NOUN} (?:is|are|was|continues|shows|describes)\b",
+    rf"\b{_TASK_NOUN} ?\d+\s*:",  # "Text 2:", "Sentence 1:" inside a text
+    r"\b(?:texts|sentences|paragraphs|examples|samples)\s*:",  # "Sentences: ..."
+    rf"\b{_WRITING_NOUN} about\b",
+    r"\bas requested\b",
+    r"\bi hope (?:this|these|that) (?:helps?|is|are|meets?|fits?|works?)\b",
+    r"^\s*note\s*:",
+    r"\b(?:i will|i'll|let me|i can) (?:revise|rewrite|write|generate|provide|create|give)\b",
+    r"\bi (?:have|'ve) (?:now )?(?:rewritten|written|generated|created|provided|revised)\b",
+    r"\b(?:adhering to|according to|following|follow) the (?:task|instructions?|prompt|label|guidelines)\b",
+))
+#: Word n-gram length for "echoes the instructions".
+ECHO_NGRAM = 3
+
+
+def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = normalize(text).split()
+    return {tuple(words[index : index + n]) for index in range(len(words) - n + 1)}
+
+
+def instruction_texts(recipe: Recipe) -> list[str]:
+    """What the teacher is told in generation prompts, without the real seed examples (a text that copies a seed is
+    a seed copy, not chatter): one prompt per label, each diversity instruction, and the base-model header."""
+    from hfsynth.prompts import DIVERSITY_INSTRUCTIONS, GenerationRequest, generation_prompt
+
+    texts = list(DIVERSITY_INSTRUCTIONS)
+    for label in recipe.label_names:
+        for language in recipe.languages:
+            request = GenerationRequest(label, language, recipe.generation.samples_per_call, call_index=0)
+            prompt = generation_prompt(recipe, request)
+            texts += [content for _, content in prompt.messages] + [prompt.completion]
+    return texts
+
+
+@dataclass(frozen=True)
+class ChatterCheck:
+    """Finds texts that are the teacher talking about the task: meta-talk, echoed instructions, a bare label name."""
+
+    label_names: frozenset[str]  # normalised
+    instruction_ngrams: frozenset[tuple[str, ...]]
+    echo_share: float  # a text whose word 3-grams come from the instructions at least this often is an echo
+
+    @classmethod
+    def for_task(cls, label_names: Sequence[str], instructions: Sequence[str], echo_share: float) -> ChatterCheck:
+        ngrams = frozenset(ngram for text in instructions for ngram in word_ngrams(text, ECHO_NGRAM))
+        return cls(frozenset(normalize(name) for name in label_names), ngrams, echo_share)
+
+    def why(self, text: str) -> str | None:
+        """Why ``text`` is chatter (the drop record's detail), or ``None`` when it is a text."""
+        normalized = normalize(text)
+        bare = re.sub(r"^(?:label|topic|category|sentiment)\s+", "", normalized)
+        if bare in self.label_names:
+            return "a label name only"
+        for pattern in _CHATTER_PATTERNS:
+            match = pattern.search(text)
+            if match:
+                return f"talks about the task: {match.group(0)[:40]!r}"
+        ngrams = word_ngrams(text, ECHO_NGRAM)
+        if ngrams and self.instruction_ngrams:
+            share = len(ngrams & self.instruction_ngrams) / len(ngrams)
+            if share >= self.echo_share:
+                return f"echoes the instructions ({share:.0%} of its word {ECHO_NGRAM}-grams)"
+        return None
+
+
+class TestOverlap:
+    """The word n-grams of the real test texts: a synthetic text sharing one (or equal to a test text) leaks it."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, test_texts: Sequence[str], n: int) -> None:
+        self.n = n
+        self.whole = {normalize(text) for text in test_texts}
+        self.ngrams = {ngram for text in test_texts for ngram in word_ngrams(text, n)}
+
+    def shared(self, text: str) -> str | None:
+        """The first n-gram ``text`` shares with a test text (the whole text when it equals one), else ``None``."""
+        normalized = normalize(text)
+        if normalized in self.whole:
+            return normalized
+        words = normalized.split()
+        for index in range(len(words) - self.n + 1):
+            if tuple(words[index : index + self.n]) in self.ngrams:
+                return " ".join(words[index : index + self.n])
+        return None
+
+
+def count_test_overlap(texts: Sequence[str], test_texts: Sequence[str], n: int) -> int:
+    """How many of ``texts`` share a word ``n``-gram with (or equal) a test text."""
+    overlap = TestOverlap(test_texts, n)
+    return sum(overlap.shared(text) is not None for text in texts)
+
+
+# --- the filters in order ------------------------------------------------------------------------------------------
+
+
+def curate(
+    samples: Sequence[Sample],
+    config: CurationConfig,
+    seed_texts: Sequence[str] = (),
+    test_texts: Sequence[str] = (),
+    chatter: ChatterCheck | None = None,
+) -> CurationResult:
+    """Apply the filters in order. ``test_texts``: every real test text (for ``test_overlap``); ``chatter``: the
+    task's check (default: meta-talk patterns only, no instructions, no label names)."""
     kept: list[Sample] = []
     dropped: list[DropRecord] = []
+    chatter = chatter or ChatterCheck(frozenset(), frozenset(), config.instruction_echo_share)
+    overlap = TestOverlap(test_texts, config.test_overlap_ngram) if test_texts and config.drop_test_overlap else None
 
     for sample in samples:
         words = word_count(sample.text)
-        if words < config.min_words:
+        chatter_detail = chatter.why(sample.text) if config.drop_teacher_chatter else None
+        shared = overlap.shared(sample.text) if overlap else None
+        if chatter_detail:
+            dropped.append(DropRecord.of(sample, "teacher_chatter", chatter_detail))
+        elif shared:
+            dropped.append(DropRecord.of(sample, "test_overlap", f"shares {shared[:60]!r} with a test text"))
+        elif words < config.min_words:
             dropped.append(DropRecord.of(sample, "too_short", f"{words} words < {config.min_words}"))
         elif words > config.max_words:
             dropped.append(DropRecord.of(sample, "too_long", f"{words} words > {config.max_words}"))

@@ -1,7 +1,8 @@
 """The synthetic dataset: built from curated samples, saved to disk with its card, loaded back from disk or the Hub.
 
 The folder's layout (``hfsynth.run_folder.DatasetFolder``): the ``DatasetDict`` (``save_to_disk``), the dataset card,
-the recipe that made it, every sample curation dropped (and why) and the generation statistics the card is built from.
+the recipe that made it, every sample curation dropped (and why) and the generation statistics the card is built from;
+the pipeline adds the quality report (:mod:`hfsynth.quality`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,11 @@ from typing import Any
 import datasets
 
 from hfsynth.cards import write_dataset_card
-from hfsynth.curation import Sample, jaccard_matrix
 from hfsynth.errors import HfsynthError
 from hfsynth.generation import GenerationResult, per_cell_counts
-from hfsynth.realdata import load_labelled_set
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import DatasetFolder
-from hfsynth.run_records import DiversityStats, GenerationStats
+from hfsynth.run_records import GenerationStats
 
 SPLITS = ("train", "validation")
 
@@ -87,32 +86,7 @@ def generation_stats(recipe: Recipe, result: GenerationResult, dataset: datasets
         per_language_label=per_cell_counts(result.samples),
         target_per_label=recipe.generation.samples_per_label,
         splits={split: len(rows) for split, rows in dataset.items()},
-        diversity=diversity_stats(result.samples, real_texts_by_language(recipe)),
     )
-
-
-def real_texts_by_language(recipe: Recipe) -> dict[str, list[str]]:
-    """Real texts to compare the synthetic ones with: the recipe's seed and evaluation sets."""
-    texts: dict[str, list[str]] = defaultdict(list)
-    for seed_set in [*recipe.generation.seeds, *recipe.evaluation.sets]:
-        texts[seed_set.language].extend(load_labelled_set(seed_set, recipe.label_names)["text"])
-    return dict(texts)
-
-
-def diversity_stats(samples: list[Sample], real_texts: dict[str, list[str]]) -> dict[str, DiversityStats]:
-    """Per language: mean pairwise n-gram distance of the synthetic texts, and mean similarity of each synthetic text
-    to its nearest real one (Li et al. 2023 relate both to how well synthetic data trains students)."""
-    stats = {}
-    for language in sorted({sample.language for sample in samples}):
-        texts = [sample.text for sample in samples if sample.language == language]
-        similarity = jaccard_matrix(texts, texts)
-        pairs = len(texts) * (len(texts) - 1)
-        mean_similarity = (similarity.sum() - similarity.trace()) / pairs if pairs else 1.0
-        real = real_texts.get(language, [])
-        nearest = float(jaccard_matrix(texts, real).max(axis=1).mean()) if real and texts else None
-        stats[language] = DiversityStats(mean_pairwise_distance=float(1.0 - mean_similarity),
-                                         nearest_real_similarity=nearest, real_examples=len(real))
-    return stats
 
 
 def check_every_cell(recipe: Recipe, result: GenerationResult) -> None:

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     import datasets
     from transformers import TrainerCallback
 
-    from hfsynth.evaluation import TestSet
+    from hfsynth.evaluation.summary import ScoredRun
+    from hfsynth.realdata import TestSet
     from hfsynth.training import StudentRun, TrainedRun
 
 #: ``on_progress(recipe_name, stage, done, total)``: a stage's units finished so far ("students", "evaluations").
@@ -104,8 +105,8 @@ class Engine(ABC):
 
     @abstractmethod
     def evaluate_runs(self, recipe: Recipe, runs: Sequence[StudentRun],
-                      test_sets: Sequence[TestSet]) -> list[dict[str, Any]]:
-        """One ``results.json`` row per (run, test set), runs first, in the order given."""
+                      test_sets: Sequence[TestSet]) -> list[ScoredRun]:
+        """One scored run (results row and predictions) per (run, test set), runs first, in the order given."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the engine's resources."""
@@ -138,12 +139,12 @@ class LocalEngine(Engine):
         return [train_run(recipe, run, train_data, callbacks) for run in runs]
 
     def evaluate_runs(self, recipe: Recipe, runs: Sequence[StudentRun],
-                      test_sets: Sequence[TestSet]) -> list[dict[str, Any]]:
+                      test_sets: Sequence[TestSet]) -> list[ScoredRun]:
         import gc
 
         from tqdm.auto import tqdm
 
-        from hfsynth.evaluation import evaluate_student
+        from hfsynth.evaluation.runner import evaluate_student
         from hfsynth.students.base import Student
 
         rows = []

@@ -15,11 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfsynth.cache import CallCache, call_key
-from hfsynth.curation import CurationResult, DropRecord, Sample, apply_self_check, curate
+from hfsynth.curation import (
+    ChatterCheck,
+    CurationResult,
+    DropRecord,
+    Sample,
+    apply_self_check,
+    curate,
+    instruction_texts,
+)
 from hfsynth.execution import ClassifyUnit, GenerateUnit, stream_classify, stream_generate
 from hfsynth.parsing import parse_answer
 from hfsynth.prompts import GenerationRequest, classification_prompt, generation_prompt, prompt_fingerprint
-from hfsynth.realdata import examples_by_label, load_labelled_set
+from hfsynth.realdata import examples_by_label, labelled_texts, load_labelled_set
 from hfsynth.recipe import Recipe
 from hfsynth.teachers.base import Prompt, Teacher
 
@@ -157,6 +165,10 @@ def generate_samples(
     config = recipe.generation
     seed_examples = load_seed_examples(recipe) if config.strategy == "few-shot" else {}
     seed_texts = [text for by_label in seed_examples.values() for texts in by_label.values() for text in texts]
+    # Every real test text, not only the evaluated subset: a leak of any of them is a leak.
+    test_texts = labelled_texts(recipe, recipe.evaluation.sets)
+    chatter = ChatterCheck.for_task(recipe.label_names, instruction_texts(recipe),
+                                    recipe.curation.instruction_echo_share)
     targets = {(language, label): config.samples_per_label
                for language in recipe.languages for label in recipe.label_names}
     result = GenerationResult([], [], config.strategy, teacher.model_id, targets=targets)
@@ -183,7 +195,7 @@ def generate_samples(
                     raw_samples.append(Sample(text, request.label, request.language, request.prompt_id))
             result.parsed = len(raw_samples)
 
-            curated = curate(raw_samples, recipe.curation, seed_texts)
+            curated = curate(raw_samples, recipe.curation, seed_texts, test_texts, chatter)
             if recipe.curation.self_check and curated.kept:
                 curated = _self_check(recipe, cached_teacher, curated)
             if progress:

@@ -30,14 +30,24 @@ if TYPE_CHECKING:
 def generate(
     recipe: Recipe, out_dir: Path, progress: GenerationProgress | None = None, engine: Engine | None = None
 ) -> tuple[datasets.DatasetDict, GenerationResult]:
-    """Generate and curate the synthetic dataset into ``out_dir/dataset`` (resuming from the call cache).
+    """Generate and curate the synthetic dataset into ``out_dir/dataset`` (resuming from the call cache), with its
+    quality report.
 
     ``engine``: where the teacher runs (:mod:`hfsynth.execution`; default: in this process)."""
+    from hfsynth.cards import write_dataset_card
+    from hfsynth.quality import teacher_classifier, write_quality
+
     run_folder = RunFolder(out_dir)
+    dataset_dir = run_folder.dataset.root
     checkpoint(run_folder.cache)  # a damaged cache fails now, not after the teacher loaded; a killed run's -wal merged
     with (engine or LOCAL).load_teacher(recipe) as teacher:
         result = generate_samples(recipe, teacher, run_folder.cache, progress)
-    return save_dataset(recipe, result, run_folder.dataset.root), result
+        dataset = save_dataset(recipe, result, dataset_dir)
+        # While the teacher is loaded: it judges label fidelity when the recipe has no real reference data.
+        if write_quality(recipe, dataset_dir, lambda: teacher_classifier(recipe, teacher, run_folder.cache),
+                         teacher.model_id):
+            write_dataset_card(recipe, dataset_dir)  # again, now with the quality section
+    return dataset, result
 
 
 def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = None,

@@ -53,7 +53,8 @@ if TYPE_CHECKING:
     import datasets
     from transformers import TrainerCallback
 
-    from hfsynth.evaluation import TestSet
+    from hfsynth.evaluation.summary import ScoredRun
+    from hfsynth.realdata import TestSet
     from hfsynth.training import StudentRun, TrainedRun
 
 logger = logging.getLogger(__name__)
@@ -231,11 +232,11 @@ def train_task(recipe: Recipe, run: StudentRun, train_data: datasets.Dataset,
 
 
 def evaluate_task(recipe: Recipe, run: StudentRun, test_set: TestSet, probe: SharedFolderProbe,
-                  threads: int | None) -> dict[str, Any]:
-    """One (student run, test set) evaluation on a worker: its results row."""
+                  threads: int | None) -> ScoredRun:
+    """One (student run, test set) evaluation on a worker: its results row and predictions."""
     import torch
 
-    from hfsynth.evaluation import evaluate_student
+    from hfsynth.evaluation.runner import evaluate_student
     from hfsynth.students.base import Student
 
     if threads is not None:
@@ -454,7 +455,7 @@ class RayEngine(Engine):
         return [trained for trained, _, _ in results]
 
     def evaluate_runs(self, recipe: Recipe, runs: Sequence[StudentRun],
-                      test_sets: Sequence[TestSet]) -> list[dict[str, Any]]:
+                      test_sets: Sequence[TestSet]) -> list[ScoredRun]:
         if not runs or not test_sets:
             return []
         spec = recipe.execution.evaluation

@@ -1,15 +1,18 @@
-"""Real, human-labelled data: few-shot seeds for generation and the test sets students and teacher are judged on."""
+"""Real, human-labelled data: few-shot seeds for generation, the test sets students and teacher are judged on, and
+the human-data reference: real training examples, sized like the synthetic data, that students are also trained on."""
 
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 
 from hfsynth.errors import HfsynthError
-from hfsynth.recipe import SeedSet
+from hfsynth.recipe import Recipe, SeedSet
 
 _LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".tsv": "csv"}
 
@@ -77,6 +80,11 @@ def _has_content(path: Path) -> bool:
         return any(chunk.strip() for chunk in iter(lambda: handle.read(65536), b""))
 
 
+def labelled_texts(recipe: Recipe, sets: Sequence[SeedSet]) -> list[str]:
+    """Every text of ``sets`` (in order, duplicates kept)."""
+    return [text for seed_set in sets for text in load_labelled_set(seed_set, recipe.label_names)["text"]]
+
+
 def examples_by_label(dataset: datasets.Dataset) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = defaultdict(list)
     for text, label in zip(dataset["text"], dataset["label"], strict=True):
@@ -97,3 +105,118 @@ def stratified_sample(dataset: datasets.Dataset, max_rows: int | None, seed: int
         share = max(1, round(max_rows * len(indices) / len(dataset)))
         keep.extend(rng.sample(indices, min(share, len(indices))))
     return dataset.select(sorted(keep)[:max_rows] if len(keep) > max_rows else sorted(keep))
+
+
+# --- test sets, and the real texts the teacher is shown -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """The real texts of one language that teacher and students are judged on."""
+
+    __test__ = False  # not a pytest class
+
+    language: str
+    texts: list[str]
+    labels: list[str]
+
+
+def load_test_sets(recipe: Recipe) -> list[TestSet]:
+    """One test set per language (sets of the same language are joined), each stratified to ``max_samples``."""
+    by_language: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
+    for seed_set in recipe.evaluation.sets:
+        rows = load_labelled_set(seed_set, recipe.label_names)
+        rows = stratified_sample(rows, recipe.evaluation.max_samples, recipe.evaluation.seed)
+        texts, labels = by_language[seed_set.language]
+        texts += rows["text"]
+        labels += rows["label"]
+    return [TestSet(language, texts, labels) for language, (texts, labels) in by_language.items()]
+
+
+def teacher_demonstrations(recipe: Recipe, test_set: TestSet) -> list[tuple[str, str]]:
+    """Real (text, label) examples shown to a few-shot teacher: from the recipe's seed sets, never from the test set."""
+    count = recipe.evaluation.teacher_examples_per_label
+    if count == 0:
+        return []
+    seed_sets = [seed_set for seed_set in recipe.generation.seeds if seed_set.language == test_set.language]
+    if not seed_sets:
+        raise HfsynthError(
+            f"evaluation.teacher_examples_per_label is {count}, but generation.seeds has no real examples for "
+            f"language {test_set.language!r} to show the teacher"
+        )
+    test_texts = set(test_set.texts)
+    rng = random.Random(recipe.evaluation.seed)
+    demonstrations = []
+    for seed_set in seed_sets:
+        for label, texts in examples_by_label(load_labelled_set(seed_set, recipe.label_names)).items():
+            candidates = [text for text in texts if text not in test_texts]
+            demonstrations += [(text, label) for text in rng.sample(candidates, min(count, len(candidates)))]
+    rng.shuffle(demonstrations)
+    return demonstrations
+
+
+def texts_shown_to_the_teacher(recipe: Recipe) -> set[str]:
+    """Every real text the teacher may have seen: the seeds any generation call (all top-up rounds included) could
+    show, and the few-shot classification demonstrations. A superset of what a run showed, computed from the recipe
+    alone, so a reference set built from it never depends on how a run went."""
+    from hfsynth.generation import MAX_TOP_UP_ROUNDS, load_seed_examples, plan_requests
+
+    shown: set[str] = set()
+    if recipe.generation.strategy == "few-shot":
+        seed_examples = load_seed_examples(recipe)
+        needed = {(language, label): recipe.generation.samples_per_label
+                  for language in recipe.languages for label in recipe.label_names}
+        for round_index in range(1 + MAX_TOP_UP_ROUNDS):
+            for request in plan_requests(recipe, needed, round_index, seed_examples):
+                shown.update(request.seed_examples)
+    if recipe.evaluation.teacher_examples_per_label:
+        for test_set in load_test_sets(recipe):
+            shown.update(text for text, _ in teacher_demonstrations(recipe, test_set))
+    return shown
+
+
+# --- the human-data reference -------------------------------------------------------------------------------------
+
+
+def reference_pool(recipe: Recipe) -> dict[tuple[str, str], list[str]]:
+    """Real training texts per (language, label) from ``evaluation.reference.sets``, without any text the teacher
+    may have seen and without any test text (compared case-, punctuation- and space-insensitively)."""
+    from hfsynth.curation import normalize
+
+    excluded = {normalize(text) for text in texts_shown_to_the_teacher(recipe)}
+    excluded |= {normalize(text) for text in labelled_texts(recipe, recipe.evaluation.sets)}
+    pool: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for seed_set in recipe.evaluation.reference.sets:
+        rows = load_labelled_set(seed_set, recipe.label_names)
+        for text, label in zip(rows["text"], rows["label"], strict=True):
+            key = normalize(text)
+            if key not in excluded:
+                excluded.add(key)  # a text repeated in the reference sets is used once
+                pool[(seed_set.language, label)].append(text)
+    return dict(pool)
+
+
+def reference_training_set(recipe: Recipe, synthetic_train: datasets.Dataset) -> datasets.Dataset:
+    """Real examples in the synthetic schema, as many per (language, label) as ``synthetic_train`` has (all there
+    are when the pool is smaller): the human-data twin of a student's main training set."""
+    from hfsynth.dataset import features
+
+    label_names = synthetic_train.features["label"].names
+    counts = Counter(zip(synthetic_train["language"], (label_names[index] for index in synthetic_train["label"]),
+                         strict=True))
+    pool = reference_pool(recipe)
+    rng = random.Random(recipe.evaluation.reference.seed)
+    columns: dict[str, list[str]] = defaultdict(list)
+    for (language, label), count in sorted(counts.items()):
+        candidates = pool.get((language, label), [])
+        for text in rng.sample(candidates, min(count, len(candidates))):
+            columns["text"].append(text)
+            columns["label"].append(label)
+            columns["language"].append(language)
+            columns["teacher"].append("human")
+            columns["strategy"].append("human")
+            columns["prompt_id"].append(f"{language}/{label}/human")
+    if not columns:
+        raise HfsynthError("evaluation.reference.sets has no real example for any language and label of the "
+                           "synthetic data (after removing texts shown to the teacher and test texts)")
+    return datasets.Dataset.from_dict(dict(columns), features=features(recipe.label_names))

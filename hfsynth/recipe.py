@@ -153,6 +153,13 @@ class CurationConfig(_Strict):
     min_language_confidence: float = Field(0.5, ge=0.0, le=1.0)
     # Ask the teacher whether each text fits its label; drop those it assigns elsewhere.
     self_check: bool = False
+    # Texts that are the teacher talking about the task ("Here are two sentences...", echoed instructions, a bare
+    # label name); a text whose word 3-grams come from the prompt's instructions this often is an echo.
+    drop_teacher_chatter: bool = True
+    instruction_echo_share: float = Field(0.5, gt=0.0, le=1.0)
+    # Texts sharing a word n-gram this long with any real test text leak the test set (case and punctuation ignored).
+    drop_test_overlap: bool = True
+    test_overlap_ngram: int = Field(8, ge=2)
 
     @model_validator(mode="after")
     def _word_bounds(self) -> CurationConfig:
@@ -188,11 +195,44 @@ class StudentConfig(_Strict):
         return kind
 
 
+class ReferenceConfig(_Strict):
+    """Real, human-labelled training data: students trained on it are the reference synthetic data is measured
+    against (Pecher et al.: synthetic vs human data per language; Li et al.: the synthetic-real gap per task)."""
+
+    # Same schema as the seed and evaluation sets. Texts shown to the teacher and test texts are never used.
+    sets: list[SeedSet] = []
+    # The students also trained on the real data (default: every student).
+    students: list[str] | None = None
+    seed: int = 0
+
+
 class EvaluationConfig(_Strict):
     sets: list[SeedSet] = []
     max_samples: int | None = Field(None, ge=1, description="Per language; a fixed random subset, for quick runs.")
     teacher_examples_per_label: int = Field(0, ge=0, description="0: the teacher classifies zero-shot.")
     seed: int = 0
+    reference: ReferenceConfig = ReferenceConfig()
+    # Bootstrap confidence intervals over the test texts (seeded with ``seed``).
+    bootstrap_resamples: int = Field(1000, ge=100)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+
+
+class QualityConfig(_Strict):
+    """The synthetic-data quality report (``dataset/quality.json``): diversity, coverage of the real data, label
+    fidelity, test-set overlap and teacher chatter."""
+
+    enabled: bool = True
+    # Sentence embeddings for semantic diversity, coverage and fidelity. Default: the first SetFit student's body,
+    # else all-minilm-l6-v2 for English-only recipes and multilingual-e5-small otherwise.
+    embedding_model: str | None = None
+    # Cosine distance within which a real test text counts as covered by a synthetic one. Default: calibrated per
+    # language as the median distance from a test text to its nearest neighbour in an equal-size real sample.
+    coverage_distance: float | None = Field(None, gt=0.0, le=2.0)
+    # Who judges whether a text fits its label: a classifier trained on the reference data, or the teacher
+    # (classification mode). "auto": the reference classifier when there is reference data, else the teacher.
+    label_fidelity: Literal["auto", "reference", "teacher", "off"] = "auto"
+    # Real examples per label and language the reference classifier is trained on.
+    fidelity_examples_per_label: int = Field(32, ge=2)
 
 
 class WorkResources(_Strict):
@@ -250,6 +290,7 @@ class Recipe(_Strict):
     dataset: DatasetConfig
     students: list[StudentConfig] = []
     evaluation: EvaluationConfig = EvaluationConfig()
+    quality: QualityConfig = QualityConfig()
     publish: PublishConfig = PublishConfig()
     execution: ExecutionConfig = ExecutionConfig()
 
@@ -279,7 +320,8 @@ class Recipe(_Strict):
     @model_validator(mode="after")
     def _cross_checks(self) -> Recipe:
         label_names = {label.name for label in self.labels}
-        for field, sets in (("generation.seeds", self.generation.seeds), ("evaluation.sets", self.evaluation.sets)):
+        for field, sets in (("generation.seeds", self.generation.seeds), ("evaluation.sets", self.evaluation.sets),
+                            ("evaluation.reference.sets", self.evaluation.reference.sets)):
             for index, seed_set in enumerate(sets):
                 if seed_set.language not in self.languages:
                     raise ValueError(
@@ -307,6 +349,13 @@ class Recipe(_Strict):
                 f"labels x {self.generation.samples_per_label:,} samples_per_label / "
                 f"{self.generation.samples_per_call} samples_per_call), more than {MAX_PLANNED_CALLS:,}: "
                 "lower samples_per_label or split the recipe")
+        unknown_students = set(self.evaluation.reference.students or []) - set(names)
+        if unknown_students:
+            raise ValueError(f"evaluation.reference.students names no student {sorted(unknown_students)}")
+        if self.evaluation.reference.students and not self.evaluation.reference.sets:
+            raise ValueError("evaluation.reference.students needs evaluation.reference.sets (real training data)")
+        if self.quality.label_fidelity == "reference" and not self.evaluation.reference.sets:
+            raise ValueError("quality.label_fidelity 'reference' needs evaluation.reference.sets")
         return self
 
     def _check_repo_ids(self) -> None:
@@ -337,6 +386,15 @@ class Recipe(_Strict):
     @property
     def label_names(self) -> list[str]:
         return [label.name for label in self.labels]
+
+    @property
+    def reference_students(self) -> list[StudentConfig]:
+        """The students that are also trained on the real reference data (none without reference sets)."""
+        reference = self.evaluation.reference
+        if not reference.sets:
+            return []
+        return [student for student in self.students
+                if reference.students is None or student.name in reference.students]
 
     @property
     def source_text(self) -> str:
@@ -411,7 +469,12 @@ def _resolve_local_paths(recipe: Recipe, base_dir: Path, source: str) -> Recipe:
         return resolved
 
     generation = recipe.generation.model_copy(update={"seeds": resolve(recipe.generation.seeds, "generation.seeds")})
-    evaluation = recipe.evaluation.model_copy(update={"sets": resolve(recipe.evaluation.sets, "evaluation.sets")})
+    reference = recipe.evaluation.reference.model_copy(
+        update={"sets": resolve(recipe.evaluation.reference.sets, "evaluation.reference.sets")}
+    )
+    evaluation = recipe.evaluation.model_copy(
+        update={"sets": resolve(recipe.evaluation.sets, "evaluation.sets"), "reference": reference}
+    )
     return recipe.model_copy(update={"generation": generation, "evaluation": evaluation})
 
 

@@ -7,6 +7,7 @@
       dataset/                          DatasetFolder: the synthetic DatasetDict (save_to_disk) and its side files
       students/<name>/                  StudentFolder: each recipe student trained on all the data (the published one)
       student_runs/<name>/<size>-per-label-seed<k>/   StudentFolder: learning-curve subsets and seed repeats
+      student_runs/<name>/human-<size>-per-label-seed<k>/   StudentFolder: the same, trained on real reference data
       eval/                             EvalFolder: results, report, plots, the teacher's cached answers
       space/                            SpaceFolder: the staged comparison Space of ``hfsynth space serve``
 
@@ -28,6 +29,8 @@ _STUDENTS_DIR = "students"
 _EVAL_DIR = "eval"
 # The run's plot, and its copy in each student folder (the model card shows it).
 _BARS_PLOT = "teacher_vs_students.png"
+# The dataset's quality plot, and its copy in the eval folder (the report and the Space show it).
+_QUALITY_PLOT = "quality_projection.png"
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,19 @@ class DatasetFolder:
         return self.root / "generation.json"
 
     @property
+    def quality(self) -> Path:
+        """The quality report (``hfsynth.run_records.QualityReport``): diversity, coverage, fidelity, leaks."""
+        return self.root / "quality.json"
+
+    @property
+    def quality_plot(self) -> Path:
+        """Synthetic vs real texts per label in two dimensions; shown in the dataset card."""
+        return self.root / _QUALITY_PLOT
+
+    @property
     def side_files(self) -> tuple[Path, ...]:
-        """What is pushed to the Hub beside the dataset and its card."""
-        return (self.recipe, self.dropped, self.stats)
+        """What is pushed to the Hub beside the dataset and its card (the quality files when they exist)."""
+        return (self.recipe, self.dropped, self.stats, self.quality, self.quality_plot)
 
 
 @dataclass(frozen=True)
@@ -142,8 +155,24 @@ class EvalFolder:
         return self.root / "learning_curve.png"
 
     @property
+    def human_plot(self) -> Path:
+        """Students trained on synthetic data against the same students trained on real data, per language."""
+        return self.root / "synthetic_vs_human.png"
+
+    @property
+    def quality_plot(self) -> Path:
+        """A copy of the dataset's quality plot, beside the report that shows it."""
+        return self.root / _QUALITY_PLOT
+
+    @property
     def plots(self) -> tuple[Path, ...]:
-        return (self.bars_plot, self.curve_plot)
+        return (self.bars_plot, self.curve_plot, self.human_plot, self.quality_plot)
+
+    @property
+    def predictions(self) -> Path:
+        """Every model's predictions on every test set, one JSON line per (model run, language): the bootstrap
+        intervals in the results are recomputable from it."""
+        return self.root / "predictions.jsonl"
 
     @property
     def teacher_predictions(self) -> Path:
@@ -217,13 +246,15 @@ class RunFolder:
         """The recipe student ``name`` trained on all the synthetic data with its first seed: the published one."""
         return StudentFolder(self.students / name)
 
-    def student_run(self, name: str, train_size: int | None, repeat: int) -> StudentFolder:
+    def student_run(self, name: str, train_size: int | None, repeat: int, human: bool = False) -> StudentFolder:
         """One training of student ``name``: ``train_size`` examples per label and language (None: all), seed repeat
-        ``repeat``. The main run (all the data, repeat 0) is :meth:`student`."""
-        if train_size is None and repeat == 0:
+        ``repeat``. The main run (all the data, repeat 0) is :meth:`student`. ``human``: the same training on real
+        reference data instead of synthetic data (never published)."""
+        if train_size is None and repeat == 0 and not human:
             return self.student(name)
         size = "all" if train_size is None else str(train_size)
-        return StudentFolder(self.root / "student_runs" / name / f"{size}-per-label-seed{repeat}")
+        prefix = "human-" if human else ""
+        return StudentFolder(self.root / "student_runs" / name / f"{prefix}{size}-per-label-seed{repeat}")
 
     @property
     def eval(self) -> EvalFolder:

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from hfsynth.errors import HfsynthError
 
 RecordT = TypeVar("RecordT", bound="_Record")
+#: A student's training data: the teacher's synthetic data, or real human-labelled reference data.
+DataSource = Literal["synthetic", "human"]
 
 
 class _Record(BaseModel):
@@ -48,14 +50,6 @@ class _Record(BaseModel):
 # --- generation.json ------------------------------------------------------------------------------------------------
 
 
-class DiversityStats(_Record):
-    """Character 3-gram Jaccard measures of one language's synthetic texts (Li et al. 2023)."""
-
-    mean_pairwise_distance: float
-    nearest_real_similarity: float | None
-    real_examples: int
-
-
 class GenerationStats(_Record):
     """What the generation stage did; the dataset card is built from it."""
 
@@ -72,7 +66,6 @@ class GenerationStats(_Record):
     per_language_label: dict[str, dict[str, int]]
     target_per_label: int
     splits: dict[str, int]
-    diversity: dict[str, DiversityStats]
 
 
 # --- hfsynth_student.json -------------------------------------------------------------------------------------------
@@ -89,6 +82,8 @@ class TrainingRecord(_Record):
     seconds: float
     fingerprint: str
     hfsynth_version: str
+    #: What it was trained on: the synthetic data, or the real reference data (the human-data reference run).
+    data: DataSource = "synthetic"
 
 
 class StudentMeta(_Record):
@@ -103,6 +98,117 @@ class StudentMeta(_Record):
     #: The kind's params, as ``hfsynth.students.params`` validated them.
     params: dict[str, Any]
     training: TrainingRecord
+
+
+# --- quality.json ---------------------------------------------------------------------------------------------------
+
+
+class LexicalMeasures(_Record):
+    distinct_1: float | None
+    distinct_2: float | None
+    compression_ratio: float | None  # raw / zlib size: higher is more repetitive
+
+
+class SidedLexical(_Record):
+    synthetic: LexicalMeasures
+    real: LexicalMeasures | None  # the equal-size real sample (None: no real text to compare with)
+
+
+class SidedMeasure(_Record):
+    synthetic: float | None
+    real: float | None
+
+
+class LabelQuality(_Record):
+    """One language and label (or a whole language): synthetic texts against an equal-size real sample."""
+
+    synthetic_texts: int
+    real_texts: int
+    test_texts: int
+    lexical: SidedLexical
+    #: Mean cosine distance between the sentence embeddings of two texts of the same label.
+    pairwise_distance: SidedMeasure
+    #: The share of real test texts whose nearest synthetic (or real-sample) text lies within the coverage distance.
+    coverage: SidedMeasure
+    #: The share of texts whose label the fidelity classifier agrees with.
+    fidelity: float | None
+
+
+class LanguageQuality(LabelQuality):
+    coverage_distance: float | None
+    coverage_calibration: str
+    mean_nearest_synthetic_distance: float | None
+    labels: dict[str, LabelQuality]
+
+
+class FidelityInfo(_Record):
+    method: str  # reference classifier | teacher | off | none
+    classifier: str | None = None
+    agreement: float | None = None
+    judged_texts: int = 0
+    #: The reference classifier's own accuracy on the real test texts: how far its verdicts can be trusted.
+    classifier_test_accuracy: dict[str, float] | None = None
+
+
+class TestOverlapInfo(_Record):
+    __test__ = False  # not a pytest class
+
+    ngram: int
+    dropped: int  # by curation (drop reason test_overlap)
+    kept: int  # still in the data (curation told to keep them, or a dataset made without the filter)
+
+
+class ChatterInfo(_Record):
+    dropped: int  # by curation (drop reason teacher_chatter)
+    kept: int
+
+
+class QualityReport(_Record):
+    """``quality.json``: what the synthetic data is like, next to real data (``hfsynth.quality``)."""
+
+    format: int
+    embedding_model: str
+    distance: str
+    real_sample: str
+    languages: dict[str, LanguageQuality]
+    fidelity: FidelityInfo
+    test_overlap: TestOverlapInfo
+    teacher_chatter: ChatterInfo
+    plot: str | None = None
+    #: What the report was computed from; a re-run recomputes it when this changes.
+    fingerprint: str | None = None
+
+    def table_lines(self) -> list[dict[str, str]]:
+        """One line per language, each measure as ``synthetic / real`` text: what the report, the dataset card and
+        the Space show."""
+        lines = []
+        for language, section in self.languages.items():
+            synthetic, real = section.lexical.synthetic, section.lexical.real
+            lines.append({
+                "language": language,
+                "texts": f"{section.synthetic_texts} / {section.real_texts}",
+                "distinct_1": _pair(synthetic.distinct_1, real.distinct_1 if real else None),
+                "distinct_2": _pair(synthetic.distinct_2, real.distinct_2 if real else None),
+                "compression": _pair(synthetic.compression_ratio, real.compression_ratio if real else None, 2),
+                "pairwise": _pair(section.pairwise_distance.synthetic, section.pairwise_distance.real),
+                "coverage": f"{_percent(section.coverage.synthetic)} / {_percent(section.coverage.real)}",
+                "distance": _number(section.coverage_distance),
+                "calibration": section.coverage_calibration,
+                "fidelity": _percent(section.fidelity),
+            })
+        return lines
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _pair(synthetic: float | None, real: float | None, digits: int = 3) -> str:
+    return f"{_number(synthetic, digits)} / {_number(real, digits)}"
 
 
 # --- results.json ---------------------------------------------------------------------------------------------------
@@ -128,6 +234,7 @@ class ResultRow(_Record):
     kind: str  # the teacher's mode (zero-shot, few-shot), or the student's kind
     demonstrations_per_label: int | None = None  # teacher only
     base_model: str | None = None  # student only
+    data: DataSource | None = None  # student only: what it was trained on
     language: str
     train_size: int | None  # per label and language; None: all the synthetic data (and always for the teacher)
     # Student only: examples per label and language it saw, on average (the learning curve's x).
@@ -137,10 +244,53 @@ class ResultRow(_Record):
     macro_f1: float
     accuracy: float
     unparseable: float | None = None  # teacher only: the share of answers that named no label
+    completion_rate: float | None = None  # teacher only: the share of test texts answered with a valid label
     per_label: dict[str, LabelReport]
     confusion_matrix: ConfusionMatrix
     texts_per_s: float | None
     latency_ms: float | None
+
+
+def interval_text(interval: list[float] | None, signed: bool = False, percent: bool = False) -> str:
+    """``[0.640, 0.780]`` (``[+0.010, +0.090]`` signed, ``[80%, 110%]`` as percentages); empty without one."""
+    if not interval:
+        return ""
+    low, high = interval
+    if percent:
+        return f"[{low:.0%}, {high:.0%}]"
+    return f"[{low:+.3f}, {high:+.3f}]" if signed else f"[{low:.3f}, {high:.3f}]"
+
+
+class Comparison(_Record):
+    """A paired bootstrap of (this model - another) on the same test texts, and what it allows one to say."""
+
+    against: str  # "teacher" or "human data"
+    #: The other model's macro-F1 and its interval.
+    against_macro_f1: float
+    against_macro_f1_ci: list[float] | None = None
+    #: This macro-F1 / the other's, and its interval ("synthetic data reaches 92% of human data"); None when the other
+    #: scored 0 (or did in too many resamples).
+    ratio: float | None = None
+    ratio_ci: list[float] | None = None
+    macro_f1_difference: float
+    macro_f1_difference_ci: list[float]
+    accuracy_difference: float
+    accuracy_difference_ci: list[float]
+    #: From the macro-F1 interval: "better" or "worse" only where it excludes zero.
+    verdict: Literal["better", "worse", "no clear difference"]
+    #: The verdict in words, as cards, report and Space print it ("beats the teacher", "no clear difference").
+    statement: str
+
+    def difference_text(self) -> str:
+        """The macro-F1 difference and its interval: ``+0.052 [+0.010, +0.090]``."""
+        return f"{self.macro_f1_difference:+.3f} {interval_text(self.macro_f1_difference_ci, signed=True)}"
+
+    def ratio_text(self) -> str:
+        """``92% [81%, 104%]``: how much of the other's macro-F1 this one reaches."""
+        if self.ratio is None:
+            return f"n/a ({self.against} scored 0)"
+        interval = interval_text(self.ratio_ci, percent=True)
+        return f"{self.ratio:.0%} {interval}" if interval else f"{self.ratio:.0%}"
 
 
 class SummaryEntry(_Record):
@@ -149,6 +299,7 @@ class SummaryEntry(_Record):
     model: str
     role: Literal["teacher", "student"]
     kind: str
+    data: DataSource | None = None  # students only
     language: str
     train_size: int | None
     n: int
@@ -157,16 +308,55 @@ class SummaryEntry(_Record):
     macro_f1_std: float
     accuracy: float
     accuracy_std: float
+    #: Bootstrap confidence intervals over the test texts (of the mean over the seeds).
+    macro_f1_ci: list[float] | None = None
+    accuracy_ci: list[float] | None = None
     train_examples_per_label: float | None = None  # students only
     unparseable: float | None = None  # teacher only
+    completion_rate: float | None = None  # teacher only
     texts_per_s: float | None = None
     latency_ms: float | None = None
     per_label_f1: dict[str, float]
     confusion_matrix: ConfusionMatrix  # the first repeat's
+    #: Students on all the synthetic data: against the teacher, and against the same student on human data.
+    vs_teacher: Comparison | None = None
+    vs_human: Comparison | None = None
+
+    def score_text(self, metric: str) -> str:
+        """``0.712 [0.640, 0.780]``; with seed repeats ``0.712 ± 0.010 [0.640, 0.780]`` (± the std over seeds)."""
+        text = f"{getattr(self, metric):.3f}"
+        if self.repeats > 1:
+            text += f" ± {getattr(self, f'{metric}_std'):.3f}"
+        interval = interval_text(getattr(self, f"{metric}_ci"))
+        return f"{text} {interval}" if interval else text
 
     @property
     def display_name(self) -> str:
-        return f"{self.model} (teacher)" if self.role == "teacher" else self.model
+        if self.role == "teacher":
+            return f"{self.model} (teacher)"
+        return f"{self.model} (human data)" if self.data == "human" else self.model
+
+
+class SyntheticVsHuman(_Record):
+    """One student and language: trained on synthetic data against trained on as much real data (Pecher et al.)."""
+
+    student: str
+    kind: str
+    language: str
+    synthetic_macro_f1: float
+    synthetic_macro_f1_ci: list[float]
+    human_macro_f1: float
+    human_macro_f1_ci: list[float]
+    synthetic_examples_per_label: float | None
+    human_examples_per_label: float | None
+    #: The paired bootstrap of synthetic - human, with the ratio synthetic / human ("synthetic reaches X% of human").
+    comparison: Comparison
+
+
+class BootstrapSettings(_Record):
+    resamples: int
+    confidence: float
+    seed: int
 
 
 class TeacherInfo(_Record):
@@ -187,19 +377,29 @@ class EvaluationResults(_Record):
     summary: list[SummaryEntry]
     #: Every student training size (all the data included), mean over seeds; sorted by model, language, size.
     learning_curve: list[SummaryEntry]
+    bootstrap: BootstrapSettings | None = None
+    #: Per student and language, when the recipe has real reference training data.
+    synthetic_vs_human: list[SyntheticVsHuman] = []
+    #: The synthetic dataset's quality report (``dataset/quality.json``) at evaluation time.
+    quality: QualityReport | None = None
 
     @property
     def headline(self) -> list[SummaryEntry]:
         """The teacher and each student trained on all the synthetic data: what cards, tables and the Space show."""
-        return self.summary
+        return [entry for entry in self.summary if entry.data != "human"]
+
+    @property
+    def human_reference(self) -> list[SummaryEntry]:
+        """Each reference student trained on real data as large as its synthetic data."""
+        return [entry for entry in self.summary if entry.data == "human"]
 
     def headline_models(self) -> list[tuple[str, str, str]]:
         """(role, model, kind) of each headline model, in results order (the teacher first)."""
-        return list(dict.fromkeys((entry.role, entry.model, entry.kind) for entry in self.summary))
+        return list(dict.fromkeys((entry.role, entry.model, entry.kind) for entry in self.headline))
 
     def headline_entry(self, role: str, model: str, language: str) -> SummaryEntry | None:
-        return next((entry for entry in self.summary
+        return next((entry for entry in self.headline
                      if (entry.role, entry.model, entry.language) == (role, model, language)), None)
 
     def teacher_by_language(self) -> dict[str, SummaryEntry]:
-        return {entry.language: entry for entry in self.summary if entry.role == "teacher"}
+        return {entry.language: entry for entry in self.headline if entry.role == "teacher"}

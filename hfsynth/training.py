@@ -3,7 +3,9 @@
 Every recipe student is trained once on all the synthetic training data (``RunFolder.student``, the one that is
 published) and, for the learning curve and the seed repeats, on per-label subsets and with further seeds
 (``RunFolder.student_run``). One student serves all the recipe's languages; a subset of
-size ``n`` keeps ``n`` examples of each label in each language.
+size ``n`` keeps ``n`` examples of each label in each language. When the recipe names real reference training data,
+the reference students repeat all of it on real data (``RunFolder.student_run(..., human=True)``): the human-data
+reference that the synthetic data is measured against.
 
 Runs are resumable: a finished run (its meta file matches the configuration and the data) is skipped, and an
 interrupted one resumes from the last checkpoint in its checkpoint folder.
@@ -29,7 +31,7 @@ from hfsynth.errors import HfsynthError
 from hfsynth.recipe import Recipe, StudentConfig
 from hfsynth.reproducibility import training_context
 from hfsynth.run_folder import RunFolder, StudentFolder
-from hfsynth.run_records import TrainingRecord
+from hfsynth.run_records import DataSource, TrainingRecord
 from hfsynth.students.base import read_meta
 from hfsynth.students.params import StudentParams
 from hfsynth.students.registry import check_student_params, parse_params, student_kind
@@ -50,11 +52,13 @@ class StudentRun:
     train_size: int | None  # per label and language; None: all the synthetic training data
     repeat: int  # trains with params.seed + repeat
     directory: Path
+    #: "human": the reference run, trained on real data sized like the synthetic data (never published).
+    data: DataSource = "synthetic"
 
     @property
     def is_main(self) -> bool:
-        """The run on all the data with the first seed: the student that is published."""
-        return self.train_size is None and self.repeat == 0
+        """The run on all the synthetic data with the first seed: the student that is published."""
+        return self.train_size is None and self.repeat == 0 and self.data == "synthetic"
 
 
 @dataclass(frozen=True)
@@ -71,14 +75,18 @@ def run_params(run: StudentRun) -> StudentParams:
 
 
 def planned_runs(recipe: Recipe, out_dir: Path) -> list[StudentRun]:
-    """Every training the recipe asks for, in order: each student's main run first, then its sweep."""
+    """Every training the recipe asks for, in order: each student's main run first, then its sweep, then (for the
+    reference students of a recipe with real reference data) the same runs on real data."""
     run_folder = RunFolder(out_dir)
+    reference = {config.name for config in recipe.reference_students}
     runs = []
     for config in recipe.students:
-        for train_size in [None, *sorted(set(config.train_sizes))]:
-            for repeat in range(config.repeats):
-                directory = run_folder.student_run(config.name, train_size, repeat).root
-                runs.append(StudentRun(config, train_size, repeat, directory))
+        sources: list[DataSource] = ["synthetic", "human"] if config.name in reference else ["synthetic"]
+        for data in sources:
+            for train_size in [None, *sorted(set(config.train_sizes))]:
+                for repeat in range(config.repeats):
+                    directory = run_folder.student_run(config.name, train_size, repeat, human=data == "human").root
+                    runs.append(StudentRun(config, train_size, repeat, directory, data))
     return runs
 
 
@@ -118,11 +126,15 @@ def train_students(
     callbacks: Sequence[TrainerCallback] = (),
     engine: Engine | None = None,
 ) -> list[TrainedRun]:
-    """Train every run of every recipe student (or of the students named in ``only``) on ``dataset["train"]``.
+    """Train every run of every recipe student (or of the students named in ``only``) on ``dataset["train"]``, then the
+    reference runs on real data with as many examples per language and label
+    (:func:`hfsynth.realdata.reference_training_set`).
 
     ``callbacks`` go to each run's trainer (progress reporting, early stopping). ``engine``: where the runs train
     (:mod:`hfsynth.execution`; default: one after the other in this process).
     """
+    from hfsynth.realdata import reference_training_set
+
     check_student_params(recipe)
     unknown = set(only) - {config.name for config in recipe.students}
     if unknown:
@@ -131,7 +143,14 @@ def train_students(
     from hfsynth.execution import LOCAL
 
     runs = [run for run in planned_runs(recipe, out_dir) if not only or run.config.name in only]
-    return (engine or LOCAL).train_runs(recipe, runs, dataset["train"], callbacks)
+    # One engine call per training set: the synthetic data, then the human reference data (when the recipe has it).
+    synthetic = [run for run in runs if run.data != "human"]
+    human = [run for run in runs if run.data == "human"]
+    trained = (engine or LOCAL).train_runs(recipe, synthetic, dataset["train"], callbacks) if synthetic else []
+    if human:
+        trained += (engine or LOCAL).train_runs(recipe, human, reference_training_set(recipe, dataset["train"]),
+                                                callbacks)
+    return trained
 
 
 def train_run(
@@ -162,8 +181,8 @@ def train_run(
     marker.write_text(fingerprint)
 
     student = student_kind(config.kind).student_class()(recipe, config.model, params)
-    logger.info("student %s: training on %d examples (%s per label, seed %d)", config.name, len(subset),
-                run.train_size or "all", params.seed)
+    logger.info("student %s: training on %d %s examples (%s per label, seed %d)", config.name, len(subset),
+                run.data, run.train_size or "all", params.seed)
     started = time.monotonic()
     with training_context(params.seed):  # seeded, deterministic, fixed thread count (hfsynth.reproducibility)
         student.train(subset, checkpoint_dir, callbacks)
@@ -177,6 +196,7 @@ def train_run(
         seconds=round(seconds, 2),
         fingerprint=fingerprint,
         hfsynth_version=__version__,
+        data=run.data,
     )
     student.save(run.directory)
     shutil.rmtree(checkpoint_dir)  # only needed to resume; a finished student is never retrained

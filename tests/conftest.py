@@ -40,15 +40,19 @@ for _package, _folder in _MAPPED_PACKAGES.items():
     _import_from_checkout(_package, _folder)
 
 
+@pytest.fixture(scope="session")
+def _logger_levels_at_start() -> dict[str, int]:
+    return {name: logger.level for name, logger in logging.root.manager.loggerDict.items()
+            if isinstance(logger, logging.Logger)} | {"": logging.getLogger().level}
+
+
 @pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
+def _restore_logging(_logger_levels_at_start: dict[str, int]) -> Iterator[None]:
     """CLI commands run in-process (typer's CliRunner) set logger levels for the whole process (hfsynth.logs): put
-    them back after each test, so that a later test's caplog sees what it would see alone."""
-    loggers = [logging.getLogger(), *(logger for logger in logging.root.manager.loggerDict.values()
-                                      if isinstance(logger, logging.Logger))]
-    levels = {logger: logger.level for logger in loggers}
+    them back, after each test, to what they were when the session started. (Not to what they were when the test
+    started: a module-scoped fixture that ran a command has changed them by then.)"""
     yield
-    for logger in logging.root.manager.loggerDict.values():
+    for name, logger in logging.root.manager.loggerDict.items():
         if isinstance(logger, logging.Logger):
-            logger.setLevel(levels.get(logger, logging.NOTSET))
-    logging.getLogger().setLevel(levels[logging.getLogger()])
+            logger.setLevel(_logger_levels_at_start.get(name, logging.NOTSET))
+    logging.getLogger().setLevel(_logger_levels_at_start[""])

@@ -23,7 +23,7 @@ def generation_stats() -> GenerationStats:
         teacher=TEACHER_ID, strategy="zero-shot", calls=6, cached_calls=2, rounds=1, parsed_samples=20,
         kept_samples=18, dropped_samples=2, drop_reasons={"too short": 2},
         per_language_label={"en": {label: 3 for label in LABELS}, "de": {label: 3 for label in LABELS}},
-        target_per_label=3, splits={"train": 16, "validation": 2}, diversity={},
+        target_per_label=3, splits={"train": 16, "validation": 2},
     )
 
 

@@ -21,7 +21,9 @@ def test_recipes_validate_rejects_a_student_param_typo_in_one_line(tmp_path: Pat
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     # The quickstart's data paths are relative to recipes/.
-    for seed_set in [*recipe["generation"].get("seeds", []), *recipe["evaluation"]["sets"]]:
+    evaluation = recipe["evaluation"]
+    for seed_set in [*recipe["generation"].get("seeds", []), *evaluation["sets"],
+                     *evaluation.get("reference", {}).get("sets", [])]:
         if "path" in seed_set:
             seed_set["path"] = str((REPO_ROOT / "recipes" / seed_set["path"]).resolve())
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from hfsynth.curation import (
+    ChatterCheck,
     Sample,
+    TestOverlap,
     apply_self_check,
+    count_test_overlap,
     curate,
     identify_language,
+    instruction_texts,
     jaccard_matrix,
     normalize,
     word_count,
 )
 from hfsynth.recipe import CurationConfig
+from tests.student_helpers import make_recipe
+
+DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def sample(text: str, label: str = "sports", language: str = "en") -> Sample:
@@ -88,3 +98,77 @@ def test_helpers() -> None:
     similarity = jaccard_matrix(["abcdef", "xyz uvw"], ["abcdef"])
     assert similarity[0, 0] == 1.0 and similarity[1, 0] == 0.0
     assert identify_language("Der Hund bellt sehr laut im Garten.")[0] == "de"
+
+
+# --- teacher chatter and test-set overlap --------------------------------------------------------------------------
+
+#: Texts a small teacher really wrote instead of a sample (the first reached the quickstart dataset).
+CHATTER = [
+    "The list of two paragraphs adhering to the task challenges is here.",
+    "Here are two sentences about sports for the news website.",
+    "The first text is a casual greeting, while the second text is an enthusiastic endorsement.",
+    "The mood is positive: happy, praising. Sentences: Santa Maria has a great breakfast.",
+    "sentence from the user's diary Sentence 1: I am happier than ever before.",
+    "I hope this helps with your task of classifying the topic.",
+    "As requested, a short text on politics in English follows now.",
+    "This text continues the pattern as discussed earlier in the answer.",
+]
+TEXTS = [
+    "The following day the national team won the cup in front of its fans.",
+    "The second sentence of the law was struck out by the senate on Monday.",
+    "Okay, I have sent the tickets to your email, enjoy the flight!",
+    "Scientists found a new kind of frog in the rainforest of Borneo.",
+]
+
+
+def chatter_check() -> ChatterCheck:
+    recipe = make_recipe()  # labels science/technology, travel, politics
+    return ChatterCheck.for_task(recipe.label_names, instruction_texts(recipe), echo_share=0.5)
+
+
+def test_teacher_chatter_is_dropped_with_its_own_reason_and_texts_are_kept() -> None:
+    config = CurationConfig(min_words=1, language_id=False)
+    result = curate([sample(text) for text in CHATTER + TEXTS], config, chatter=chatter_check())
+    assert [s.text for s in result.kept] == TEXTS
+    assert set(reasons(result)) == set(CHATTER) and set(reasons(result).values()) == {"teacher_chatter"}
+
+
+def test_a_label_name_alone_and_echoed_instructions_are_chatter() -> None:
+    check = chatter_check()
+    assert check.why("Science/Technology.") == "a label name only"
+    assert check.why("Label: travel") == "a label name only"
+    # Copied from the generation prompt: "Classify the topic of a sentence from a travel guide or the news."
+    echo = check.why("Classify the topic of a sentence from a travel guide or the news")
+    assert echo is not None and echo.startswith("echoes the instructions (100%")
+    assert check.why("Travel guides of the city sold out before the summer.") is None
+    assert CurationConfig().drop_teacher_chatter  # on by default
+    assert curate([sample("travel", label="travel")], CurationConfig(min_words=1, language_id=False,
+                                                                    drop_teacher_chatter=False)).kept
+
+
+def test_no_real_english_text_counts_as_chatter() -> None:
+    check = chatter_check()
+    texts = [json.loads(line)["text"] for path in [*(DATA / "sib200" / "eng_Latn").glob("*.jsonl"),
+                                                   *(DATA / "nusax_senti" / "english").glob("*.jsonl")]
+             for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(texts) > 2000
+    assert [text for text in texts if check.why(text)] == []
+
+
+TEST_TEXT = "The minister said on Tuesday that the new railway line will open in the spring of next year."
+
+
+def test_a_text_sharing_an_eight_word_ngram_with_a_test_text_is_dropped_as_test_overlap() -> None:
+    config = CurationConfig(min_words=1, language_id=False)
+    leaked = "Reports say THE NEW RAILWAY LINE, will open in the spring of 2030."  # 8 words shared, case/punct
+    seven = "Everyone hopes that new railway line will open in the summer."  # 7 words shared only
+    result = curate([sample(leaked), sample(seven), sample(TEST_TEXT.upper())], config, test_texts=[TEST_TEXT])
+    assert [s.text for s in result.kept] == [seven]
+    assert reasons(result) == {leaked: "test_overlap", TEST_TEXT.upper(): "test_overlap"}
+    assert result.dropped[0].detail == "shares 'the new railway line will open in the' with a test text"
+    # Counted, not dropped, when the recipe keeps them; a shorter n-gram catches the 7-word overlap too.
+    keep = CurationConfig(min_words=1, language_id=False, drop_test_overlap=False)
+    assert len(curate([sample(leaked)], keep, test_texts=[TEST_TEXT]).kept) == 1
+    assert count_test_overlap([leaked, seven, "Nothing in common here at all."], [TEST_TEXT], 8) == 1
+    assert count_test_overlap([leaked, seven], [TEST_TEXT], 7) == 2
+    assert TestOverlap([TEST_TEXT], 8).shared("A short text.") is None

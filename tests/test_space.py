@@ -206,8 +206,10 @@ def test_evaluation_tab(space_run: SpaceRun, served_space: str, tmp_path: Path) 
         (teacher["model"], "teacher", "en"), (TRAINED_STUDENT, "student", "en")]
     for row, expected in zip(rows, (teacher, student)):
         assert row["macro_f1"] == pytest.approx(expected["macro_f1"], abs=1e-4) and row["n"] == expected["n"]
-    verdict = "beats" if student["macro_f1"] > teacher["macro_f1"] else "does not beat"
-    assert f"`{TRAINED_STUDENT}` (macro-F1 {student['macro_f1']:.3f}), {verdict} the teacher" in summary
+    # The verdict of the paired bootstrap, as results.json has it, with the interval of each score.
+    assert f"`{TRAINED_STUDENT}` (macro-F1 {student['macro_f1']:.3f} [" in summary
+    assert f"**{student['vs_teacher']['statement']}**" in summary and rows[0]["completion_rate"] == 1.0
+    assert rows[1]["vs_teacher"] == student["vs_teacher"]["statement"] and rows[1]["macro_f1_ci"].startswith("[")
     assert len(plots) == 2 and all(Image.open(plot).size[0] > 100 for plot in plots)
 
     # A run that was not evaluated yet: the tab says so instead of failing.

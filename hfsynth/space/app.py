@@ -25,7 +25,7 @@ from hfsynth.languages import language_name
 from hfsynth.prompts import classification_prompt
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import SpaceFolder
-from hfsynth.run_records import EvaluationResults, SummaryEntry
+from hfsynth.run_records import EvaluationResults, SummaryEntry, interval_text
 from hfsynth.space.manifest import TEACHER_NAME, SpaceManifest, load_manifest
 
 #: Longer texts are cut (with a notice): the teacher's prompt grows with the text, and so does its latency.
@@ -36,9 +36,11 @@ MAX_ERROR_CHARS = 300
 #: Batch result files kept in the app's own temporary folder (Gradio serves its own copies).
 KEPT_DOWNLOADS = 4
 SUMMARY_COLUMNS = ["model", "role", "kind", "label", "confidence", "latency_ms", "agrees_with_teacher", "error"]
-# The scalar fields of results.json's "summary" (hfsynth.evaluation); per-label scores and matrices stay in report.md.
-RESULT_COLUMNS = ["model", "role", "kind", "language", "macro_f1", "macro_f1_std", "accuracy", "accuracy_std", "n",
-                  "repeats", "texts_per_s", "latency_ms"]
+# The scalar fields of results.json's "summary" (hfsynth.evaluation), intervals and verdicts as text; per-label scores
+# and matrices stay in report.md.
+RESULT_COLUMNS = ["model", "role", "kind", "data", "language", "macro_f1", "macro_f1_ci", "macro_f1_std", "accuracy",
+                  "accuracy_ci", "accuracy_std", "n", "repeats", "completion_rate", "vs_teacher", "vs_human",
+                  "texts_per_s", "latency_ms"]
 # Label backgrounds: a student that agrees with the teacher, one that does not.
 AGREE_COLOR = "#bbf7d0"
 DISAGREE_COLOR = "#fecaca"
@@ -311,29 +313,54 @@ class CompareApp:
         return frame, handle.name, "\n\n".join(notices)
 
     def results(self) -> list[Any]:
-        """Outputs: the evaluation table, a one-line summary per language, then each plot."""
+        """Outputs: the evaluation table, a summary of the verdicts and the data's quality, then each plot."""
         plots = [Image.open(self.root / path) for path in self.manifest.plots]
         path = self.root / self.manifest.results if self.manifest.results else None
         if path is None or not path.is_file():
             return [pd.DataFrame(columns=RESULT_COLUMNS), "This run has no evaluation results yet.", *plots]
-        rows = EvaluationResults.load(path).headline
-        frame = pd.DataFrame([{column: getattr(row, column) for column in RESULT_COLUMNS} for row in rows]).round(4)
-        return [frame, self._results_summary(rows), *plots]
+        results = EvaluationResults.load(path)
+        frame = pd.DataFrame([_result_row(entry) for entry in results.summary], columns=RESULT_COLUMNS).round(4)
+        return [frame, _results_summary(results), *plots]
 
-    @staticmethod
-    def _results_summary(rows: list[SummaryEntry]) -> str:
-        lines = []
-        for language in dict.fromkeys(row.language for row in rows):
-            here = [row for row in rows if row.language == language]
-            teacher = next((row for row in here if row.role == "teacher"), None)
-            students = [row for row in here if row.role == "student"]
-            if teacher is None or not students:
-                continue
-            best = max(students, key=lambda row: row.macro_f1)
-            verdict = "beats" if best.macro_f1 > teacher.macro_f1 else "does not beat"
-            lines.append(f"- **{language}**: the best student, `{best.model}` (macro-F1 {best.macro_f1:.3f}), "
-                         f"{verdict} the teacher (macro-F1 {teacher.macro_f1:.3f}).")
-        return "\n".join(lines)
+
+def _result_row(entry: SummaryEntry) -> dict[str, Any]:
+    row = {column: getattr(entry, column, None) for column in RESULT_COLUMNS}
+    row |= {"macro_f1_ci": interval_text(entry.macro_f1_ci), "accuracy_ci": interval_text(entry.accuracy_ci),
+            "vs_teacher": entry.vs_teacher.statement if entry.vs_teacher else None,
+            "vs_human": entry.vs_human.statement if entry.vs_human else None}
+    return row
+
+
+def _results_summary(results: EvaluationResults) -> str:
+    """Per language, each student against the teacher (and against human data) as the paired bootstrap has it, then
+    the synthetic data's quality."""
+    lines = []
+    teachers = results.teacher_by_language()
+    human = {(row.student, row.language): row for row in results.synthetic_vs_human}
+    for entry in results.headline:
+        teacher = teachers.get(entry.language)
+        if entry.role != "student" or entry.vs_teacher is None or teacher is None:
+            continue
+        line = (f"- **{entry.language}**: `{entry.model}` (macro-F1 {entry.score_text('macro_f1')}) "
+                f"**{entry.vs_teacher.statement}** (macro-F1 {teacher.score_text('macro_f1')}, completion rate "
+                f"{teacher.completion_rate or 0:.0%}; difference {entry.vs_teacher.difference_text()}).")
+        pair = human.get((entry.model, entry.language))
+        if pair is not None:
+            line += (f" Trained on as much human data: {pair.human_macro_f1:.3f}; synthetic data reaches "
+                     f"{pair.comparison.ratio_text()} of it ({pair.comparison.statement}).")
+        lines.append(line)
+    quality = results.quality
+    if quality is not None:
+        lines.append("")
+        lines.append(f"**Synthetic data quality** (synthetic / real; {quality.embedding_model} embeddings):")
+        for line in quality.table_lines():
+            lines.append(f"- **{line['language']}**: distinct-2 {line['distinct_2']}, pairwise distance "
+                         f"{line['pairwise']}, coverage of the test set {line['coverage']} (within {line['distance']}), "
+                         f"label fidelity {line['fidelity']}.")
+        overlap, chatter = quality.test_overlap, quality.teacher_chatter
+        lines.append(f"- Test-set overlap: {overlap.dropped} dropped, {overlap.kept} left; "
+                     f"teacher chatter: {chatter.dropped} dropped, {chatter.kept} left.")
+    return "\n".join(lines)
 
 
 def build_demo(manifest_path: Path | str) -> gr.Blocks:
@@ -396,7 +423,9 @@ def build_demo(manifest_path: Path | str) -> gr.Blocks:
                                concurrency_id="models")
 
         with gr.Tab("Evaluation", id="evaluation"):
-            gr.Markdown("Macro-F1 and accuracy on the real test sets (`eval/results.json` of the run).")
+            gr.Markdown("Macro-F1 and accuracy on the real test sets (`eval/results.json` of the run), with their "
+                        "bootstrap confidence intervals; a student *beats the teacher* only where the interval of the "
+                        "difference excludes zero. Then the synthetic data's quality report.")
             results_summary = gr.Markdown()
             results_table = gr.Dataframe(label="Teacher and students", interactive=False, elem_id="results-table")
             plot_images = [gr.Image(label=Path(path).stem.replace("_", " "), type="pil", interactive=False,
