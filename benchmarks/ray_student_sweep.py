@@ -46,7 +46,8 @@ def sweep_recipe(folder: Path) -> Path:
     data["name"] = "ray-sweep"
     data["generation"]["seeds"][0]["path"] = str(SIB200_TRAIN)
     data["evaluation"]["sets"][0]["path"] = str(ROOT / "data/sib200/eng_Latn/test.jsonl")
-    data["students"][0].update(train_sizes=[4, 8], repeats=2)
+    data["students"] = [data["students"][0] | {"train_sizes": [4, 8], "repeats": 2}]  # the SetFit student alone
+    data["evaluation"].pop("reference", None)
     data["execution"] = {"students": {"num_cpus": 1, "threads": 1}}
     path = folder / "sweep.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -18,8 +18,10 @@ How it is computed:
 1. The shared prefix. Classification prompts differ only in their last part, the text: task, label list,
    descriptions and demonstrations come first and are the same for every text. Their longest common token prefix is
    run through the model once and its KV cache kept (:class:`PrefixCache`); a teacher keeps it across calls, so a
-   whole evaluation reads its instructions once. A later call whose prompts share only part of it cuts the cache
-   back (``DynamicCache.crop``) and extends it, rather than starting over.
+   whole evaluation reads its instructions once. A call whose prompts share another prefix reads that one from
+   scratch: cutting a kept cache back and extending it would give slightly different numbers (other matrix shapes),
+   and a batch's scores must depend on the batch alone, never on the calls before it (the Ray engine spreads
+   batches over replicas; a re-run may find some answers cached).
 2. One packed pass per batch. Each prompt's own tokens (its suffix), each followed by every label but the label's
    last token, are laid out in a single row on top of the prefix cache, with a 4D attention mask and position ids
    that make every segment see exactly what it would see alone (see :func:`_score_packed`). The logits at the end of
@@ -192,19 +194,14 @@ class PrefixCache:
     tokens_read: int = 0
 
     def read(self, model: PreTrainedModel, ids: list[int]) -> DynamicCache:
-        """The cache of exactly ``ids`` (batch of one): the kept one, cut back to what it shares with ``ids`` and
-        extended by the rest."""
-        kept = _common_prefix_length([self.ids, ids]) if self.cache is not None else 0
-        if kept == 0:
+        """The cache of exactly ``ids`` (batch of one): the kept one when it holds these ids, else read anew."""
+        if self.cache is None or self.ids != ids:
             self.cache = DynamicCache(config=model.config)
-        elif kept < len(self.ids):
-            self.cache.crop(kept - len(self.ids))  # a negative count: tokens to remove from the end
-        if kept < len(ids):
-            new = torch.tensor([ids[kept:]], device=model.device)
             # Positions follow from the cache's length; only the cache is wanted from this pass.
-            model(input_ids=new, use_cache=True, logits_to_keep=1, **{_cache_argument(model): self.cache})
-            self.tokens_read += len(ids) - kept
-        self.ids = list(ids)
+            model(input_ids=torch.tensor([ids], device=model.device), use_cache=True, logits_to_keep=1,
+                  **{_cache_argument(model): self.cache})
+            self.tokens_read += len(ids)
+            self.ids = list(ids)
         return self.cache
 
 

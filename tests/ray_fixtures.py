@@ -66,6 +66,10 @@ def ray_cluster() -> Iterator[RayCluster]:
 # --- a teacher that records every answer it delivers and can be killed mid-unit -----------------------------------
 
 
+#: The "seed" a classification call is logged with (generation batches have seeds >= 0).
+CLASSIFICATION = -1
+
+
 class PaidCallLog:
     """One JSON line per answer a teacher delivered (its prompt and the batch seed), from any process."""
 
@@ -156,7 +160,9 @@ class RecordingTeacher(Teacher):
         return answers
 
     def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
-        return self.inner.classify(prompts, labels)
+        scores = self.inner.classify(prompts, labels)
+        self.log.add(prompts, CLASSIFICATION)  # paid too (the quality report's label fidelity)
+        return scores
 
     def close(self) -> None:
         self.inner.close()
