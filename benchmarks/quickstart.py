@@ -48,8 +48,10 @@ print(json.dumps({"seconds": seconds, "peak_kib": peak_kib, "returncode": done.r
 
 
 def make(clone: Path, target: str) -> dict[str, Any]:
+    # A newcomer's environment: nothing of this checkout on the import path.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     measured = subprocess.run([sys.executable, "-c", _MEASURE, str(clone), target], capture_output=True, text=True,
-                              check=True)
+                              check=True, env=env)
     result = json.loads(measured.stdout)
     if result["returncode"] != 0:
         raise SystemExit(f"make {target} failed in {clone}:\n{result['stdout'][-3000:]}\n{result['stderr'][-3000:]}")
