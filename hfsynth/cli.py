@@ -20,6 +20,7 @@ from typer.core import TyperCommand
 from hfsynth.checks import check_out_dir
 from hfsynth.errors import HfsynthError
 from hfsynth.run_folder import RunFolder
+from hfsynth.stage_stats import summary as stage_summary
 
 if TYPE_CHECKING:
     from hfsynth.run_records import EvaluationResults
@@ -342,6 +343,9 @@ def _run_one(recipe: str, out: Path) -> None:
         train(recipe, out)
     if loaded.evaluation.sets:
         evaluate(recipe, out)
+    stages = stage_summary(out)
+    if stages:
+        console.print(stages, highlight=False)
 
 
 def _run_together(recipes: Sequence[Any], out: Path, engine: Any) -> None:

@@ -16,7 +16,6 @@ from typing import Any
 
 import datasets
 
-from hfsynth.cards import write_dataset_card
 from hfsynth.errors import HfsynthError
 from hfsynth.generation import GenerationResult, per_cell_counts
 from hfsynth.recipe import Recipe
@@ -112,7 +111,8 @@ def check_every_cell(recipe: Recipe, result: GenerationResult) -> None:
 
 
 def save_dataset(recipe: Recipe, result: GenerationResult, out_dir: Path) -> datasets.DatasetDict:
-    """Write the dataset, its card, the recipe, the drop record and the statistics into ``out_dir``.
+    """Write the dataset, the recipe, the drop record and the statistics into ``out_dir`` (the card is written by
+    :func:`hfsynth.cards.write_dataset_card` once the quality report is there too).
 
     Fails (:func:`check_every_cell`) when a label is left without samples in a language.
     """
@@ -126,7 +126,6 @@ def save_dataset(recipe: Recipe, result: GenerationResult, out_dir: Path) -> dat
         for record in result.dropped:
             handle.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
     generation_stats(recipe, result, dataset).save(folder.stats)
-    write_dataset_card(recipe, out_dir)
     return dataset
 
 

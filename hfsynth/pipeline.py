@@ -1,6 +1,7 @@
 """The stages a recipe runs through, as functions researchers can import; the CLI is a thin shell around them.
 
-The run folder ``DIR`` and every name in it: :mod:`hfsynth.run_folder`.
+The run folder ``DIR`` and every name in it: :mod:`hfsynth.run_folder`. Each stage's wall time and peak memory go
+to ``DIR/run_stats.json`` (:mod:`hfsynth.stage_stats`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hfsynth.hub.repo_ids import dataset_repo_id, student_repo_id
 from hfsynth.recipe import Recipe, StudentConfig
 from hfsynth.run_folder import CHECKPOINTS_DIR, RunFolder
 from hfsynth.run_records import EvaluationResults
+from hfsynth.stage_stats import measured_stage
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
@@ -39,14 +41,15 @@ def generate(
 
     run_folder = RunFolder(out_dir)
     dataset_dir = run_folder.dataset.root
+    engine = engine or LOCAL
     checkpoint(run_folder.cache)  # a damaged cache fails now, not after the teacher loaded; a killed run's -wal merged
-    with (engine or LOCAL).load_teacher(recipe) as teacher:
+    with measured_stage(out_dir, "generate", engine.name), engine.load_teacher(recipe) as teacher:
         result = generate_samples(recipe, teacher, run_folder.cache, progress)
         dataset = save_dataset(recipe, result, dataset_dir)
         # While the teacher is loaded: it judges label fidelity when the recipe has no real reference data.
-        if write_quality(recipe, dataset_dir, lambda: teacher_classifier(recipe, teacher, run_folder.cache),
-                         teacher.model_id):
-            write_dataset_card(recipe, dataset_dir)  # again, now with the quality section
+        write_quality(recipe, dataset_dir, lambda: teacher_classifier(recipe, teacher, run_folder.cache),
+                      teacher.model_id)
+    write_dataset_card(recipe, dataset_dir)
     return dataset, result
 
 
@@ -65,15 +68,17 @@ def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = Non
     if dataset_source is None and not dataset_dir.is_dir():
         raise HfsynthError(f"{dataset_dir}: no synthetic dataset yet: run `hfsynth generate` first, "
                            "or pass --dataset with a folder or a Hub dataset id")
-    return train_students(recipe, load_synthetic_dataset(source), out_dir, callbacks=callbacks, engine=engine)
+    with measured_stage(out_dir, "train", (engine or LOCAL).name):
+        return train_students(recipe, load_synthetic_dataset(source), out_dir, callbacks=callbacks, engine=engine)
 
 
 def evaluate(recipe: Recipe, out_dir: Path, engine: Engine | None = None) -> EvaluationResults:
     """Teacher and students on the real test sets; results, report and plots into ``out_dir/eval``, then cards."""
     from hfsynth.evaluation import run_evaluation
 
-    results = run_evaluation(recipe, out_dir, engine=engine)
-    write_cards(recipe, out_dir, results)
+    with measured_stage(out_dir, "evaluate", (engine or LOCAL).name):
+        results = run_evaluation(recipe, out_dir, engine=engine)
+        write_cards(recipe, out_dir, results)
     return results
 
 

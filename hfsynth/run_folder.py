@@ -264,3 +264,8 @@ class RunFolder:
     def space(self) -> SpaceFolder:
         """Where ``hfsynth space serve`` stages the Space."""
         return SpaceFolder(self.root / "space")
+
+    @property
+    def stats(self) -> Path:
+        """Wall time and peak memory of each stage (``hfsynth.run_records.RunStats``)."""
+        return self.root / "run_stats.json"

@@ -403,3 +403,25 @@ class EvaluationResults(_Record):
 
     def teacher_by_language(self) -> dict[str, SummaryEntry]:
         return {entry.language: entry for entry in self.headline if entry.role == "teacher"}
+
+
+# --- run_stats.json -------------------------------------------------------------------------------------------------
+
+
+class StageStats(_Record):
+    """One stage's last run in this folder (:mod:`hfsynth.stage_stats`)."""
+
+    seconds: float
+    #: The largest resident set of this process during the stage (with the Ray engine: the driver's alone).
+    peak_rss_mib: float
+    #: "stage": the peak was reset when the stage began; "process": the kernel offers no reset, so this is the
+    #: process's peak since it started (an upper bound for the stage).
+    peak_scope: Literal["stage", "process"]
+    engine: str
+
+
+class RunStats(_Record):
+    """What each stage cost: wall time and peak memory, per stage name (generate, train, evaluate)."""
+
+    stages: dict[str, StageStats] = {}
+

@@ -13,6 +13,7 @@ import datasets
 import pytest
 
 from hfsynth.cache import CallCache
+from hfsynth.cards import write_dataset_card
 from hfsynth.dataset import save_dataset
 from hfsynth.generation import generate_samples, plan_requests
 from hfsynth.recipe import parse_recipe
@@ -92,6 +93,7 @@ def test_saved_dataset_schema_and_card(tmp_path: Path) -> None:
     r = recipe(validation_fraction=0.2)
     result = generate_samples(r, ScriptedTeacher(), tmp_path / "cache.sqlite")
     save_dataset(r, result, tmp_path / "dataset")
+    write_dataset_card(r, tmp_path / "dataset")
     loaded = datasets.load_from_disk(str(tmp_path / "dataset"))
     assert set(loaded) == {"train", "validation"}
     assert loaded["train"].features["label"].names == ["sports", "health", "travel"]
