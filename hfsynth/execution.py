@@ -136,12 +136,14 @@ class LocalEngine(Engine):
                    callbacks: Sequence[TrainerCallback] = ()) -> list[TrainedRun]:
         from hfsynth.training import train_run
 
-        return [train_run(recipe, run, train_data, callbacks) for run in runs]
+        trained = []
+        for run in runs:
+            trained.append(train_run(recipe, run, train_data, callbacks))
+            release_memory()  # the next run starts from the memory this one took, not from its peak
+        return trained
 
     def evaluate_runs(self, recipe: Recipe, runs: Sequence[StudentRun],
                       test_sets: Sequence[TestSet]) -> list[ScoredRun]:
-        import gc
-
         from tqdm.auto import tqdm
 
         from hfsynth.evaluation.runner import evaluate_student
@@ -152,8 +154,24 @@ class LocalEngine(Engine):
             student = Student.load(run.directory)
             rows += [evaluate_student(recipe, run, student, test_set) for test_set in test_sets]
             del student
-            gc.collect()  # one model in memory at a time
+            release_memory()  # one model in memory at a time
         return rows
+
+
+def release_memory() -> None:
+    """Free what the last unit left behind and hand it back to the system: glibc keeps freed heap memory for reuse,
+    so without ``malloc_trim`` a training's peak would stay resident through the rest of the run."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    library = ctypes.util.find_library("c")
+    if library is not None:
+        try:
+            ctypes.CDLL(library).malloc_trim(0)
+        except (AttributeError, OSError):  # not glibc (macOS, musl): nothing to trim
+            pass
 
 
 #: The engine stages use when they are given none.

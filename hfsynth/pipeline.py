@@ -16,7 +16,7 @@ import datasets
 from hfsynth.cache import checkpoint
 from hfsynth.dataset import load_synthetic_dataset, save_dataset
 from hfsynth.errors import HfsynthError
-from hfsynth.execution import LOCAL, Engine
+from hfsynth.execution import LOCAL, Engine, release_memory
 from hfsynth.generation import GenerationProgress, GenerationResult, generate_samples
 from hfsynth.hub.publish import push_dataset, push_folder
 from hfsynth.hub.repo_ids import dataset_repo_id, student_repo_id
@@ -49,6 +49,7 @@ def generate(
         # While the teacher is loaded: it judges label fidelity when the recipe has no real reference data.
         write_quality(recipe, dataset_dir, lambda: teacher_classifier(recipe, teacher, run_folder.cache),
                       teacher.model_id)
+    release_memory()  # the teacher's weights, before students train
     write_dataset_card(recipe, dataset_dir)
     return dataset, result
 
