@@ -243,11 +243,11 @@ def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None, ray:
         callbacks = [training_steps_callback(progress)] if engine.name == "local" else []
         runs = pipeline.train(loaded, out, dataset, callbacks=callbacks, engine=engine)
     table = Table(title=f"{loaded.name}: students")
-    for column in ("student", "kind", "train size", "seed", "status", "seconds"):
+    for column in ("student", "kind", "data", "train size", "seed", "status", "seconds"):
         table.add_column(column)
     for trained in runs:
         run = trained.run
-        table.add_row(run.config.name, run.config.kind, str(run.train_size or "all"), str(run.repeat),
+        table.add_row(run.config.name, run.config.kind, run.data, str(run.train_size or "all"), str(run.repeat),
                       "already trained" if trained.skipped else "trained", f"{trained.seconds:.0f}")
     console.print(table)
 

@@ -111,9 +111,11 @@ class CachedTeacher:
 
     def generate(self, prompts: Sequence[Prompt], call_ids: Sequence[str],
                  progress: GenerationProgress | None = None,
-                 count_samples: Callable[[str], int] = lambda answer: 0) -> tuple[list[str], int]:
-        """Answers for ``prompts`` in order, and how many came from the cache."""
+                 count_samples: Callable[[int, str], int] = lambda position, answer: 0) -> tuple[list[str], int]:
+        """Answers for ``prompts`` in order, and how many came from the cache. ``count_samples(position, answer)``:
+        the samples an answer gives, for the progress display."""
         keys = [self.generation_key(prompt, call_id) for prompt, call_id in zip(prompts, call_ids, strict=True)]
+        position = {key: index for index, key in enumerate(keys)}
         answers = self.cache.get_many(keys)
         cached = sum(key in answers for key in keys)
         if progress:
@@ -132,14 +134,14 @@ class CachedTeacher:
                 units.append(GenerateUnit(tuple(prompts[i] for i in todo), self.recipe.teacher.sampling, batch_seed))
                 unit_keys.append(([keys[i] for i in todo], batch_keys))
             elif progress:
-                progress.on_batch_done(len(batch_keys), sum(count_samples(answers[k]) for k in batch_keys))
+                progress.on_batch_done(len(batch_keys), sum(count_samples(position[k], answers[k]) for k in batch_keys))
         for index, outputs in stream_generate(self.teacher, units):
             todo_keys, batch_keys = unit_keys[index]
             fresh = dict(zip(todo_keys, outputs, strict=True))
             self.cache.put_many(fresh)
             answers.update(fresh)
             if progress:
-                progress.on_batch_done(len(batch_keys), sum(count_samples(answers[k]) for k in batch_keys))
+                progress.on_batch_done(len(batch_keys), sum(count_samples(position[k], answers[k]) for k in batch_keys))
         return [answers[key] for key in keys], cached
 
     def classify(self, prompts: Sequence[Prompt]) -> list[str | None]:
@@ -184,8 +186,10 @@ def generate_samples(
             if not requests:
                 break
             prompts = [generation_prompt(recipe, request) for request in requests]
-            answers, cached = cached_teacher.generate(prompts, [request.prompt_id for request in requests], progress,
-                                                      count_samples=lambda answer: len(parse_answer(answer, chat)))
+            # What the result will count: at most the texts each request asked for.
+            answers, cached = cached_teacher.generate(
+                prompts, [request.prompt_id for request in requests], progress,
+                count_samples=lambda i, answer: min(len(parse_answer(answer, chat)), requests[i].count))
             result.calls += len(prompts)
             result.cached_calls += cached
             result.rounds = round_index + 1
