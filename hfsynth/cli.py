@@ -244,7 +244,7 @@ def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None, ray:
         runs = pipeline.train(loaded, out, dataset, callbacks=callbacks, engine=engine)
     table = Table(title=f"{loaded.name}: students")
     for column in ("student", "kind", "data", "train size", "seed", "status", "seconds"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "status")  # "already trained" stays one phrase on narrow terminals
     for trained in runs:
         run = trained.run
         table.add_row(run.config.name, run.config.kind, run.data, str(run.train_size or "all"), str(run.repeat),

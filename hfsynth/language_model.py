@@ -197,9 +197,10 @@ class PrefixCache:
         """The cache of exactly ``ids`` (batch of one): the kept one when it holds these ids, else read anew."""
         if self.cache is None or self.ids != ids:
             self.cache = DynamicCache(config=model.config)
-            # Positions follow from the cache's length; only the cache is wanted from this pass.
-            model(input_ids=torch.tensor([ids], device=model.device), use_cache=True, logits_to_keep=1,
-                  **{_cache_argument(model): self.cache})
+            if ids:  # prompts that share no token: an empty cache
+                # Positions follow from the cache's length; only the cache is wanted from this pass.
+                model(input_ids=torch.tensor([ids], device=model.device), use_cache=True, logits_to_keep=1,
+                      **{_cache_argument(model): self.cache})
             self.tokens_read += len(ids)
             self.ids = list(ids)
         return self.cache

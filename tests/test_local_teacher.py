@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from hfsynth.errors import TeacherError
+from hfsynth.language_model import PrefixCache
 from hfsynth.parsing import COMPLETION_STOPS
 from hfsynth.recipe import SamplingParams, TeacherConfig
 from hfsynth.teachers.base import LabelScores, Prompt
@@ -145,12 +146,13 @@ def test_classification_picks_the_obvious_label(teacher_name: str, request: pyte
 
 
 def test_classification_reads_the_shared_prefix_once_and_scores_as_whole_prompts(smollm2: LocalTeacher) -> None:
-    prompts = [classification_prompt(text) for text, _ in CLEAR_CASES]
-    smollm2.prefix.tokens_read = 0
+    # Pairs whose texts start differently ("The parliament...", "Shares..."): both share exactly the instructions.
+    prompts = [classification_prompt(CLEAR_CASES[index][0]) for index in (0, 2, 1, 3)]
+    smollm2.prefix = PrefixCache()  # nothing kept from the module's other tests
     # In two calls, as the evaluation sends them: the second reuses the instructions and demonstrations the first read.
     results = smollm2.classify(prompts[:2], LABELS) + smollm2.classify(prompts[2:], LABELS)
     prompt_lengths = [len(ids) for ids in smollm2.lm.encode(prompts)]
-    assert 0 < smollm2.prefix.tokens_read < prompt_lengths[0]
+    assert 0 < smollm2.prefix.tokens_read == len(smollm2.prefix.ids) < prompt_lengths[0]
     whole = smollm2.lm.label_log_likelihoods(prompts, LABELS, batch_size=3, prefix=None)
     for result, scores in zip(results, whole, strict=True):
         expected = LabelScores.from_logprobs(dict(zip(LABELS, scores)))
