@@ -71,7 +71,7 @@ def headline(results: EvaluationResults) -> dict[str, Any]:
     verdicts."""
     teacher = results.teacher_by_language()
     return {
-        f"{entry.role}:{entry.model}": {
+        f"{entry.role}:{entry.model}:{entry.language}": {
             "macro_f1": entry.macro_f1, "std_over_seeds": entry.macro_f1_std, "seeds": entry.repeats,
             "interval": entry.macro_f1_ci, "vs_teacher": entry.vs_teacher.statement if entry.vs_teacher else None,
             "human_data_macro_f1": entry.vs_human.against_macro_f1 if entry.vs_human else None,
@@ -144,7 +144,7 @@ def markdown(summary: dict[str, Any], first: dict[str, Any], count: int) -> str:
     for model, row in first["headline"].items():
         interval = row["interval"]
         cells = [
-            model.replace(":", " "),
+            " ".join(model.split(":")),
             f"{row['macro_f1']:.3f}",
             f"{row['std_over_seeds']:.3f} ({row['seeds']} seeds)" if row["seeds"] > 1 else "- (1 seed)",
             f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "-",

@@ -388,6 +388,9 @@ def _run_together(recipes: Sequence[Any], out: Path, engine: Any) -> None:
             if results is not None:
                 console.print(_results_table(results))
             console.print(f"{recipe.name}: done in {folder}", highlight=False)
+            stages = stage_summary(folder)
+            if stages:
+                console.print(f"{recipe.name}: {stages} (the driver's memory, shared by the recipes)", highlight=False)
     except BaseException:
         engine.close()  # the other recipes' Ray calls then fail at once, and their threads end
         raise

@@ -21,7 +21,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hfsynth.errors import HfsynthError
 from hfsynth.recipe import ExecutionConfig, Recipe, SamplingParams

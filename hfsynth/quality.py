@@ -419,7 +419,8 @@ def quality_fingerprint(recipe: Recipe, synthetic: SyntheticTexts, method: str) 
     return call_key(format=FORMAT, rows=list(zip(synthetic.texts, synthetic.labels, synthetic.languages, strict=True)),
                     quality=recipe.quality.model_dump(mode="json"), curation=recipe.curation.model_dump(mode="json"),
                     evaluation=recipe.evaluation.model_dump(mode="json", exclude={"bootstrap_resamples", "confidence"}),
-                    seeds=recipe.generation.model_dump(mode="json"), method=method)
+                    seeds=recipe.generation.model_dump(mode="json"), method=method,
+                    embeddings=embedding_model(recipe))
 
 
 def synthetic_texts(dataset_dir: Path) -> SyntheticTexts:
@@ -446,9 +447,11 @@ def write_quality(
     """(Re)compute the quality report and its plot in a saved dataset folder; kept as it is when it was made from
     the same texts and settings (unless ``force``). ``classify`` is called only when the teacher judges fidelity.
     ``None`` when the recipe turns the report off."""
-    if not recipe.quality.enabled:
-        return None
     folder = DatasetFolder(dataset_dir)
+    if not recipe.quality.enabled:
+        folder.quality.unlink(missing_ok=True)  # from an earlier run with the report on: no card may show it
+        folder.quality_plot.unlink(missing_ok=True)
+        return None
     synthetic = synthetic_texts(dataset_dir)
     method = _fidelity_method(recipe, classify=lambda texts, languages: [])  # the method if a teacher is given
     fingerprint = quality_fingerprint(recipe, synthetic, method)

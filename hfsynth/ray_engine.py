@@ -10,7 +10,8 @@
 - **Student runs** and **evaluations** are Ray tasks with the recipe's resources and ``max_retries``. A retried
   student run resumes from the checkpoints in its run folder.
 
-What travels through Ray: prompts, answers, the synthetic training data, the test sets and the results rows. What
+What travels through Ray: prompts, answers, the training data (synthetic, and the human reference set), the test
+sets, and each evaluation's results row with its predictions. What
 must be on storage shared by the driver and every node: the run folder (``--out``), where student tasks write their
 students and evaluation tasks read them. Every task first checks that it sees a file the driver has just written
 there, and the driver checks that it sees every student a task wrote; a set-up where that fails stops with a message

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import resource
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,13 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
 
 
+#: Stages being measured right now, in any thread (``hfsynth run`` with several recipes on Ray runs them at once),
+#: and how many have started so far.
+_active = 0
+_started = 0
+_lock = threading.Lock()
+
+
 def _reset_peak() -> bool:
     """Reset this process's peak resident memory to its current size; False where the kernel does not allow it."""
     try:
@@ -31,23 +39,42 @@ def _reset_peak() -> bool:
         return False
 
 
-def _peak_mib(reset_worked: bool) -> float:
-    if reset_worked:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
+def _stage_peak_mib() -> float | None:
+    """The peak since the last reset (``VmHWM``), where the kernel reports it."""
+    for line in _STATUS.read_text().splitlines() if _STATUS.is_file() else []:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return None
+
+
+def _process_peak_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, kB elsewhere
 
 
 @contextmanager
 def measured_stage(out_dir: Path, stage: str, engine: str = "local") -> Iterator[None]:
-    """Time the block and record its peak memory as ``stage`` in ``out_dir``'s run stats (when it succeeds)."""
-    reset_worked = _reset_peak()
+    """Time the block and record its peak memory as ``stage`` in ``out_dir``'s run stats (when it succeeds).
+
+    The peak is the stage's own when it ran alone in the process; with other stages running alongside (another
+    recipe's, in another thread) it is the process's peak, and the record says so."""
+    global _active, _started
+    with _lock:
+        own_peak = _active == 0 and _reset_peak()  # no other stage running: its peak is this stage's own
+        _active += 1
+        _started += 1
+        started_before = _started
     started = time.perf_counter()
-    yield
-    record = StageStats(seconds=time.perf_counter() - started, peak_rss_mib=_peak_mib(reset_worked),
-                        peak_scope="stage" if reset_worked else "process", engine=engine)
+    try:
+        yield
+    finally:
+        with _lock:
+            _active -= 1
+            own_peak = own_peak and _started == started_before  # and none started while it ran
+    seconds = time.perf_counter() - started
+    stage_peak = _stage_peak_mib() if own_peak else None
+    record = StageStats(seconds=seconds, peak_rss_mib=stage_peak if stage_peak is not None else _process_peak_mib(),
+                        peak_scope="stage" if stage_peak is not None else "process", engine=engine)
     path = RunFolder(out_dir).stats
     earlier = RunStats.load_if_present(path)
     RunStats(stages={**(earlier.stages if earlier else {}), stage: record}).save(path)

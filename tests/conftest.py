@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,16 @@ def _import_from_checkout(package: str, folder: Path) -> None:
 
 for _package, _folder in _MAPPED_PACKAGES.items():
     _import_from_checkout(_package, _folder)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Iterator[None]:
+    """The CLI's verbosity set-up (run in-process by typer's CliRunner) writes library variables into os.environ;
+    keep them out of later tests (what a module-scoped fixture's command sets lasts for its module)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,6 @@ from tests.hub_fixtures import HubUsers
 from tests.scripted_teacher import ScriptedTeacher
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def _restore_environment() -> Iterator[None]:
-    """The CLI's verbosity set-up writes library variables into os.environ; keep them out of other tests."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def recipe_data(**changes: object) -> dict:

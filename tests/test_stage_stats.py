@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -43,3 +44,25 @@ def test_a_stage_that_fails_records_nothing_and_a_rerun_replaces_its_entry(tmp_p
             time.sleep(pause)
     stages = json.loads(RunFolder(tmp_path).stats.read_text())["stages"]
     assert list(stages) == ["evaluate"] and stages["evaluate"]["seconds"] >= 0.1
+
+
+def test_stages_running_at_once_report_the_process_peak(tmp_path: Path) -> None:
+    # Two recipes' stages at once (hfsynth run with several recipes on Ray): neither peak is a stage's own.
+    both_running = threading.Barrier(2)
+
+    def stage(name: str) -> None:
+        with measured_stage(tmp_path / name, "generate", engine="ray"):
+            both_running.wait(timeout=10)
+
+    threads = [threading.Thread(target=stage, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    scopes = [json.loads(RunFolder(tmp_path / name).stats.read_text())["stages"]["generate"]["peak_scope"]
+              for name in ("a", "b")]
+    assert scopes == ["process", "process"]
+    with measured_stage(tmp_path / "a", "train"):  # alone again
+        pass
+    train = json.loads(RunFolder(tmp_path / "a").stats.read_text())["stages"]["train"]
+    assert train["peak_scope"] == ("stage" if Path("/proc/self/clear_refs").exists() else "process")

@@ -4,8 +4,6 @@ with one line, and the later command stops with that same line before doing any 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +17,6 @@ from tests.test_recipe import minimal
 
 ROOT = Path(__file__).resolve().parents[1]
 SIB_EN = ROOT / "data" / "sib200" / "eng_Latn"
-
-
-@pytest.fixture(autouse=True)
-def _restore_environment() -> Iterator[None]:
-    """The CLI's verbosity set-up writes library variables into os.environ; keep them out of other tests."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 

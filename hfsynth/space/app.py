@@ -355,8 +355,8 @@ def _results_summary(results: EvaluationResults) -> str:
         lines.append(f"**Synthetic data quality** (synthetic / real; {quality.embedding_model} embeddings):")
         for line in quality.table_lines():
             lines.append(f"- **{line['language']}**: distinct-2 {line['distinct_2']}, pairwise distance "
-                         f"{line['pairwise']}, coverage of the test set {line['coverage']} (within {line['distance']}), "
-                         f"label fidelity {line['fidelity']}.")
+                         f"{line['pairwise']}, coverage of the test set {line['coverage']} "
+                         f"(within {line['distance']}), label fidelity {line['fidelity']}.")
         overlap, chatter = quality.test_overlap, quality.teacher_chatter
         lines.append(f"- Test-set overlap: {overlap.dropped} dropped, {overlap.kept} left; "
                      f"teacher chatter: {chatter.dropped} dropped, {chatter.kept} left.")
