@@ -1,14 +1,14 @@
 """Do the students beat their teacher, and what does the whole recipe cost? An embedded recipe end to end on this
 machine, then both sides on the same real test sets.
 
-Runs generate -> train -> evaluate in one process, in an empty run folder (the embedded models' converted weights
+Runs generate -> train -> evaluate in one process, in an empty run folder each repeat (the embedded models' converted weights
 stay cached in ~/.cache/hfsynth, as after a first run), and reports:
 - per stage, the wall time and the peak resident memory (the run folder's ``run_stats.json``);
 - per student and language, its macro-F1 (mean over seeds, bootstrap interval) against the teacher's, the paired
   verdict, and its inference throughput as a multiple of the teacher's (same CPU, same texts, same run; the teacher
   on its fastest path, shared-prefix label scoring).
 
-    python benchmarks/students_vs_teacher.py [--recipe recipes/sib200-multilingual.yaml]
+    python benchmarks/students_vs_teacher.py [--recipe recipes/sib200-multilingual.yaml] [--repeats 2]
 
 Goals (performance issue): at most 30 minutes and 4 GiB for the multilingual recipe on 2 cores, with students
 beating the teacher in every language.
@@ -21,13 +21,12 @@ import json
 import platform
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from hfsynth import pipeline
-from hfsynth.recipe import load_recipe
+from hfsynth.recipe import Recipe, load_recipe
 from hfsynth.run_folder import RunFolder
 from hfsynth.run_records import EvaluationResults, RunStats
 
@@ -59,14 +58,21 @@ def compare(results: EvaluationResults) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], stats: RunStats, recipe_name: str) -> str:
-    total_minutes = sum(stage.seconds for stage in stats.stages.values()) / 60
-    peak = max(stage.peak_rss_mib for stage in stats.stages.values()) / 1024
-    lines = [f"### `{recipe_name}` end to end", "",
+def markdown(rows: list[dict], repeats: list[dict], recipe_name: str) -> str:
+    def span(values: list[float], digits: int) -> str:
+        mean = sum(values) / len(values)
+        return f"{mean:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+    stages = list(repeats[0]["stages"])
+    lines = [f"### `{recipe_name}` end to end, {len(repeats)} repeats: mean (min-max)", "",
              "| stage | minutes | peak RSS (GiB) |", "|---|---|---|"]
-    lines += [f"| {name} | {stage.seconds / 60:.1f} | {stage.peak_rss_mib / 1024:.2f} |"
-              for name, stage in stats.stages.items()]
-    lines += [f"| all | {total_minutes:.1f} (goal <= {GOAL_MINUTES:.0f}) | {peak:.2f} (goal <= {GOAL_GIB:.0f}) |", "",
+    lines += [f"| {name} | {span([r['stages'][name]['seconds'] / 60 for r in repeats], 1)} | "
+              f"{span([r['stages'][name]['peak_rss_mib'] / 1024 for r in repeats], 2)} |" for name in stages]
+    lines += [f"| all | {span([r['minutes'] for r in repeats], 1)} (goal <= {GOAL_MINUTES:.0f}) | "
+              f"{span([r['peak_rss_gib'] for r in repeats], 2)} (goal <= {GOAL_GIB:.0f}) |", "",
+              "Scores, the same in every repeat: "
+              f"{'yes' if all(r['rows'] == repeats[0]['rows'] for r in repeats) else 'NO'} (speeds: the first repeat's).",
+              "",
               "| student | kind | language | n | student macro-F1 | teacher macro-F1 | verdict | speed vs teacher |",
               "|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -84,35 +90,51 @@ def markdown(rows: list[dict], stats: RunStats, recipe_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "sib200-multilingual.yaml"))
-    args = parser.parse_args()
-
-    recipe = load_recipe(args.recipe)
+def one_repeat(recipe: Recipe) -> tuple[dict, EvaluationResults]:
     with tempfile.TemporaryDirectory(prefix="hfsynth-bench-") as folder:
         out = Path(folder) / "run"
-        started = time.perf_counter()
         pipeline.generate(recipe, out)
         pipeline.train(recipe, out)
         results = pipeline.evaluate(recipe, out)
-        wall_minutes = (time.perf_counter() - started) / 60
-        stats = RunStats.load(RunFolder(out).stats)
-        rows = compare(results)
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        stem = f"students_vs_teacher-{recipe.name}"
-        shutil.copyfile(RunFolder(out).eval.bars_plot, RESULTS / f"{stem}.png")
+        stats = RunStats.load(RunFolder(out).stats).to_json()["stages"]
+        shutil.copyfile(RunFolder(out).eval.bars_plot, RESULTS / f"students_vs_teacher-{recipe.name}.png")
+    rows = compare(results)
+    return {
+        "stages": stats,
+        "minutes": sum(stage["seconds"] for stage in stats.values()) / 60,
+        "peak_rss_gib": max(stage["peak_rss_mib"] for stage in stats.values()) / 1024,
+        # The scores (speeds vary with the machine's load).
+        "rows": [{key: value for key, value in row.items() if key != "speedup"} for row in rows],
+    }, results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "sib200-multilingual.yaml"))
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    recipe = load_recipe(args.recipe)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    repeats, first = [], None
+    for index in range(args.repeats):
+        repeat, results = one_repeat(recipe)
+        repeats.append(repeat)
+        first = first or results
+        print(f"repeat {index + 1}/{args.repeats}: {repeat['minutes']:.1f} min, peak {repeat['peak_rss_gib']:.2f} GiB",
+              flush=True)
+    rows = compare(first)
+    stem = f"students_vs_teacher-{recipe.name}"
     (RESULTS / f"{stem}.json").write_text(json.dumps({
         "recipe": recipe.name,
-        "teacher": results.teacher.to_json(),
+        "teacher": first.teacher.to_json(),
         "machine": {"threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
-        "wall_minutes": wall_minutes,
-        "stages": stats.to_json()["stages"],
         "goals": {"minutes": GOAL_MINUTES, "peak_rss_gib": GOAL_GIB},
         "rows": rows,
+        "repeats": repeats,
     }, indent=2) + "\n")
-    (RESULTS / f"{stem}.md").write_text(markdown(rows, stats, recipe.name))
-    print(markdown(rows, stats, recipe.name))
+    (RESULTS / f"{stem}.md").write_text(markdown(rows, repeats, recipe.name))
+    print(markdown(rows, repeats, recipe.name))
 
 
 if __name__ == "__main__":
