@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Iterable
 from typing import Any
 
+from hfsynth.evaluation.summary import mean_of_present
 from hfsynth.run_folder import EvalFolder
 from hfsynth.run_records import EvaluationResults, SummaryEntry, interval_text
 from hfsynth.templates import render
 
 REPORT_TEMPLATE = "evaluation_report.md"
-
-
-def _mean(values: Iterable[float | None]) -> float | None:
-    present = [value for value in values if value is not None]
-    return statistics.fmean(present) if present else None
 
 
 def _number(value: float | None, digits: int = 1) -> str:
@@ -52,9 +47,9 @@ def render_report(results: EvaluationResults, eval_folder: EvalFolder) -> str:
 
     speed_lines = [{
         "model": entries_of(role, model)[0].display_name,
-        "texts_per_s": _number(_mean(entry.texts_per_s for entry in entries_of(role, model))),
-        "latency_ms": _number(_mean(entry.latency_ms for entry in entries_of(role, model))),
-        "completion": _percent(_mean(entry.completion_rate for entry in entries_of(role, model)))
+        "texts_per_s": _number(mean_of_present(entry.texts_per_s for entry in entries_of(role, model))),
+        "latency_ms": _number(mean_of_present(entry.latency_ms for entry in entries_of(role, model))),
+        "completion": _percent(mean_of_present(entry.completion_rate for entry in entries_of(role, model)))
         if role == "teacher" else "–",
     } for role, model, _ in models]
     teachers = results.teacher_by_language()

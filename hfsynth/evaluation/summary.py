@@ -61,7 +61,8 @@ def statement(verdict: Verdict, against: str) -> str:
     return _STATEMENTS[against].get(verdict, NO_CLEAR_DIFFERENCE)
 
 
-def _mean(values: Iterable[float | None]) -> float | None:
+def mean_of_present(values: Iterable[float | None]) -> float | None:
+    """The mean of the values that are not None; None when there are none."""
     present = [value for value in values if value is not None]
     return statistics.fmean(present) if present else None
 
@@ -81,7 +82,7 @@ def _entry(key: GroupKey, group: Sequence[ScoredRun]) -> dict[str, Any]:
         entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     for field in ("train_examples_per_label", "unparseable", "completion_rate", "texts_per_s", "latency_ms"):
         if field in rows[0]:
-            entry[field] = _mean(row[field] for row in rows)
+            entry[field] = mean_of_present(row[field] for row in rows)
     entry["per_label_f1"] = {label: statistics.fmean(row["per_label"][label]["f1"] for row in rows)
                              for label in rows[0]["per_label"]}
     entry["confusion_matrix"] = rows[0]["confusion_matrix"]
