@@ -449,8 +449,8 @@ def hub_serve(
     """
     import os
 
-    from hfsynth.hub.server import serve
-    from hfsynth.hub.tokens import collect_tokens
+    from hfsynth.hub_server.server import serve
+    from hfsynth.hub_server.tokens import collect_tokens
 
     tokens = collect_tokens(token or [], token_file, os.environ)
     serve(host, port, data_dir, tokens, on_ready=lambda url: console.print(

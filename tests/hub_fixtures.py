@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from hfsynth.hub.server import HubServer
-from hfsynth.hub.tokens import HubToken
+from hfsynth.hub_server.server import HubServer
+from hfsynth.hub_server.tokens import HubToken
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi

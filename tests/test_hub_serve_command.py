@@ -20,9 +20,9 @@ import httpx
 import pytest
 from huggingface_hub import HfApi
 
-from hfsynth.hub.data_dir import DataDirError
-from hfsynth.hub.server import HubServer
-from hfsynth.hub.tokens import TOKENS_VARIABLE, parse_token_spec
+from hfsynth.hub_server.data_dir import DataDirError
+from hfsynth.hub_server.server import HubServer
+from hfsynth.hub_server.tokens import TOKENS_VARIABLE, parse_token_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,9 +28,9 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from hfsynth.hub.access import INVALID_CREDENTIALS
-from hfsynth.hub.server import HubServer
-from hfsynth.hub.tokens import parse_token_spec
+from hfsynth.hub_server.access import INVALID_CREDENTIALS
+from hfsynth.hub_server.server import HubServer
+from hfsynth.hub_server.tokens import parse_token_spec
 from tests.hub_fixtures import ORG, HubUsers
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, hf_hub_download
+from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -26,7 +26,6 @@ from hfsynth.recipe import Recipe, load_recipe
 from hfsynth.run_folder import CARD_FILE, DatasetFolder
 
 HUB_PREFIX = "hf://"
-REPO_TYPES = {"datasets": "dataset", "spaces": "space", "models": "model"}
 
 
 def describe_hub_error(error: Exception, repo_id: str, path: str | None = None) -> str:
@@ -105,8 +104,8 @@ def parse_hub_path(spec: str) -> tuple[str, str, str]:
     """``hf://datasets/owner/name/path/in/repo.yaml`` -> (repo_type, repo_id, path); models need no type prefix."""
     parts = spec.removeprefix(HUB_PREFIX).split("/")
     repo_type = "model"
-    if parts[0] in REPO_TYPES:
-        repo_type = REPO_TYPES[parts.pop(0)]
+    if parts[0] in constants.REPO_TYPES_MAPPING:  # "datasets" -> "dataset", as huggingface_hub spells them
+        repo_type = constants.REPO_TYPES_MAPPING[parts.pop(0)]
     if len(parts) < 3 or not all(parts):
         raise HfsynthError(f"{spec}: expected hf://[datasets/|spaces/]OWNER/NAME/path/to/recipe.yaml")
     return repo_type, "/".join(parts[:2]), "/".join(parts[2:])

@@ -31,9 +31,9 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from hfsynth.hub.data_dir import served_data_dir
-from hfsynth.hub.routing import create_app
-from hfsynth.hub.tokens import HubToken
+from hfsynth.hub_server.data_dir import served_data_dir
+from hfsynth.hub_server.routing import create_app
+from hfsynth.hub_server.tokens import HubToken
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class HubServer:
     The port is bound and the data folder claimed when the object is created, so `url` can go into HF_ENDPOINT
     before the clients are imported; requests are answered from `start()` on (before that, connections are
     refused). Without `data_dir`, repos live in a temporary folder removed by `stop()`. A data folder another
-    server holds raises `hfsynth.hub.data_dir.DataDirError`.
+    server holds raises `hfsynth.hub_server.data_dir.DataDirError`.
     """
 
     def __init__(

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Literal
 
 from hfsynth.errors import HfsynthError
-from hfsynth.hub.api_errors import HubError
-from hfsynth.hub.repo_model import validate_name
+from hfsynth.hub_server.api_errors import HubError
+from hfsynth.hub_server.repo_model import validate_name
 
 TOKENS_VARIABLE = "HFSYNTH_HUB_TOKENS"
 SPEC_FORMAT = "USER:TOKEN:read|write[:ORG1,ORG2]"

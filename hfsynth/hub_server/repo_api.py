@@ -11,12 +11,12 @@ from typing import Any
 import yaml
 from starlette.responses import JSONResponse, Response
 
-from hfsynth.hub.access import AccessControl
-from hfsynth.hub.api_errors import HubError, bad_request
-from hfsynth.hub.front_matter import load_front_matter
-from hfsynth.hub.http_messages import HubRequest, error_response, expect_dict, is_true, optional
-from hfsynth.hub.repo_model import REPO_TYPES, Commit, RepoKey
-from hfsynth.hub.storage import HubStore
+from hfsynth.hub_server.access import AccessControl
+from hfsynth.hub_server.api_errors import HubError, bad_request
+from hfsynth.hub_server.front_matter import load_front_matter
+from hfsynth.hub_server.http_messages import HubRequest, error_response, expect_dict, is_true, optional
+from hfsynth.hub_server.repo_model import REPO_TYPES, Commit, RepoKey
+from hfsynth.hub_server.storage import HubStore
 
 logger = logging.getLogger(__name__)
 

@@ -13,16 +13,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from hfsynth.hub.access import AccessControl
-from hfsynth.hub.api_errors import HubError
-from hfsynth.hub.browsing import Browsing
-from hfsynth.hub.http_messages import ClientGone, HubRequest, RequestBody, error_response, in_thread, parse_request
-from hfsynth.hub.lfs import LargeFiles
-from hfsynth.hub.repo_api import RepoApi
-from hfsynth.hub.repo_model import PLURAL_TO_REPO_TYPE, RepoKey, RepoType, is_sha256
-from hfsynth.hub.storage import HubStore
-from hfsynth.hub.tokens import HubToken
-from hfsynth.hub.writing import Writing
+from hfsynth.hub_server.access import AccessControl
+from hfsynth.hub_server.api_errors import HubError
+from hfsynth.hub_server.browsing import Browsing
+from hfsynth.hub_server.http_messages import ClientGone, HubRequest, RequestBody, error_response, in_thread, parse_request
+from hfsynth.hub_server.lfs import LargeFiles
+from hfsynth.hub_server.repo_api import RepoApi
+from hfsynth.hub_server.repo_model import PLURAL_TO_REPO_TYPE, RepoKey, RepoType, is_sha256
+from hfsynth.hub_server.storage import HubStore
+from hfsynth.hub_server.tokens import HubToken
+from hfsynth.hub_server.writing import Writing
 
 logger = logging.getLogger(__name__)
 

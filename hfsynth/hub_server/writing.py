@@ -9,10 +9,10 @@ from typing import Any
 import yaml
 from starlette.responses import JSONResponse, Response
 
-from hfsynth.hub.access import AccessControl
-from hfsynth.hub.api_errors import HubError, bad_request
-from hfsynth.hub.front_matter import load_front_matter
-from hfsynth.hub.http_messages import (
+from hfsynth.hub_server.access import AccessControl
+from hfsynth.hub_server.api_errors import HubError, bad_request
+from hfsynth.hub_server.front_matter import load_front_matter
+from hfsynth.hub_server.http_messages import (
     HubRequest,
     decode_base64,
     error_response,
@@ -22,8 +22,8 @@ from hfsynth.hub.http_messages import (
     optional,
     parse_json,
 )
-from hfsynth.hub.lfs_rules import choose_upload_mode
-from hfsynth.hub.repo_model import (
+from hfsynth.hub_server.lfs_rules import choose_upload_mode
+from hfsynth.hub_server.repo_model import (
     AddFile,
     AddLfsFile,
     CommitOperation,
@@ -33,7 +33,7 @@ from hfsynth.hub.repo_model import (
     is_sha256,
     validate_repo_path,
 )
-from hfsynth.hub.storage import HubStore
+from hfsynth.hub_server.storage import HubStore
 
 NDJSON_LINE_LIMIT = 64 * 1024 * 1024  # one base64 regular file per line; the client sends LFS above 10 MB
 _PARENT_COMMIT_RE = re.compile(r"[0-9a-fA-F]{5,40}")

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from hfsynth.hub.api_errors import bad_request
+from hfsynth.hub_server.api_errors import bad_request
 
 RepoType = Literal["model", "dataset", "space"]
 REPO_TYPES: tuple[RepoType, ...] = ("model", "dataset", "space")
 # "models/..." in API routes and folder names; "" / "datasets/" / "spaces/" in web and git URLs.
+# The server's own copy of the Hub's spelling: it never imports huggingface_hub, whose settings (HF_ENDPOINT) are
+# read on import and must be the clients' (the client side uses huggingface_hub.constants).
 PLURAL_TO_REPO_TYPE: dict[str, RepoType] = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIXES: dict[RepoType, str] = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 

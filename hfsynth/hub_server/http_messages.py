@@ -18,8 +18,8 @@ from starlette.datastructures import URL, Headers, QueryParams
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope
 
-from hfsynth.hub.api_errors import HubError, bad_request
-from hfsynth.hub.tokens import HubToken
+from hfsynth.hub_server.api_errors import HubError, bad_request
+from hfsynth.hub_server.tokens import HubToken
 
 JSON_BODY_LIMIT = 16 * 1024 * 1024
 

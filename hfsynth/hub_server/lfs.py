@@ -13,11 +13,11 @@ from urllib.parse import urlencode
 
 from starlette.responses import JSONResponse, Response
 
-from hfsynth.hub.access import AccessControl
-from hfsynth.hub.api_errors import HubError, bad_request
-from hfsynth.hub.http_messages import HubRequest, expect_dict, in_thread, optional
-from hfsynth.hub.repo_model import RepoKey, is_sha256
-from hfsynth.hub.storage import HubStore
+from hfsynth.hub_server.access import AccessControl
+from hfsynth.hub_server.api_errors import HubError, bad_request
+from hfsynth.hub_server.http_messages import HubRequest, expect_dict, in_thread, optional
+from hfsynth.hub_server.repo_model import RepoKey, is_sha256
+from hfsynth.hub_server.storage import HubStore
 
 UPLOAD_URL_LIFETIME_SECONDS = 3600
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hfsynth.hub.api_errors import HubError
-from hfsynth.hub.repo_model import RepoKey, RepoMeta
-from hfsynth.hub.storage import HubStore
-from hfsynth.hub.tokens import HubToken
+from hfsynth.hub_server.api_errors import HubError
+from hfsynth.hub_server.repo_model import RepoKey, RepoMeta
+from hfsynth.hub_server.storage import HubStore
+from hfsynth.hub_server.tokens import HubToken
 
 # huggingface_hub maps a 401 to RepositoryNotFoundError unless it carries exactly this message.
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"

@@ -13,12 +13,12 @@ from urllib.parse import parse_qs
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from hfsynth.hub.access import AccessControl
-from hfsynth.hub.api_errors import HubError, bad_request
-from hfsynth.hub.http_messages import JSON_BODY_LIMIT, HubRequest, expect_dict, in_thread, is_true
-from hfsynth.hub.repo_model import RepoKey, TreeEntry
-from hfsynth.hub.storage import HubStore
-from hfsynth.hub.tree_listing import list_tree, path_info
+from hfsynth.hub_server.access import AccessControl
+from hfsynth.hub_server.api_errors import HubError, bad_request
+from hfsynth.hub_server.http_messages import JSON_BODY_LIMIT, HubRequest, expect_dict, in_thread, is_true
+from hfsynth.hub_server.repo_model import RepoKey, TreeEntry
+from hfsynth.hub_server.storage import HubStore
+from hfsynth.hub_server.tree_listing import list_tree, path_info
 
 DOWNLOAD_CHUNK_SIZE = 1024 * 1024
 _RANGE_RE = re.compile(r"bytes=(\d{0,20})-(\d{0,20})")

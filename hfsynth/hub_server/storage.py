@@ -29,9 +29,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from hfsynth.hub.api_errors import HubError, bad_request
-from hfsynth.hub.lfs_rules import DEFAULT_GITATTRIBUTES, lfs_patterns
-from hfsynth.hub.repo_model import (
+from hfsynth.hub_server.api_errors import HubError, bad_request
+from hfsynth.hub_server.lfs_rules import DEFAULT_GITATTRIBUTES, lfs_patterns
+from hfsynth.hub_server.repo_model import (
     AddFile,
     AddLfsFile,
     Commit,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
-from hfsynth.hub.api_errors import HubError
-from hfsynth.hub.repo_model import Commit, FileEntry, TreeEntry
+from hfsynth.hub_server.api_errors import HubError
+from hfsynth.hub_server.repo_model import Commit, FileEntry, TreeEntry
 
 
 def _directory_oid(files: list[tuple[str, FileEntry]]) -> str:
