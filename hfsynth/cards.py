@@ -22,9 +22,13 @@ from huggingface_hub import (
 )
 
 from hfsynth.card_data import ComparisonSpaceCardData, StudentCardData, SyntheticDatasetCardData
+from hfsynth.embedded import EMBEDDED_MODELS
+from hfsynth.hub.repo_ids import dataset_repo_id
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import DatasetFolder, StudentFolder
 from hfsynth.run_records import EvaluationResults, GenerationStats, QualityReport, SummaryEntry
+from hfsynth.students.base import read_meta
+from hfsynth.students.registry import student_kind
 from hfsynth.templates import render_file, template_path
 
 if TYPE_CHECKING:
@@ -79,7 +83,6 @@ class ComparisonSpaceCard(_PackagedTemplateCard, SpaceCard):
 def dataset_card(recipe: Recipe, dataset_dir: Path, results: list[SummaryEntry] | None = None) -> SyntheticDatasetCard:
     """The card of a dataset folder written by ``hfsynth.dataset.save_dataset`` (with, once evaluated, the headline
     results of the students trained on it)."""
-    from hfsynth.hub.repo_ids import dataset_repo_id
 
     folder = DatasetFolder(dataset_dir)
     stats = GenerationStats.load(folder.stats)
@@ -108,9 +111,6 @@ def student_card(
     example_text: str = "Your text here.",
 ) -> StudentModelCard:
     """The model card of a finished student folder, with its scores from the run's results (if evaluated)."""
-    from hfsynth.embedded import EMBEDDED_MODELS
-    from hfsynth.students.base import read_meta
-    from hfsynth.students.registry import student_kind
 
     meta = read_meta(student_dir)
     if meta is None:

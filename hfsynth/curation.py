@@ -20,6 +20,7 @@ import numpy as np
 import pycountry
 from sklearn.feature_extraction.text import HashingVectorizer
 
+from hfsynth.prompts import DIVERSITY_INSTRUCTIONS, GenerationRequest, generation_prompt
 from hfsynth.recipe import CurationConfig, Recipe
 
 
@@ -153,7 +154,6 @@ def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
 def instruction_texts(recipe: Recipe) -> list[str]:
     """What the teacher is told in generation prompts, without the real seed examples (a text that copies a seed is
     a seed copy, not chatter): one prompt per label, each diversity instruction, and the base-model header."""
-    from hfsynth.prompts import DIVERSITY_INSTRUCTIONS, GenerationRequest, generation_prompt
 
     texts = list(DIVERSITY_INSTRUCTIONS)
     for label in recipe.label_names:

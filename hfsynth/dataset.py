@@ -19,8 +19,8 @@ import datasets
 from hfsynth.errors import HfsynthError
 from hfsynth.generation import GenerationResult, per_cell_counts
 from hfsynth.recipe import Recipe
-from hfsynth.run_folder import DatasetFolder
-from hfsynth.run_records import GenerationStats
+from hfsynth.run_folder import TEACHER_SHOWN_FILE, DatasetFolder
+from hfsynth.run_records import GenerationStats, TeacherShown
 
 SPLITS = ("train", "validation")
 
@@ -126,6 +126,7 @@ def save_dataset(recipe: Recipe, result: GenerationResult, out_dir: Path) -> dat
         for record in result.dropped:
             handle.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
     generation_stats(recipe, result, dataset).save(folder.stats)
+    TeacherShown(seed_texts=result.teacher_shown).save(folder.teacher_shown)
     return dataset
 
 
@@ -145,3 +146,23 @@ def load_synthetic_dataset(source: str | Path) -> datasets.DatasetDict:
     if missing:
         raise HfsynthError(f"{source}: missing columns {sorted(missing)}")
     return loaded
+
+
+def load_teacher_shown(source: str | Path) -> list[str] | None:
+    """The real texts a synthetic dataset's teacher may have been shown (a folder's ``teacher_shown.json``, or the
+    same file of a Hub dataset); None when the dataset does not record them."""
+    path = Path(source)
+    if path.is_dir():
+        shown = TeacherShown.load_if_present(DatasetFolder(path).teacher_shown)
+        return shown.seed_texts if shown is not None else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    try:
+        local = hf_hub_download(str(source), TEACHER_SHOWN_FILE, repo_type="dataset")
+    except EntryNotFoundError:
+        return None
+    except (HfHubHTTPError, OSError) as error:
+        raise HfsynthError(f"cannot read {TEACHER_SHOWN_FILE} of dataset {source}: {type(error).__name__}: "
+                           f"{str(error).splitlines()[0] if str(error) else ''}") from None
+    return TeacherShown.load(Path(local)).seed_texts

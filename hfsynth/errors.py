@@ -13,3 +13,7 @@ class RecipeError(HfsynthError):
 
 class TeacherError(HfsynthError):
     """A teacher that cannot be loaded or reached."""
+
+
+class SharedStorageError(HfsynthError):
+    """A worker of a cluster does not see the run folder the driver sees (or the driver not what a worker wrote)."""

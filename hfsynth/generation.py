@@ -7,6 +7,7 @@ same dataset as an uninterrupted run.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections import Counter, defaultdict
@@ -24,12 +25,11 @@ from hfsynth.curation import (
     curate,
     instruction_texts,
 )
-from hfsynth.execution import ClassifyUnit, GenerateUnit, stream_classify, stream_generate
 from hfsynth.parsing import parse_answer
 from hfsynth.prompts import GenerationRequest, classification_prompt, generation_prompt, prompt_fingerprint
 from hfsynth.realdata import examples_by_label, labelled_texts, load_labelled_set
 from hfsynth.recipe import Recipe
-from hfsynth.teachers.base import Prompt, Teacher
+from hfsynth.teachers.base import ClassifyUnit, GenerateUnit, Prompt, Teacher
 
 #: Extra rounds for (label, language) cells that curation left short of their target.
 MAX_TOP_UP_ROUNDS = 2
@@ -55,6 +55,10 @@ class GenerationResult:
     rounds: int = 0
     parsed: int = 0
     targets: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: The real seed texts the plan may show the teacher (every top-up round included): kept out of the human-data
+    #: reference. A superset of what this run showed, fixed by the recipe, so the reference never depends on how a
+    #: run went.
+    teacher_shown: list[str] = field(default_factory=list)
 
     def counts(self) -> Counter[tuple[str, str]]:
         return Counter((sample.language, sample.label) for sample in self.samples)
@@ -97,6 +101,16 @@ def plan_requests(
     return requests
 
 
+def seed_texts_the_plan_may_show(recipe: Recipe, seed_examples: dict[str, dict[str, list[str]]]) -> list[str]:
+    """Every seed text any call of the recipe's plan could show, in all ``1 + MAX_TOP_UP_ROUNDS`` rounds (a top-up
+    round asks for at most a first round's calls), sorted."""
+    full = {(language, label): recipe.generation.samples_per_label
+            for language in recipe.languages for label in recipe.label_names}
+    return sorted({text for round_index in range(1 + MAX_TOP_UP_ROUNDS)
+                   for request in plan_requests(recipe, full, round_index, seed_examples)
+                   for text in request.seed_examples})
+
+
 class CachedTeacher:
     """Routes teacher calls through the cache, in fixed batches so that a resumed run sees the same batches."""
 
@@ -135,11 +149,15 @@ class CachedTeacher:
                 unit_keys.append(([keys[i] for i in todo], batch_keys))
             elif progress:
                 progress.on_batch_done(len(batch_keys), sum(count_samples(position[k], answers[k]) for k in batch_keys))
-        for index, outputs in stream_generate(self.teacher, units):
-            todo_keys, batch_keys = unit_keys[index]
-            fresh = dict(zip(todo_keys, outputs, strict=True))
-            self.cache.put_many(fresh)
-            answers.update(fresh)
+
+        def store(unit: int, position: int, answer: str) -> None:
+            # The moment it exists: an answer paid for is never lost, even when a later call of its unit fails.
+            key = unit_keys[unit][0][position]
+            self.cache.put_many({key: answer})
+            answers[key] = answer
+
+        for index, _ in self.teacher.stream_generate(units, on_answer=store):
+            batch_keys = unit_keys[index][1]
             if progress:
                 progress.on_batch_done(len(batch_keys), sum(count_samples(position[k], answers[k]) for k in batch_keys))
         return [answers[key] for key in keys], cached
@@ -153,7 +171,7 @@ class CachedTeacher:
         size = self.teacher.batch_size
         chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
         units = [ClassifyUnit(tuple(prompts[i] for i in chunk), tuple(self.recipe.label_names)) for chunk in chunks]
-        for index, scores, _ in stream_classify(self.teacher, units):
+        for index, scores, _ in self.teacher.stream_classify(units):
             fresh = {keys[i]: score.label or "" for i, score in zip(chunks[index], scores, strict=True)}
             self.cache.put_many(fresh)
             answers.update(fresh)
@@ -173,8 +191,10 @@ def generate_samples(
                                     recipe.curation.instruction_echo_share)
     targets = {(language, label): config.samples_per_label
                for language in recipe.languages for label in recipe.label_names}
-    result = GenerationResult([], [], config.strategy, teacher.model_id, targets=targets)
+    result = GenerationResult([], [], config.strategy, teacher.model_id, targets=targets,
+                              teacher_shown=seed_texts_the_plan_may_show(recipe, seed_examples))
     chat = teacher.uses_chat
+    parse = functools.lru_cache(maxsize=None)(lambda answer: parse_answer(answer, chat))  # progress parses too
 
     raw_samples: list[Sample] = []
     curated = CurationResult([], [])
@@ -189,13 +209,13 @@ def generate_samples(
             # What the result will count: at most the texts each request asked for.
             answers, cached = cached_teacher.generate(
                 prompts, [request.prompt_id for request in requests], progress,
-                count_samples=lambda i, answer: min(len(parse_answer(answer, chat)), requests[i].count))
+                count_samples=lambda i, answer: min(len(parse(answer)), requests[i].count))
             result.calls += len(prompts)
             result.cached_calls += cached
             result.rounds = round_index + 1
             for request, answer in zip(requests, answers, strict=True):
                 # A chatty teacher may write more than asked: keep only what was asked for.
-                for text in parse_answer(answer, chat)[: request.count]:
+                for text in parse(answer)[: request.count]:
                     raw_samples.append(Sample(text, request.label, request.language, request.prompt_id))
             result.parsed = len(raw_samples)
 

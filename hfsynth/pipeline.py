@@ -1,32 +1,45 @@
-"""The stages a recipe runs through, as functions researchers can import; the CLI is a thin shell around them.
+"""The stages a recipe runs through, as functions researchers can import, and :func:`run`, the one orchestrator of
+them; the CLI is a thin shell that parses arguments and shows what these return and report (:class:`RunEvents`).
 
-The run folder ``DIR`` and every name in it: :mod:`hfsynth.run_folder`. Each stage's wall time and peak memory go
-to ``DIR/run_stats.json`` (:mod:`hfsynth.stage_stats`).
+Each stage owns its plan and its unit of work and hands them to an engine (:mod:`hfsynth.execution`), which only
+executes. The run folder ``DIR`` and every name in it: :mod:`hfsynth.run_folder`. Each stage's wall time and peak
+memory go to ``DIR/run_stats.json`` (:mod:`hfsynth.stage_stats`).
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import datasets
 
 from hfsynth.cache import checkpoint
-from hfsynth.dataset import load_synthetic_dataset, save_dataset
+from hfsynth.cards import student_card, write_dataset_card
+from hfsynth.checks import check_out_dir
+from hfsynth.dataset import load_synthetic_dataset, load_teacher_shown, save_dataset
 from hfsynth.errors import HfsynthError
+from hfsynth.evaluation import run_evaluation
 from hfsynth.execution import LOCAL, Engine, release_memory
 from hfsynth.generation import GenerationProgress, GenerationResult, generate_samples
 from hfsynth.hub.publish import push_dataset, push_folder
 from hfsynth.hub.repo_ids import dataset_repo_id, student_repo_id
-from hfsynth.recipe import Recipe, StudentConfig
+from hfsynth.quality import teacher_classifier, write_quality
+from hfsynth.recipe import ExecutionConfig, Recipe, StudentConfig
+from hfsynth.run_events import RunEvents
 from hfsynth.run_folder import CHECKPOINTS_DIR, RunFolder
 from hfsynth.run_records import EvaluationResults
 from hfsynth.stage_stats import measured_stage
+from hfsynth.training import TrainedRun, train_students
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
+
+#: ``on_progress(done, total)``: a stage's units (student runs, evaluations) finished so far.
+UnitsProgress = Callable[[int, int], None]
 
 
 def generate(
@@ -36,9 +49,6 @@ def generate(
     quality report.
 
     ``engine``: where the teacher runs (:mod:`hfsynth.execution`; default: in this process)."""
-    from hfsynth.cards import write_dataset_card
-    from hfsynth.quality import teacher_classifier, write_quality
-
     run_folder = RunFolder(out_dir)
     dataset_dir = run_folder.dataset.root
     engine = engine or LOCAL
@@ -55,30 +65,28 @@ def generate(
 
 
 def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = None,
-          callbacks: Sequence[TrainerCallback] = (), engine: Engine | None = None) -> list:
+          callbacks: Sequence[TrainerCallback] = (), engine: Engine | None = None,
+          on_progress: UnitsProgress | None = None) -> list[TrainedRun]:
     """Train the recipe's students on the synthetic dataset: the run's own, a local folder, or a Hub dataset id.
 
-    ``callbacks`` go to every training's Trainer (the CLI's progress display); with the Ray engine they are pickled
-    to the workers. ``engine``: where the runs train (default: in this process).
+    ``callbacks`` go to every training's Trainer, wherever it runs (on a cluster they are pickled to the workers).
+    ``engine``: where the runs train (default: in this process).
     """
-    from hfsynth.dataset import load_synthetic_dataset
-    from hfsynth.training import train_students
-
     dataset_dir = RunFolder(out_dir).dataset.root
     source = dataset_source or dataset_dir
     if dataset_source is None and not dataset_dir.is_dir():
         raise HfsynthError(f"{dataset_dir}: no synthetic dataset yet: run `hfsynth generate` first, "
                            "or pass --dataset with a folder or a Hub dataset id")
     with measured_stage(out_dir, "train", (engine or LOCAL).name):
-        return train_students(recipe, load_synthetic_dataset(source), out_dir, callbacks=callbacks, engine=engine)
+        return train_students(recipe, load_synthetic_dataset(source), out_dir, callbacks=callbacks, engine=engine,
+                              teacher_shown=load_teacher_shown(source), on_progress=on_progress)
 
 
-def evaluate(recipe: Recipe, out_dir: Path, engine: Engine | None = None) -> EvaluationResults:
+def evaluate(recipe: Recipe, out_dir: Path, engine: Engine | None = None,
+             on_progress: UnitsProgress | None = None) -> EvaluationResults:
     """Teacher and students on the real test sets; results, report and plots into ``out_dir/eval``, then cards."""
-    from hfsynth.evaluation import run_evaluation
-
     with measured_stage(out_dir, "evaluate", (engine or LOCAL).name):
-        results = run_evaluation(recipe, out_dir, engine=engine)
+        results = run_evaluation(recipe, out_dir, engine=engine, on_progress=on_progress)
         write_cards(recipe, out_dir, results)
     return results
 
@@ -89,8 +97,6 @@ def read_results(out_dir: Path) -> EvaluationResults | None:
 
 def write_cards(recipe: Recipe, out_dir: Path, results: EvaluationResults | None = None) -> list[Path]:
     """(Re)write the cards of the run's dataset and students from the run's own files; numbers come from results.json."""
-    from hfsynth.cards import student_card, write_dataset_card
-
     run_folder = RunFolder(out_dir)
     results = results if results is not None else read_results(out_dir)
     written = []
@@ -141,3 +147,110 @@ def publish_student(recipe: Recipe, out_dir: Path, student: StudentConfig) -> st
     return push_folder(folder, student_repo_id(recipe, student), "model", recipe.publish.private,
                        f"hfsynth: {student.kind} student {student.name} of {recipe.name}",
                        ignore_patterns=[f"{CHECKPOINTS_DIR}/*"])
+
+
+# --- the orchestrator -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecipeOutcome:
+    recipe: Recipe
+    out_dir: Path
+    results: EvaluationResults | None
+    error: HfsynthError | None = None
+
+
+def run_folders(recipes: Sequence[Recipe], out_dir: Path) -> list[Path]:
+    """One recipe runs in ``out_dir`` itself; several each in ``out_dir/<recipe name>``."""
+    names = [recipe.name for recipe in recipes]
+    if len(set(names)) != len(names):
+        raise HfsynthError(f"two recipes have the same name ({', '.join(names)}): each needs its own OUT/<name>")
+    return [Path(out_dir)] if len(recipes) == 1 else [Path(out_dir) / recipe.name for recipe in recipes]
+
+
+def run_recipe(recipe: Recipe, out_dir: Path, engine: Engine | None = None,
+               events: RunEvents | None = None) -> EvaluationResults | None:
+    """Every stage of one recipe: generate, then train (when it has students), then evaluate (when it has test
+    sets). Re-running resumes."""
+    engine, events = engine or LOCAL, events or RunEvents()
+    check_out_dir(out_dir)
+    _, result = generate(recipe, out_dir, events.generation_progress(recipe), engine)
+    events.generated(recipe, out_dir, result)
+    if recipe.students:
+        runs = train(recipe, out_dir, callbacks=events.training_callbacks(recipe, engine), engine=engine,
+                     on_progress=events.progress_of(recipe, "students"))
+        events.trained(recipe, out_dir, runs)
+    if not recipe.evaluation.sets:
+        return None
+    results = evaluate(recipe, out_dir, engine, on_progress=events.progress_of(recipe, "evaluations"))
+    events.evaluated(recipe, out_dir, results)
+    return results
+
+
+def run(recipes: Sequence[Recipe], out_dir: Path, engine: Engine | None = None, events: RunEvents | None = None,
+        push: bool = False) -> list[RecipeOutcome]:
+    """The whole pipeline for one or more recipes (each in its folder, :func:`run_folders`), then ``publish`` with
+    ``push``. On an engine that runs recipes together (Ray) they all run at once, one driver thread each; otherwise
+    one after the other. A recipe that fails does not stop the others (their work is as valid as it would be
+    alone); one that failed raises its error at the end, several a summary of them."""
+    engine, events = engine or LOCAL, events or RunEvents()
+    folders = run_folders(recipes, out_dir)
+
+    def one(recipe: Recipe, folder: Path) -> RecipeOutcome:
+        try:
+            results = run_recipe(recipe, folder, engine, events)
+        except HfsynthError as error:
+            if len(recipes) == 1:
+                raise
+            events.finished(recipe, folder, error)
+            return RecipeOutcome(recipe, folder, None, error)
+        events.finished(recipe, folder, None)
+        return RecipeOutcome(recipe, folder, results)
+
+    if engine.runs_recipes_together and len(recipes) > 1:
+        threads = ThreadPoolExecutor(max_workers=len(recipes), thread_name_prefix="recipe")
+        try:
+            futures = [threads.submit(one, recipe, folder) for recipe, folder in zip(recipes, folders, strict=True)]
+            outcomes = [future.result() for future in futures]
+        except BaseException:
+            engine.close()  # the other recipes' calls then fail at once, and their threads end
+            raise
+        finally:
+            threads.shutdown(wait=False, cancel_futures=True)
+    else:
+        outcomes = [one(recipe, folder) for recipe, folder in zip(recipes, folders, strict=True)]
+    failed = [outcome.recipe.name for outcome in outcomes if outcome.error is not None]
+    if failed:
+        raise HfsynthError(f"{len(failed)} of {len(recipes)} recipes failed ({', '.join(failed)}); the others "
+                           "finished: run the same command to resume")
+    if push:
+        for outcome in outcomes:
+            events.published(outcome.recipe, publish(outcome.recipe, outcome.out_dir))
+    return outcomes
+
+
+def engine_for(recipes: Sequence[Recipe], ray_flag: str | None = None) -> Engine:
+    """The engine the recipes' ``execution`` sections ask for, ``--ray [ADDRESS]`` overriding them.
+
+    ``ray_flag``: None without ``--ray``; "" for ``--ray`` alone (the recipes' address, else RAY_ADDRESS, else a new
+    local instance); else the address. Several recipes share one engine: they must then agree on the engine and the
+    Ray address.
+    """
+    configs = [recipe.execution for recipe in recipes] or [ExecutionConfig()]
+    if ray_flag is None:
+        engines = {config.engine for config in configs}
+        if len(engines) > 1:
+            raise HfsynthError("the recipes ask for different execution engines (local and ray): give --ray to run "
+                               "them all on Ray, or run them separately")
+        if engines == {"local"}:
+            return LOCAL
+    address = ray_flag or None
+    if address is None:
+        addresses = {config.address for config in configs if config.engine == "ray"}
+        if len(addresses) > 1:
+            named = ", ".join(sorted(str(address) for address in addresses))
+            raise HfsynthError(f"the recipes name different Ray clusters ({named}): give --ray ADDRESS")
+        address = next(iter(addresses), None)
+    from hfsynth.ray_engine import RayEngine  # says which extra to install when ray is missing
+
+    return RayEngine(address)

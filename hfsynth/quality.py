@@ -33,9 +33,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global figure state
 
-from hfsynth.cache import call_key
+from hfsynth.cache import CallCache, call_key
 from hfsynth.curation import ChatterCheck, TestOverlap, instruction_texts, normalize
+from hfsynth.dataset import load_synthetic_dataset, load_teacher_shown
 from hfsynth.embedded import base_model_id, resolve_model
+from hfsynth.errors import HfsynthError
+from hfsynth.generation import CachedTeacher
+from hfsynth.prompts import classification_prompt
 from hfsynth.realdata import TestSet, labelled_texts, load_labelled_set, load_test_sets, reference_pool
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import DatasetFolder
@@ -150,16 +154,21 @@ class SyntheticTexts:
     texts: list[str]
     labels: list[str]
     languages: list[str]
+    #: The real seed texts the teacher may have been shown (the dataset's ``teacher_shown.json``); None: not recorded.
+    teacher_shown: tuple[str, ...] | None = ()
 
     def cell(self, language: str, label: str | None = None) -> list[str]:
         return [text for text, text_label, text_language in zip(self.texts, self.labels, self.languages, strict=True)
                 if text_language == language and (label is None or text_label == label)]
 
 
-def _real_pool(recipe: Recipe) -> tuple[dict[tuple[str, str], list[str]], str]:
+def _real_pool(recipe: Recipe, teacher_shown: Sequence[str] | None) -> tuple[dict[tuple[str, str], list[str]], str]:
     """Real non-test texts per (language, label) to compare with, and where they come from."""
     if recipe.evaluation.reference.sets:
-        return reference_pool(recipe), "the reference training sets (texts shown to the teacher and test texts removed)"
+        if teacher_shown is None:
+            raise HfsynthError("the synthetic dataset does not record which real texts its teacher was shown "
+                               "(teacher_shown.json): run hfsynth generate again (cached answers are reused)")
+        return reference_pool(recipe, teacher_shown), "the reference training sets (texts shown to the teacher and test texts removed)"
     test = {normalize(text) for text in labelled_texts(recipe, recipe.evaluation.sets)}
     pool: dict[tuple[str, str], list[str]] = defaultdict(list)
     for seed_set in recipe.generation.seeds:
@@ -284,7 +293,7 @@ def quality_report(
     teacher in classification mode, used for label fidelity when there is no reference data (``teacher`` names it).
     """
     test_sets = {test_set.language: test_set for test_set in load_test_sets(recipe)}
-    pool, pool_source = _real_pool(recipe)
+    pool, pool_source = _real_pool(recipe, synthetic.teacher_shown)
     model = embedding_model(recipe)
     logger.info("quality report: embedding %d synthetic texts with %s", len(synthetic.texts), model)
     embedder = Embedder(model)
@@ -424,9 +433,7 @@ def quality_fingerprint(recipe: Recipe, synthetic: SyntheticTexts, method: str) 
 
 
 def synthetic_texts(dataset_dir: Path) -> SyntheticTexts:
-    """Every curated text of a saved synthetic dataset (all splits)."""
-    from hfsynth.dataset import load_synthetic_dataset
-
+    """Every curated text of a saved synthetic dataset (all splits), and the real texts its teacher was shown."""
     dataset = load_synthetic_dataset(dataset_dir)
     texts, labels, languages = [], [], []
     for split in dataset.values():
@@ -434,7 +441,8 @@ def synthetic_texts(dataset_dir: Path) -> SyntheticTexts:
         texts += split["text"]
         labels += [names[index] for index in split["label"]]
         languages += split["language"]
-    return SyntheticTexts(texts, labels, languages)
+    shown = load_teacher_shown(dataset_dir)
+    return SyntheticTexts(texts, labels, languages, tuple(shown) if shown is not None else None)
 
 
 def write_quality(
@@ -468,10 +476,6 @@ def write_quality(
 
 def teacher_classifier(recipe: Recipe, teacher: Teacher, cache_path: Path) -> Classify:
     """The teacher in zero-shot classification mode, every answer through the run's call cache."""
-    from hfsynth.cache import CallCache
-    from hfsynth.generation import CachedTeacher
-    from hfsynth.prompts import classification_prompt
-
     def classify(texts: Sequence[str], languages: Sequence[str]) -> list[str | None]:
         prompts = [classification_prompt(recipe, text, language)
                    for text, language in zip(texts, languages, strict=True)]

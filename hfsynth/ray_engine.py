@@ -7,15 +7,15 @@
   Units (the cache's fixed batches) go to the actors through ``ray.util.ActorPool`` and stream back to the driver as
   they finish; the driver alone writes them to its call cache. Actors restart and re-run the unit they were running
   when their process or node died (``max_restarts`` / ``max_task_retries``); nothing reached the cache half-written.
-- **Student runs** and **evaluations** are Ray tasks with the recipe's resources and ``max_retries``. A retried
-  student run resumes from the checkpoints in its run folder.
+- **Other units** (``RayEngine.map``: a stage's student runs, its evaluations) are Ray tasks with the resources and
+  retries the stage asks for; what every unit shares (the recipe, the training data) is put in the object store
+  once. A retried student run resumes from the checkpoints in its run folder. The engine knows no stage.
 
-What travels through Ray: prompts, answers, the training data (synthetic, and the human reference set), the test
-sets, and each evaluation's results row with its predictions. What
-must be on storage shared by the driver and every node: the run folder (``--out``), where student tasks write their
-students and evaluation tasks read them. Every task first checks that it sees a file the driver has just written
-there, and the driver checks that it sees every student a task wrote; a set-up where that fails stops with a message
-saying so, never with partial results. The call cache stays with the driver.
+What travels through Ray: prompts, answers, the units and their shared context, and their results. What must be on
+storage shared by the driver and every node: the folder a stage names (``UnitSpec.shared_folder``: the run folder,
+where student tasks write their students and evaluation tasks read them). Every task first checks that it sees a
+file the driver has just written there; a set-up where that fails stops with a message saying so, never with
+partial results. The call cache stays with the driver.
 
 Reproducibility: a unit's answers depend only on its content (prompts, sampling, batch seed), never on the actor that
 ran it. On CPU, torch's results in bfloat16 also depend on its thread count, so each actor and task runs torch with
@@ -35,12 +35,13 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hfsynth.errors import HfsynthError
-from hfsynth.execution import ClassifyUnit, Engine, GenerateUnit, TeacherPool
+from hfsynth.errors import HfsynthError, SharedStorageError
+from hfsynth.execution import Context, Engine, Item, Result, UnitSpec
 from hfsynth.recipe import ExecutionConfig, Recipe, TeacherConfig, WorkResources
-from hfsynth.teachers.base import LabelScores, Teacher, TeacherStats
+from hfsynth.teachers import load_teacher
+from hfsynth.teachers.base import ClassifyUnit, GenerateUnit, LabelScores, Teacher, TeacherStats, UnitAnswerCallback
 
 try:
     import ray
@@ -49,14 +50,6 @@ try:
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 except ImportError:  # pragma: no cover - depends on the installation
     raise HfsynthError("the Ray engine needs Ray, which is not installed: pip install 'hfsynth[ray]'") from None
-
-if TYPE_CHECKING:
-    import datasets
-    from transformers import TrainerCallback
-
-    from hfsynth.evaluation.summary import ScoredRun
-    from hfsynth.realdata import TestSet
-    from hfsynth.training import StudentRun, TrainedRun
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +62,6 @@ FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_TOKE
 _WAIT_NOTICE_SECONDS = 30.0
 
 TeacherFactory = Callable[[TeacherConfig], Teacher]
-
-
-class SharedStorageError(HfsynthError):
-    """A Ray node does not see the run folder the driver sees."""
 
 
 def _runtime_env() -> dict[str, Any] | None:
@@ -101,7 +90,7 @@ def _describe_demand(demand: dict[str, float]) -> str:
     return ", ".join(f"{name}={amount:g}" for name, amount in demand.items()) or "nothing"
 
 
-def _check_fits(demand: dict[str, float], what: str, field: str) -> None:
+def _check_fits(demand: dict[str, float], what: str, field: str | None) -> None:
     """Fail at once, rather than wait forever, when no node of the cluster could ever run the unit."""
     if not demand:
         return
@@ -112,7 +101,8 @@ def _check_fits(demand: dict[str, float], what: str, field: str) -> None:
                                           if not k.startswith(("node:", "memory", "object_store_memory"))})
                         for resources in nodes)
     raise HfsynthError(f"no node of the Ray cluster has {_describe_demand(demand)} for {what} (its nodes have: "
-                       f"{offered or 'no nodes'}): lower execution.{field} in the recipe or add such a node")
+                       f"{offered or 'no nodes'}): "
+                       + (f"lower {field} in the recipe or add such a node" if field else "add such a node"))
 
 
 def _cause(error: BaseException) -> BaseException:
@@ -169,7 +159,7 @@ class SharedFolderProbe:
         Path(self.path).unlink(missing_ok=True)
 
 
-# --- remote functions: they run on the workers ----------------------------------------------------------------------
+# --- on the workers -------------------------------------------------------------------------------------------------
 
 
 class TeacherActor:
@@ -177,18 +167,13 @@ class TeacherActor:
     with its own error), then runs units one at a time."""
 
     def __init__(self, config: TeacherConfig, factory: TeacherFactory | None, threads: int | None) -> None:
-        self.config, self.factory, self.threads = config, factory, threads
+        self.config, self.factory, self.threads = config, factory or load_teacher, threads
         self._teacher: Teacher | None = None
 
     @property
     def teacher(self) -> Teacher:
         if self._teacher is None:
-            if self.factory is None:
-                from hfsynth.teachers import load_teacher
-
-                self._teacher = load_teacher(self.config)
-            else:
-                self._teacher = self.factory(self.config)
+            self._teacher = self.factory(self.config)
         _limit_threads(self.threads)
         return self._teacher
 
@@ -198,14 +183,19 @@ class TeacherActor:
         return {"model_id": teacher.model_id, "uses_chat": teacher.uses_chat, "batch_size": teacher.batch_size,
                 "node_id": context.get_node_id(), "pid": os.getpid(), "gpu_ids": ray.get_gpu_ids()}
 
-    def generate(self, index: int, unit: GenerateUnit) -> tuple[int, list[str]]:
-        return index, self.teacher.generate(list(unit.prompts), unit.sampling, unit.seed)
+    def generate(self, index: int, unit: GenerateUnit) -> tuple[int, dict[int, str], BaseException | None]:
+        """The unit's answers by prompt position and, when a call failed for good, its error: the answers that
+        arrived before it were paid for, and go back to the driver's cache all the same."""
+        answers: dict[int, str] = {}
+        try:
+            self.teacher.generate(list(unit.prompts), unit.sampling, unit.seed, on_answer=answers.__setitem__)
+        except Exception as error:  # noqa: BLE001 - handed to the driver, which raises it
+            return index, answers, error
+        return index, answers, None
 
     def classify(self, index: int, unit: ClassifyUnit) -> tuple[int, list[LabelScores], float]:
-        teacher = self.teacher
-        started = time.perf_counter()
-        scores = teacher.classify(list(unit.prompts), list(unit.labels))
-        return index, scores, time.perf_counter() - started
+        _, scores, seconds = next(iter(self.teacher.stream_classify([unit])))
+        return index, scores, seconds
 
     def stats(self) -> TeacherStats:
         return self.teacher.stats
@@ -215,42 +205,26 @@ class TeacherActor:
             self._teacher.close()
 
 
-def train_task(recipe: Recipe, run: StudentRun, train_data: datasets.Dataset,
-               callbacks: Sequence[TrainerCallback], probe: SharedFolderProbe,
-               threads: int | None) -> tuple[TrainedRun, str, str]:
-    """One student run on a worker: (result, the fingerprint it wrote, the node's host name)."""
-    import torch
-
-    from hfsynth.students.base import read_meta
-    from hfsynth.training import train_run
-
+def run_unit(fn: Callable[[Context, Item], Result], context: Context, item: Item, probe: SharedFolderProbe | None,
+             threads: int | None) -> Result:
+    """One unit of ``RayEngine.map`` on a worker: torch threads as the driver would use, then the stage's own
+    function."""
+    _limit_threads(threads)
     if threads is not None:
+        import torch
+
         torch.set_num_threads(threads)
-    probe.check()
-    trained = train_run(recipe, run, train_data, callbacks)
-    meta = read_meta(run.directory)
-    return trained, meta.training.fingerprint if meta else "", socket.gethostname()
-
-
-def evaluate_task(recipe: Recipe, run: StudentRun, test_set: TestSet, probe: SharedFolderProbe,
-                  threads: int | None) -> ScoredRun:
-    """One (student run, test set) evaluation on a worker: its results row and predictions."""
-    import torch
-
-    from hfsynth.evaluation.runner import evaluate_student
-    from hfsynth.students.base import Student
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    probe.check()
-    return evaluate_student(recipe, run, Student.load(run.directory), test_set)
+    if probe is not None:
+        probe.check()
+    return fn(context, item)
 
 
 # --- the driver's side ----------------------------------------------------------------------------------------------
 
 
-class RayTeacherPool(TeacherPool):
-    """The recipe's teacher as a pool of Ray actors; a ``Teacher`` to the stages, which stream units through it."""
+class RayTeacherPool(Teacher):
+    """The recipe's teacher as a pool of Ray actors: to the stages an ordinary teacher, whose units run on all
+    replicas at once and stream back as they finish."""
 
     def __init__(self, config: TeacherConfig, execution: ExecutionConfig, factory: TeacherFactory | None = None,
                  runtime_env: dict[str, Any] | None = None, threads: int | None = None) -> None:
@@ -261,7 +235,7 @@ class RayTeacherPool(TeacherPool):
         self._streaming = False
         self.actors: list[Any] = []
         demand = _demand(spec)
-        _check_fits(demand, "a teacher replica", "teacher")
+        _check_fits(demand, "a teacher replica", "execution.teacher")
         options: dict[str, Any] = {
             "num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus, "resources": dict(spec.resources),
             "max_restarts": self.retries, "max_task_retries": self.retries, "runtime_env": runtime_env,
@@ -304,19 +278,23 @@ class RayTeacherPool(TeacherPool):
         finally:
             self._streaming = False
 
-    def stream_generate(self, units: Sequence[GenerateUnit]) -> Iterator[tuple[int, list[str]]]:
-        return self._stream("generate", units)
+    def stream_generate(self, units: Sequence[GenerateUnit],
+                        on_answer: UnitAnswerCallback | None = None) -> Iterator[tuple[int, list[str]]]:
+        for index, answers, error in self._stream("generate", units):
+            if on_answer is not None:
+                for position, answer in sorted(answers.items()):
+                    on_answer(index, position, answer)
+            if error is not None:
+                raise error
+            yield index, [answers[position] for position in range(len(units[index].prompts))]
 
     def stream_classify(self, units: Sequence[ClassifyUnit]) -> Iterator[tuple[int, list[LabelScores], float]]:
         return self._stream("classify", units)
 
     def generate(self, prompts: Sequence[Any], sampling: Any, seed: int,
                  on_answer: Callable[[int, str], None] | None = None) -> list[str]:
-        answers = next(iter(self.stream_generate([GenerateUnit(tuple(prompts), sampling, seed)])))[1]
-        for index, answer in enumerate(answers):  # a unit's answers come back together
-            if on_answer is not None:
-                on_answer(index, answer)
-        return answers
+        forward = None if on_answer is None else (lambda unit, position, answer: on_answer(position, answer))
+        return next(iter(self.stream_generate([GenerateUnit(tuple(prompts), sampling, seed)], forward)))[1]
 
     def classify(self, prompts: Sequence[Any], labels: Sequence[str]) -> list[LabelScores]:
         return next(iter(self.stream_classify([ClassifyUnit(tuple(prompts), tuple(labels))])))[1]
@@ -356,9 +334,10 @@ class RayEngine(Engine):
     """Connects to (or starts) a Ray cluster; resources come from each recipe's ``execution`` section."""
 
     name = "ray"
+    runs_recipes_together = True
+    units_run_here = False
 
     def __init__(self, address: str | None = None, *, teacher_factory: TeacherFactory | None = None) -> None:
-        super().__init__()
         self.address = address
         #: Builds the teacher inside each actor (default: hfsynth's ``load_teacher``); tests script one.
         self.teacher_factory = teacher_factory
@@ -383,28 +362,26 @@ class RayEngine(Engine):
             ray.shutdown()
         self._owns_connection = False
 
-    # --- teacher ------------------------------------------------------------------------------------------------------
-
     def load_teacher(self, recipe: Recipe) -> Teacher:
         return RayTeacherPool(recipe.teacher, recipe.execution, self.teacher_factory, self.runtime_env,
                               self.default_threads)
 
-    # --- tasks --------------------------------------------------------------------------------------------------------
-
-    def _task(self, function: Callable[..., Any], spec: WorkResources, retries: int) -> Any:
-        return ray.remote(function).options(
-            num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, resources=dict(spec.resources), max_retries=retries,
-            retry_exceptions=False, runtime_env=self.runtime_env,
+    def map(self, fn: Callable[[Context, Item], Result], items: Sequence[Item], context: Context,
+            spec: UnitSpec) -> Iterator[tuple[int, Result]]:
+        if not items:
+            return
+        resources = spec.resources
+        _check_fits(_demand(resources), f"a unit of {spec.stage}", spec.resources_field)
+        probe = SharedFolderProbe.create(spec.shared_folder) if spec.shared_folder is not None else None
+        task = ray.remote(run_unit).options(
+            num_cpus=resources.num_cpus, num_gpus=resources.num_gpus, resources=dict(resources.resources),
+            max_retries=spec.retries, retry_exceptions=False, runtime_env=self.runtime_env,
         )
-
-    def _gather(self, recipe: Recipe, stage: str, refs: list[Any], describe: Callable[[int], str],
-                check: Callable[[int, Any], None] = lambda index, value: None) -> list[Any]:
-        """Results in submission order, taken as they finish (progress counts them); the first failure cancels
-        the rest."""
-        results: list[Any] = [None] * len(refs)
+        shared = ray.put(context)  # sent once, not once per unit
+        threads = resources.threads or self.default_threads
+        refs = [task.remote(fn, shared, item, probe, threads) for item in items]
         index_of = {ref: index for index, ref in enumerate(refs)}
         pending = list(refs)
-        self._progress(recipe, stage, 0, len(refs))
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
@@ -412,63 +389,11 @@ class RayEngine(Engine):
                 try:
                     value = ray.get(done[0])
                 except ray.exceptions.RayError as error:
-                    _reraise(error, describe(index), recipe.execution.max_retries)
-                check(index, value)
-                results[index] = value
-                self._progress(recipe, stage, len(refs) - len(pending), len(refs))
-        except BaseException:
+                    _reraise(error, spec.describe(index), spec.retries)
+                yield index, value
+        finally:
+            # The first failure (or an interruption) cancels the rest.
             for ref in pending:
                 ray.cancel(ref, force=True)
-            raise
-        return results
-
-    def train_runs(self, recipe: Recipe, runs: Sequence[StudentRun], train_data: datasets.Dataset,
-                   callbacks: Sequence[TrainerCallback] = ()) -> list[TrainedRun]:
-        import datasets as hf_datasets
-
-        from hfsynth.students.base import read_meta
-
-        if not runs:
-            return []
-        spec = recipe.execution.students
-        _check_fits(_demand(spec), "a student run", "students")
-        probe = SharedFolderProbe.create(Path(os.path.commonpath([str(run.directory.parent) for run in runs])))
-        # In memory: a dataset memory-mapped from the driver's disk would be pickled as a path.
-        data = ray.put(hf_datasets.Dataset.from_dict(train_data.to_dict(), features=train_data.features))
-        task = self._task(train_task, spec, recipe.execution.max_retries)
-        threads = spec.threads or self.default_threads
-        refs = [task.remote(recipe, run, data, list(callbacks), probe, threads) for run in runs]
-
-        def check(index: int, value: tuple[TrainedRun, str, str]) -> None:
-            _, fingerprint, host = value
-            meta = read_meta(runs[index].directory)
-            if meta is None or meta.training.fingerprint != fingerprint:
-                raise SharedStorageError(
-                    f"student run {runs[index].directory} finished on Ray node {host}, but the driver "
-                    f"({socket.gethostname()}) does not see it there: put --out on storage shared by the driver and "
-                    "every Ray node, mounted at the same path"
-                )
-
-        try:
-            results = self._gather(recipe, "students", refs, lambda i: f"student run {runs[i].directory}", check)
-        finally:
-            probe.remove()
-        return [trained for trained, _, _ in results]
-
-    def evaluate_runs(self, recipe: Recipe, runs: Sequence[StudentRun],
-                      test_sets: Sequence[TestSet]) -> list[ScoredRun]:
-        if not runs or not test_sets:
-            return []
-        spec = recipe.execution.evaluation
-        _check_fits(_demand(spec), "an evaluation", "evaluation")
-        probe = SharedFolderProbe.create(Path(os.path.commonpath([str(run.directory.parent) for run in runs])))
-        task = self._task(evaluate_task, spec, recipe.execution.max_retries)
-        pairs = [(run, index) for run in runs for index in range(len(test_sets))]
-        shared = [ray.put(test_set) for test_set in test_sets]  # sent once, not once per run
-        threads = spec.threads or self.default_threads
-        refs = [task.remote(recipe, run, shared[index], probe, threads) for run, index in pairs]
-        try:
-            return self._gather(recipe, "evaluations", refs,
-                                lambda i: f"evaluation of {pairs[i][0].directory} on {test_sets[pairs[i][1]].language}")
-        finally:
-            probe.remove()
+            if probe is not None:
+                probe.remove()

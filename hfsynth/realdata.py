@@ -4,13 +4,14 @@ the human-data reference: real training examples, sized like the synthetic data,
 from __future__ import annotations
 
 import random
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 
+from hfsynth.curation import normalize
 from hfsynth.errors import HfsynthError
 from hfsynth.recipe import Recipe, SeedSet
 
@@ -155,20 +156,10 @@ def teacher_demonstrations(recipe: Recipe, test_set: TestSet) -> list[tuple[str,
     return demonstrations
 
 
-def texts_shown_to_the_teacher(recipe: Recipe) -> set[str]:
-    """Every real text the teacher may have seen: the seeds any generation call (all top-up rounds included) could
-    show, and the few-shot classification demonstrations. A superset of what a run showed, computed from the recipe
-    alone, so a reference set built from it never depends on how a run went."""
-    from hfsynth.generation import MAX_TOP_UP_ROUNDS, load_seed_examples, plan_requests
-
-    shown: set[str] = set()
-    if recipe.generation.strategy == "few-shot":
-        seed_examples = load_seed_examples(recipe)
-        needed = {(language, label): recipe.generation.samples_per_label
-                  for language in recipe.languages for label in recipe.label_names}
-        for round_index in range(1 + MAX_TOP_UP_ROUNDS):
-            for request in plan_requests(recipe, needed, round_index, seed_examples):
-                shown.update(request.seed_examples)
+def texts_shown_to_the_teacher(recipe: Recipe, seed_texts: Iterable[str]) -> set[str]:
+    """Every real text the teacher may have seen: the seed texts generation recorded (``seed_texts``, from the
+    dataset's ``teacher_shown.json``) and the few-shot classification demonstrations of the evaluation."""
+    shown = set(seed_texts)
     if recipe.evaluation.teacher_examples_per_label:
         for test_set in load_test_sets(recipe):
             shown.update(text for text, _ in teacher_demonstrations(recipe, test_set))
@@ -178,12 +169,11 @@ def texts_shown_to_the_teacher(recipe: Recipe) -> set[str]:
 # --- the human-data reference -------------------------------------------------------------------------------------
 
 
-def reference_pool(recipe: Recipe) -> dict[tuple[str, str], list[str]]:
+def reference_pool(recipe: Recipe, seed_texts: Iterable[str]) -> dict[tuple[str, str], list[str]]:
     """Real training texts per (language, label) from ``evaluation.reference.sets``, without any text the teacher
-    may have seen and without any test text (compared case-, punctuation- and space-insensitively)."""
-    from hfsynth.curation import normalize
-
-    excluded = {normalize(text) for text in texts_shown_to_the_teacher(recipe)}
+    may have seen (``seed_texts``: those generation recorded) and without any test text (compared case-,
+    punctuation- and space-insensitively)."""
+    excluded = {normalize(text) for text in texts_shown_to_the_teacher(recipe, seed_texts)}
     excluded |= {normalize(text) for text in labelled_texts(recipe, recipe.evaluation.sets)}
     pool: dict[tuple[str, str], list[str]] = defaultdict(list)
     for seed_set in recipe.evaluation.reference.sets:
@@ -194,29 +184,3 @@ def reference_pool(recipe: Recipe) -> dict[tuple[str, str], list[str]]:
                 excluded.add(key)  # a text repeated in the reference sets is used once
                 pool[(seed_set.language, label)].append(text)
     return dict(pool)
-
-
-def reference_training_set(recipe: Recipe, synthetic_train: datasets.Dataset) -> datasets.Dataset:
-    """Real examples in the synthetic schema, as many per (language, label) as ``synthetic_train`` has (all there
-    are when the pool is smaller): the human-data twin of a student's main training set."""
-    from hfsynth.dataset import features
-
-    label_names = synthetic_train.features["label"].names
-    counts = Counter(zip(synthetic_train["language"], (label_names[index] for index in synthetic_train["label"]),
-                         strict=True))
-    pool = reference_pool(recipe)
-    rng = random.Random(recipe.evaluation.reference.seed)
-    columns: dict[str, list[str]] = defaultdict(list)
-    for (language, label), count in sorted(counts.items()):
-        candidates = pool.get((language, label), [])
-        for text in rng.sample(candidates, min(count, len(candidates))):
-            columns["text"].append(text)
-            columns["label"].append(label)
-            columns["language"].append(language)
-            columns["teacher"].append("human")
-            columns["strategy"].append("human")
-            columns["prompt_id"].append(f"{language}/{label}/human")
-    if not columns:
-        raise HfsynthError("evaluation.reference.sets has no real example for any language and label of the "
-                           "synthetic data (after removing texts shown to the teacher and test texts)")
-    return datasets.Dataset.from_dict(dict(columns), features=features(recipe.label_names))

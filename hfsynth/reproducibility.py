@@ -23,6 +23,9 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from hfsynth.errors import HfsynthError
+from hfsynth.logs import apply_to_loaded_libraries
+
 THREADS_VARIABLE = "HFSYNTH_TRAINING_THREADS"
 DEFAULT_TRAINING_THREADS = 1
 
@@ -37,7 +40,6 @@ def training_threads() -> int:
     except ValueError:
         threads = 0
     if threads < 1:
-        from hfsynth.errors import HfsynthError
 
         raise HfsynthError(f"{THREADS_VARIABLE}={value!r}: give a whole number of threads, 1 or more")
     return threads
@@ -49,7 +51,6 @@ def training_context(seed: int, threads: int | None = None) -> Iterator[None]:
     import torch
     from transformers import set_seed
 
-    from hfsynth.logs import apply_to_loaded_libraries
 
     # The student's libraries are imported by now: setfit resets its logging on import.
     apply_to_loaded_libraries()

@@ -31,6 +31,8 @@ _EVAL_DIR = "eval"
 _BARS_PLOT = "teacher_vs_students.png"
 # The dataset's quality plot, and its copy in the eval folder (the report and the Space show it).
 _QUALITY_PLOT = "quality_projection.png"
+#: Named here for the Hub too: a dataset pushed with it lets a later ``train --dataset HUB_ID`` find it.
+TEACHER_SHOWN_FILE = "teacher_shown.json"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,11 @@ class DatasetFolder:
         return self.root / "generation.json"
 
     @property
+    def teacher_shown(self) -> Path:
+        """The real texts the teacher may have been shown (``hfsynth.run_records.TeacherShown``)."""
+        return self.root / TEACHER_SHOWN_FILE
+
+    @property
     def quality(self) -> Path:
         """The quality report (``hfsynth.run_records.QualityReport``): diversity, coverage, fidelity, leaks."""
         return self.root / "quality.json"
@@ -71,7 +78,7 @@ class DatasetFolder:
     @property
     def side_files(self) -> tuple[Path, ...]:
         """What is pushed to the Hub beside the dataset and its card (the quality files when they exist)."""
-        return (self.recipe, self.dropped, self.stats, self.quality, self.quality_plot)
+        return (self.recipe, self.dropped, self.stats, self.teacher_shown, self.quality, self.quality_plot)
 
 
 @dataclass(frozen=True)

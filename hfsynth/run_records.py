@@ -68,6 +68,13 @@ class GenerationStats(_Record):
     splits: dict[str, int]
 
 
+class TeacherShown(_Record):
+    """``teacher_shown.json``: the real texts the teacher may have been shown while it wrote the dataset (few-shot
+    seeds), which the human-data reference must never train on. Travels with the dataset, to the Hub too."""
+
+    seed_texts: list[str]
+
+
 # --- hfsynth_student.json -------------------------------------------------------------------------------------------
 
 

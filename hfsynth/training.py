@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 import random
 import shutil
+import socket
 import time
-from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,21 +28,25 @@ import datasets
 
 from hfsynth import __version__
 from hfsynth.cache import call_key
-from hfsynth.errors import HfsynthError
+from hfsynth.dataset import features
+from hfsynth.errors import HfsynthError, SharedStorageError
+from hfsynth.execution import LOCAL, Engine, UnitSpec, gather
+from hfsynth.realdata import reference_pool
 from hfsynth.recipe import Recipe, StudentConfig
 from hfsynth.reproducibility import training_context
 from hfsynth.run_folder import RunFolder, StudentFolder
 from hfsynth.run_records import DataSource, TrainingRecord
-from hfsynth.students.base import read_meta
+from hfsynth.students.base import read_meta, student_class
 from hfsynth.students.params import StudentParams
-from hfsynth.students.registry import check_student_params, parse_params, student_kind
+from hfsynth.students.registry import student_kind
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
 
-    from hfsynth.execution import Engine
-
 logger = logging.getLogger(__name__)
+
+#: ``on_run_done(done, total)``: student runs finished so far (trained or skipped).
+RunsProgress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -66,11 +71,24 @@ class TrainedRun:
     run: StudentRun
     skipped: bool  # already trained with the same configuration and data
     seconds: float  # training time (of the earlier run, when skipped)
+    #: What the run's meta file records (its configuration and data), and the machine that wrote it: the driver
+    #: checks it sees that file too.
+    fingerprint: str = ""
+    host: str = field(default_factory=socket.gethostname)
+
+
+@dataclass(frozen=True)
+class TrainingContext:
+    """What every run of one ``train_students`` call shares (sent once to a cluster's workers)."""
+
+    recipe: Recipe
+    train_data: datasets.Dataset
+    callbacks: tuple[TrainerCallback, ...] = ()
 
 
 def run_params(run: StudentRun) -> StudentParams:
-    """The run's validated params; repeat ``k`` trains with ``seed + k``."""
-    params = parse_params(run.config.kind, run.config.params)
+    """The run's params; repeat ``k`` trains with ``seed + k``."""
+    params = run.config.params
     return params.model_copy(update={"seed": params.seed + run.repeat})
 
 
@@ -125,37 +143,71 @@ def train_students(
     only: Sequence[str] = (),
     callbacks: Sequence[TrainerCallback] = (),
     engine: Engine | None = None,
+    teacher_shown: Sequence[str] | None = (),
+    on_progress: RunsProgress | None = None,
 ) -> list[TrainedRun]:
     """Train every run of every recipe student (or of the students named in ``only``) on ``dataset["train"]``, then the
-    reference runs on real data with as many examples per language and label
-    (:func:`hfsynth.realdata.reference_training_set`).
+    reference runs on real data with as many examples per language and label (:func:`reference_training_set`).
 
-    ``callbacks`` go to each run's trainer (progress reporting, early stopping). ``engine``: where the runs train
-    (:mod:`hfsynth.execution`; default: one after the other in this process).
+    ``callbacks`` go to each run's trainer, wherever it runs (progress reporting, early stopping). ``engine``: where
+    the runs train (:mod:`hfsynth.execution`; default: one after the other in this process). ``teacher_shown``: the
+    real texts the dataset's teacher was shown (:func:`hfsynth.dataset.load_teacher_shown`), kept out of the
+    human-data reference; None when the dataset does not say (then there can be no reference runs).
     """
-    from hfsynth.realdata import reference_training_set
-
-    check_student_params(recipe)
     unknown = set(only) - {config.name for config in recipe.students}
     if unknown:
         raise HfsynthError(f"no student named {sorted(unknown)} in the recipe")
     _check_schema(recipe, dataset["train"])
-    from hfsynth.execution import LOCAL
-
     runs = [run for run in planned_runs(recipe, out_dir) if not only or run.config.name in only]
-    # One engine call per training set: the synthetic data, then the human reference data (when the recipe has it).
     synthetic = [run for run in runs if run.data != "human"]
     human = [run for run in runs if run.data == "human"]
-    trained = (engine or LOCAL).train_runs(recipe, synthetic, dataset["train"], callbacks) if synthetic else []
+    training_sets = [(synthetic, dataset["train"])]
     if human:
-        trained += (engine or LOCAL).train_runs(recipe, human, reference_training_set(recipe, dataset["train"]),
-                                                callbacks)
+        if teacher_shown is None:
+            raise HfsynthError(
+                "the synthetic dataset does not record which real texts its teacher was shown (teacher_shown.json, "
+                "written by hfsynth generate): the human-data reference could train on them; generate it again "
+                "(cached answers are reused) or leave out evaluation.reference")
+        training_sets.append((human, reference_training_set(recipe, dataset["train"], teacher_shown)))
+    progress = on_progress or (lambda done, total: None)
+    done = 0
+    progress(done, len(runs))
+    trained: list[TrainedRun] = []
+    # One engine call per training set: the synthetic data, then the human reference data (when the recipe has it).
+    for planned, train_data in training_sets:
+        if not planned:
+            continue
+        # In memory: sent whole to a cluster's workers (a memory-mapped dataset would travel as a local path).
+        in_memory = datasets.Dataset.from_dict(train_data.to_dict(), features=train_data.features)
+        spec = UnitSpec("students", recipe.execution.students, recipe.execution.max_retries,
+                        shared_folder=Path(out_dir), resources_field="execution.students",
+                        describe=lambda index, planned=planned: f"student run {planned[index].directory}")
+
+        def finished(index: int, result: TrainedRun) -> None:
+            nonlocal done
+            _check_visible(result)
+            done += 1
+            progress(done, len(runs))
+
+        stream = (engine or LOCAL).map(train_run, planned, TrainingContext(recipe, in_memory, tuple(callbacks)), spec)
+        trained += gather(stream, len(planned), finished)
     return trained
 
 
-def train_run(
-    recipe: Recipe, run: StudentRun, train_data: datasets.Dataset, callbacks: Sequence[TrainerCallback] = ()
-) -> TrainedRun:
+def _check_visible(trained: TrainedRun) -> None:
+    """The driver sees the student the run wrote (a worker on another disk would leave it nowhere it looks)."""
+    meta = read_meta(trained.run.directory)
+    if meta is None or meta.training.fingerprint != trained.fingerprint:
+        raise SharedStorageError(
+            f"student run {trained.run.directory} finished on {trained.host}, but this driver ({socket.gethostname()}) "
+            "does not see it there: put --out on storage shared by the driver and every worker, mounted at the same "
+            "path")
+
+
+def train_run(context: TrainingContext, run: StudentRun) -> TrainedRun:
+    """One student run, the training stage's unit of work (whichever engine runs it): trained, or skipped when its
+    folder already holds it."""
+    recipe, train_data, callbacks = context.recipe, context.train_data, context.callbacks
     config = run.config
     params = run_params(run)
     subset = per_label_subset(train_data, run.train_size, params.seed)
@@ -168,7 +220,7 @@ def train_run(
     meta = read_meta(run.directory)
     if meta is not None and meta.training.fingerprint == fingerprint:
         logger.info("student %s: already trained (%s), skipped", config.name, run.directory)
-        return TrainedRun(run, skipped=True, seconds=meta.training.seconds)
+        return TrainedRun(run, skipped=True, seconds=meta.training.seconds, fingerprint=fingerprint)
 
     checkpoint_dir = folder.checkpoints
     marker = folder.run_marker
@@ -180,7 +232,7 @@ def train_run(
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(fingerprint)
 
-    student = student_kind(config.kind).student_class()(recipe, config.model, params)
+    student = student_class(student_kind(config.kind))(recipe, config.model, params)
     logger.info("student %s: training on %d %s examples (%s per label, seed %d)", config.name, len(subset),
                 run.data, run.train_size or "all", params.seed)
     started = time.monotonic()
@@ -200,4 +252,34 @@ def train_run(
     )
     student.save(run.directory)
     shutil.rmtree(checkpoint_dir)  # only needed to resume; a finished student is never retrained
-    return TrainedRun(run, skipped=False, seconds=seconds)
+    return TrainedRun(run, skipped=False, seconds=seconds, fingerprint=fingerprint)
+
+
+# --- the human-data reference -------------------------------------------------------------------------------------
+
+
+def reference_training_set(recipe: Recipe, synthetic_train: datasets.Dataset,
+                           teacher_shown: Sequence[str]) -> datasets.Dataset:
+    """Real examples in the synthetic schema, as many per (language, label) as ``synthetic_train`` has (all there
+    are when the pool is smaller): the human-data twin of a student's main training set. Never a text the teacher
+    was shown (``teacher_shown``, and its few-shot demonstrations) nor a test text
+    (:func:`hfsynth.realdata.reference_pool`)."""
+    label_names = synthetic_train.features["label"].names
+    counts = Counter(zip(synthetic_train["language"], (label_names[index] for index in synthetic_train["label"]),
+                         strict=True))
+    pool = reference_pool(recipe, teacher_shown)
+    rng = random.Random(recipe.evaluation.reference.seed)
+    columns: dict[str, list[str]] = defaultdict(list)
+    for (language, label), count in sorted(counts.items()):
+        candidates = pool.get((language, label), [])
+        for text in rng.sample(candidates, min(count, len(candidates))):
+            columns["text"].append(text)
+            columns["label"].append(label)
+            columns["language"].append(language)
+            columns["teacher"].append("human")
+            columns["strategy"].append("human")
+            columns["prompt_id"].append(f"{language}/{label}/human")
+    if not columns:
+        raise HfsynthError("evaluation.reference.sets has no real example for any language and label of the "
+                           "synthetic data (after removing texts shown to the teacher and test texts)")
+    return datasets.Dataset.from_dict(dict(columns), features=features(recipe.label_names))

@@ -7,7 +7,7 @@ tested in test_local_teacher / test_remote_teacher and end to end in test_cli.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from hfsynth.recipe import SamplingParams
 from hfsynth.teachers.base import LabelScores, Prompt, Teacher
@@ -32,7 +32,8 @@ class ScriptedTeacher(Teacher):
     def batch_size(self) -> int:
         return 3
 
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int) -> list[str]:
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int,
+                 on_answer: Callable[[int, str], None] | None = None) -> list[str]:
         if self.crash_after_batches is not None and self.batches >= self.crash_after_batches:
             raise KeyboardInterrupt("simulated kill")
         self.batches += 1
@@ -46,6 +47,8 @@ class ScriptedTeacher(Teacher):
                 digest = b"\x00" * 32  # the same texts as every other repeated answer
             lines = [" ".join(WORDS[(b + i * 7) % len(WORDS)] for b in digest[i * 6 : i * 6 + 6]) for i in range(4)]
             answers.append("Here are the texts:\n" + "\n".join(f"{n}. {line}." for n, line in enumerate(lines, 1)))
+            if on_answer is not None:
+                on_answer(position, answers[-1])
         return answers
 
     def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:

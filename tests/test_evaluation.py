@@ -14,19 +14,20 @@ import datasets
 import pytest
 from PIL import Image
 
+from hfsynth.cache import CallCache
 from hfsynth.curation import Sample
 from hfsynth.dataset import save_dataset
 from hfsynth.errors import HfsynthError, RecipeError
 from hfsynth.evaluation import LATENCY_TEXTS, run_evaluation
-from hfsynth.generation import GenerationResult
+from hfsynth.generation import GenerationResult, load_seed_examples, seed_texts_the_plan_may_show
 from hfsynth.pipeline import write_cards
-from hfsynth.realdata import reference_training_set, texts_shown_to_the_teacher
+from hfsynth.realdata import texts_shown_to_the_teacher
 from hfsynth.recipe import Recipe, parse_recipe
 from hfsynth.run_folder import EvalFolder, RunFolder
 from hfsynth.run_records import EvaluationResults
 from hfsynth.students.base import read_meta
 from hfsynth.teachers import LabelScores, Prompt, Teacher, load_teacher
-from hfsynth.training import planned_runs, train_students
+from hfsynth.training import planned_runs, reference_training_set, train_students
 from tests.student_helpers import LABELS, make_recipe, sib200_rows, synthetic_dataset, write_test_set
 
 ROW_FIELDS = {"model", "role", "kind", "language", "macro_f1", "accuracy", "n", "texts_per_s", "latency_ms",
@@ -51,7 +52,7 @@ class AnswerKeyTeacher(Teacher):
     def batch_size(self) -> int:
         return 4
 
-    def generate(self, prompts: Sequence[Prompt], sampling: object, seed: int) -> list[str]:
+    def generate(self, prompts: Sequence[Prompt], sampling: object, seed: int, on_answer: object = None) -> list[str]:
         raise NotImplementedError
 
     def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
@@ -120,8 +121,8 @@ def test_teacher_scores_cache_report_and_plots(tmp_path: Path) -> None:
 
     # 9 texts per language: 3 alone (latency), then chunks of the teacher's batch size 4 -> 3 + 2 calls.
     assert teacher.stats.calls == 2 * (LATENCY_TEXTS + 2)
-    cached = [json.loads(line) for line in eval_dir.teacher_predictions.read_text().splitlines()]
-    assert len(cached) == 18 and {"key", "model", "language", "text", "probabilities"} <= set(cached[0])
+    with CallCache(RunFolder(tmp_path).cache) as cache:  # every answer, in the run's call cache
+        assert len(cache) == 18
 
     report = eval_dir.report.read_text()
     assert "| test/answer-key (teacher) | zero-shot | 0.000 [0.000, 0.000] | 0.600 [" in report
@@ -144,7 +145,8 @@ def test_a_killed_evaluation_keeps_the_teacher_answers_it_got(tmp_path: Path) ->
     recipe = eval_recipe(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         run_evaluation(recipe, tmp_path, teacher=AnswerKeyTeacher(fail_after=4))
-    assert len(EvalFolder(tmp_path / "eval").teacher_predictions.read_text().splitlines()) == 3 + 4  # 3 alone, then 4
+    with CallCache(RunFolder(tmp_path).cache) as cache:
+        assert len(cache) == 3 + 4  # 3 alone, then a chunk of 4
 
     teacher = AnswerKeyTeacher()
     run_evaluation(recipe, tmp_path, teacher=teacher)
@@ -247,7 +249,8 @@ def test_the_reference_training_set_matches_the_synthetic_cells_and_never_holds_
         tmp_path: Path) -> None:
     recipe = reference_recipe(tmp_path)
     synthetic = synthetic_dataset(per_label=3)["train"]
-    reference = reference_training_set(recipe, synthetic)
+    seed_texts = seed_texts_the_plan_may_show(recipe, load_seed_examples(recipe))  # what generation records
+    reference = reference_training_set(recipe, synthetic, seed_texts)
 
     def cells(dataset: datasets.Dataset) -> Counter:
         names = dataset.features["label"].names
@@ -255,7 +258,7 @@ def test_the_reference_training_set_matches_the_synthetic_cells_and_never_holds_
 
     assert cells(reference) == cells(synthetic) == Counter({cell: 3 for cell in cells(synthetic)})
     assert reference.features == synthetic.features and set(reference["teacher"]) == {"human"}
-    shown = texts_shown_to_the_teacher(recipe)
+    shown = texts_shown_to_the_teacher(recipe, seed_texts)
     # Generation shows 2 seeds per call, 2 calls per cell in each of the 3 possible rounds: 12 draws per label and
     # language.
     seeds = {row["text"] for language in ("en", "de") for row in sib200_rows(language, "train")[:30]}
@@ -263,16 +266,16 @@ def test_the_reference_training_set_matches_the_synthetic_cells_and_never_holds_
     test = {row["text"] for language in ("en", "de") for row in sib200_rows(language, "test")}
     assert not set(reference["text"]) & (shown | test)
     # Reproducible: the same recipe draws the same texts.
-    assert reference_training_set(recipe, synthetic)["text"] == reference["text"]
+    assert reference_training_set(recipe, synthetic, seed_texts)["text"] == reference["text"]
 
 
 def test_reference_sets_shorter_than_the_synthetic_cells_give_what_they_have(tmp_path: Path) -> None:
     sets = [{"language": "en", "path": str(write_rows(tmp_path / "few.jsonl", sib200_rows("en", "train")[:5]))}]
     recipe = eval_recipe(tmp_path, reference={"sets": sets})
-    reference = reference_training_set(recipe, synthetic_dataset(per_label=4)["train"])
+    reference = reference_training_set(recipe, synthetic_dataset(per_label=4)["train"], [])
     assert 0 < len(reference) <= 5 and set(reference["language"]) == {"en"}
     with pytest.raises(HfsynthError, match="no real example for any language and label"):
-        reference_training_set(recipe, synthetic_dataset(per_label=4, languages=("de",))["train"])
+        reference_training_set(recipe, synthetic_dataset(per_label=4, languages=("de",))["train"], [])
 
 
 def test_reference_recipe_fields_are_checked() -> None:

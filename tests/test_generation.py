@@ -19,6 +19,7 @@ from hfsynth.generation import generate_samples, plan_requests
 from hfsynth.recipe import parse_recipe
 from tests.scripted_teacher import ScriptedTeacher
 
+
 def recipe(**generation):  # noqa: ANN003, ANN201
     return parse_recipe({
         "name": "t",

@@ -110,19 +110,20 @@ def test_same_dataset_and_scores_as_the_local_engine(local_run: tuple[Recipe, Pa
                                                      tmp_path: Path) -> None:
     recipe, local_out = local_run
     out = tmp_path / "run"
-    progress: list[tuple[str, str, int, int]] = []
+    progress: list[tuple[str, int, int]] = []
     with engine(ray_cluster) as ray_engine:
-        ray_engine.on_progress = lambda *event: progress.append(event)
         pipeline.generate(recipe, out, engine=ray_engine)
-        trained = pipeline.train(recipe, out, engine=ray_engine)
-        pipeline.evaluate(recipe, out, engine=ray_engine)
+        trained = pipeline.train(recipe, out, engine=ray_engine,
+                                 on_progress=lambda done, total: progress.append(("students", done, total)))
+        pipeline.evaluate(recipe, out, engine=ray_engine,
+                          on_progress=lambda done, total: progress.append(("evaluations", done, total)))
 
     made, expected = dataset_files(out), dataset_files(local_out)
     assert made.pop("README.md").decode().splitlines() == expected.pop("README.md").decode().splitlines()
     assert made == expected  # byte for byte
     assert len(trained) == 6 and not any(run.skipped for run in trained)
     assert scores(out) == scores(local_out)
-    assert ("ray-quickstart", "students", 6, 6) in progress and ("ray-quickstart", "evaluations", 6, 6) in progress
+    assert ("students", 6, 6) in progress and ("evaluations", 6, 6) in progress
     for name in ("report.md", "teacher_vs_students.png", "learning_curve.png"):
         assert (out / "eval" / name).is_file()
     assert (out / "students" / "setfit-minilm" / "README.md").is_file()
@@ -161,9 +162,9 @@ def test_actor_killed_mid_generation(local_run: tuple[Recipe, Path], ray_cluster
 def test_worker_killed_mid_sweep(local_run: tuple[Recipe, Path], ray_cluster: RayCluster, tmp_path: Path) -> None:
     recipe, local_out = local_run
     out = tmp_path / "run"
-    (out / "eval").mkdir(parents=True)
+    (out / "cache").mkdir(parents=True)
     # Same dataset, same teacher answers: only the students train again, and one of their workers is killed.
-    shutil.copyfile(local_out / "eval" / "teacher_predictions.jsonl", out / "eval" / "teacher_predictions.jsonl")
+    shutil.copyfile(local_out / "cache" / "teacher_calls.sqlite", out / "cache" / "teacher_calls.sqlite")
     switch = KillSwitch(tmp_path / "switch")
     watcher = switch.watch()
     with engine(ray_cluster) as ray_engine:
@@ -299,7 +300,7 @@ def test_ray_flag_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         seen.append(ray_flag)
         raise HfsynthError("stop here")
 
-    monkeypatch.setattr(execution, "engine_for", fake_engine_for)
+    monkeypatch.setattr(pipeline, "engine_for", fake_engine_for)
     recipe = str(tiny_quickstart(tmp_path))
     for args in (["--ray"], ["--ray", "auto"], ["--ray", "--out", str(tmp_path)], []):
         out = [] if "--out" in args else ["--out", str(tmp_path)]

@@ -15,9 +15,8 @@ from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback
 
 from hfsynth.embedded import resolve_model
-from hfsynth.errors import RecipeError
 from hfsynth.students.params import SetFitParams
-from hfsynth.students.registry import parse_params
+from hfsynth.students.registry import student_kind
 from hfsynth.students.setfit_student import SetFitStudent
 from tests.student_helpers import LABELS, make_recipe, sib200_rows, synthetic_dataset
 
@@ -110,6 +109,6 @@ def test_no_body_training_fits_only_the_head(tmp_path: Path) -> None:
 
 
 def test_body_training_is_validated() -> None:
-    assert parse_params("setfit", {}).body_training == "frozen-embeddings"
-    with pytest.raises(RecipeError, match="students\\[0\\].params.body_training"):
-        parse_params("setfit", {"body_training": "frozen"}, "students[0].params")
+    assert student_kind("setfit").parse_params({}).body_training == "frozen-embeddings"
+    with pytest.raises(ValueError, match="^params.body_training: "):
+        student_kind("setfit").parse_params({"body_training": "frozen"})

@@ -14,7 +14,7 @@ from hfsynth.cli import app
 from hfsynth.embedded import EMBEDDED_MODELS
 from hfsynth.realdata import load_labelled_set
 from hfsynth.recipe import Recipe, load_recipe
-from hfsynth.students.registry import check_student_params, parse_params
+from hfsynth.students.registry import student_kind
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 ALL = sorted(RECIPES.glob("*.yaml"))
@@ -47,8 +47,9 @@ def test_every_expected_recipe_is_shipped() -> None:
 @pytest.mark.parametrize("path", ALL, ids=lambda path: path.stem)
 def test_recipe_validates_with_its_student_params(path: Path) -> None:
     loaded = load_recipe(path)
-    # load_recipe leaves params to the students; a typo there must still fail here, before any training.
-    check_student_params(loaded)
+    # Each student's params are its kind's typed model, parsed when the recipe loaded: a typo fails there.
+    for student in loaded.students:
+        assert isinstance(student.params, student_kind(student.kind).params)
     assert loaded.name and loaded.evaluation.sets
 
 
@@ -100,19 +101,19 @@ def test_pecher_students(name: str) -> None:
 
     (encoder,) = by_kind["encoder"]
     assert encoder.model.startswith("FacebookAI/xlm-roberta-")
-    encoder_params = parse_params("encoder", encoder.params)
+    encoder_params = encoder.params
     assert (encoder_params.learning_rate, encoder_params.num_epochs, encoder_params.max_length) == (1e-5, 50, 256)
 
     assert {student.model for student in by_kind["sft"]} == SMALL_LLMS
     for student in by_kind["sft"]:
-        params = parse_params("sft", student.params)
+        params = student.params
         assert (params.r, params.alpha, params.dropout) == (16, 16, 0.05)
         assert params.learning_rate == pytest.approx(3e-5)
         assert params.max_steps == 600
 
     assert {student.model for student in by_kind["in-context"]} == SMALL_LLMS
     for student in by_kind["in-context"]:
-        assert parse_params("in-context", student.params).examples_per_label == 2
+        assert student.params.examples_per_label == 2
 
 
 def test_pecher_topic_uses_the_sib200_labels_and_test_split() -> None:
@@ -177,8 +178,8 @@ def test_embedded_recipe_is_offline(name: str) -> None:
         assert student.model in EMBEDDED_MODELS, student.model
         if student.kind in ("in-context", "sft"):
             assert EMBEDDED_MODELS[student.model].kind == "causal-lm"
-        if "embedding_model" in student.params:
-            assert student.params["embedding_model"] in EMBEDDED_MODELS
+        if "embedding_model" in student.params.model_fields_set:
+            assert student.params.embedding_model in EMBEDDED_MODELS
     sets = [*loaded.generation.seeds, *loaded.evaluation.sets]
     assert loaded.evaluation.sets
     for seed_set in sets:

@@ -18,7 +18,6 @@ import pytest
 from hfsynth.run_folder import RunFolder, SpaceFolder
 from tests.space_fixtures import TRAINED_STUDENT, UNTRAINED_STUDENT, SpaceRun
 
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPACE_TEMPLATE = REPO_ROOT / "spaces" / "compare"
 

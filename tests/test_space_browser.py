@@ -14,7 +14,6 @@ import pytest
 
 from tests.space_fixtures import TRAINED_STUDENT, UNTRAINED_STUDENT, SpaceRun
 
-
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing that reaches out: no update checks, no sync, no QUIC probes.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -8,8 +8,10 @@ confusion matrix (:mod:`hfsynth.metrics`), plus throughput (texts/s, batched) an
 measured on the first texts); :mod:`hfsynth.evaluation.summary` adds bootstrap intervals and verdicts.
 
 The eval folder (``hfsynth.run_folder.EvalFolder``) gets the results, the report, the plots and every prediction
-(so the intervals are recomputable). Teacher answers are kept as they arrive, so a re-run (or a killed run) never
-pays for a teacher call twice. The dataset's quality report is recomputed when its inputs changed.
+(so the intervals are recomputable). Teacher answers go to the run's call cache as they arrive, as generation's do,
+so a re-run (or a killed run) never pays for a teacher call twice. The dataset's quality report is recomputed when
+its inputs changed. Each student run is one unit of work for the engine (:mod:`hfsynth.execution`): loaded once,
+scored on every test set.
 """
 
 from __future__ import annotations
@@ -20,20 +22,20 @@ import logging
 import shutil
 import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from hfsynth.cache import call_key
+from hfsynth.cache import CallCache, call_key
 from hfsynth.embedded import base_model_id
 from hfsynth.errors import HfsynthError
-from hfsynth.execution import LOCAL, ClassifyUnit, Engine, stream_classify
 from hfsynth.evaluation.plots import plot_learning_curve, plot_synthetic_vs_human, plot_teacher_vs_students
 from hfsynth.evaluation.report import render_report
 from hfsynth.evaluation.summary import ScoredRun, build_results
+from hfsynth.execution import LOCAL, Engine, UnitSpec, gather
 from hfsynth.hub.repo_ids import teacher_public_id
 from hfsynth.metrics import classification_scores
 from hfsynth.prompts import classification_prompt, prompt_fingerprint
@@ -43,7 +45,7 @@ from hfsynth.recipe import Recipe
 from hfsynth.run_folder import RunFolder
 from hfsynth.run_records import EvaluationResults, QualityReport
 from hfsynth.students.base import Student, read_meta
-from hfsynth.teachers import LabelScores, Teacher
+from hfsynth.teachers.base import ClassifyUnit, LabelScores, Teacher
 from hfsynth.training import StudentRun, planned_runs, run_params
 
 logger = logging.getLogger(__name__)
@@ -75,30 +77,6 @@ def speed(seconds: Sequence[float], batch_sizes: Sequence[int]) -> dict[str, flo
     }
 
 
-class TeacherPredictions:
-    """The teacher's answers on disk, one JSON line each, appended as soon as a chunk returns."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.records: dict[str, dict[str, Any]] = {}
-        if path.is_file():
-            with path.open(encoding="utf-8") as handle:
-                for line in handle:
-                    if line.strip():  # a line cut short by a kill is dropped, not fatal
-                        try:
-                            record = json.loads(line)
-                        except json.JSONDecodeError:
-                            continue
-                        self.records[record["key"]] = record
-
-    def add(self, records: Iterable[dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                self.records[record["key"]] = record
-
-
 class _TeacherSession:
     """Loads the recipe's teacher only when an answer is not cached yet, and closes it at the end."""
 
@@ -122,16 +100,16 @@ class _TeacherSession:
             gc.collect()
 
 
-def evaluate_teacher(
-    recipe: Recipe, test_set: TestSet, session: _TeacherSession, cache: TeacherPredictions
-) -> ScoredRun:
+def evaluate_teacher(recipe: Recipe, test_set: TestSet, session: _TeacherSession, cache: CallCache) -> ScoredRun:
     demonstrations = teacher_demonstrations(recipe, test_set)
     prompts = [classification_prompt(recipe, text, test_set.language, demonstrations) for text in test_set.texts]
     keys = [
-        call_key(model=session.model_id, language=test_set.language, text=text, prompt=prompt_fingerprint(prompt))
+        call_key(job="evaluate", model=session.model_id, language=test_set.language, text=text,
+                 prompt=prompt_fingerprint(prompt))
         for text, prompt in zip(test_set.texts, prompts, strict=True)
     ]
-    missing = [index for index, key in enumerate(keys) if key not in cache.records]
+    records = {key: json.loads(answer) for key, answer in cache.get_many(keys).items()}
+    missing = [index for index, key in enumerate(keys) if key not in records]
     if missing:
         teacher = session.get()
         logger.info("teacher: classifying %d %s texts (%d cached)", len(missing), test_set.language,
@@ -140,18 +118,16 @@ def evaluate_teacher(
         # Written to the cache per chunk: a killed run keeps every chunk that returned.
         chunks = latency_then_batches(missing, teacher.batch_size)
         units = [ClassifyUnit(tuple(prompts[index] for index in chunk), tuple(recipe.label_names)) for chunk in chunks]
-        for position, answers, seconds in tqdm(stream_classify(teacher, units), total=len(units),
+        for position, answers, seconds in tqdm(teacher.stream_classify(units), total=len(units),
                                                desc=f"teacher {test_set.language}", unit="batch"):
             chunk = chunks[position]
-            per_text = seconds / len(chunk)
-            cache.add(
-                {"key": keys[index], "model": session.model_id, "language": test_set.language,
-                 "text": test_set.texts[index], "probabilities": answer.probabilities, "raw": answer.raw,
-                 "seconds": per_text, "batch_size": len(chunk)}
-                for index, answer in zip(chunk, answers, strict=True)
-            )
-    records = [cache.records[key] for key in keys]
-    predicted = [LabelScores(record["probabilities"]).label for record in records]
+            fresh = {keys[index]: {"probabilities": answer.probabilities, "raw": answer.raw,
+                                   "seconds": seconds / len(chunk), "batch_size": len(chunk)}
+                     for index, answer in zip(chunk, answers, strict=True)}
+            cache.put_many({key: json.dumps(record, ensure_ascii=False) for key, record in fresh.items()})
+            records.update(fresh)
+    answered = [records[key] for key in keys]
+    predicted = [LabelScores(record["probabilities"]).label for record in answered]
     scores = classification_scores(test_set.labels, predicted, recipe.label_names)
     return ScoredRun({
         "model": session.model_id,
@@ -164,8 +140,23 @@ def evaluate_teacher(
         **scores,
         # Every backend: a remote teacher may answer with no label; local label scoring always names one.
         "completion_rate": 1.0 - scores["unparseable"],
-        **speed([record["seconds"] for record in records], [record["batch_size"] for record in records]),
+        **speed([record["seconds"] for record in answered], [record["batch_size"] for record in answered]),
     }, predicted)
+
+
+@dataclass(frozen=True)
+class EvaluationContext:
+    """What every student evaluation of a recipe shares (sent once to a cluster's workers)."""
+
+    recipe: Recipe
+    test_sets: tuple[TestSet, ...]
+
+
+def evaluate_run(context: EvaluationContext, run: StudentRun) -> list[ScoredRun]:
+    """One trained student run on every test set: the evaluation stage's unit of work (whichever engine runs it).
+    The student is loaded once for all its languages."""
+    student = Student.load(run.directory)
+    return [evaluate_student(context.recipe, run, student, test_set) for test_set in context.test_sets]
 
 
 def evaluate_student(recipe: Recipe, run: StudentRun, student: Student, test_set: TestSet) -> ScoredRun:
@@ -246,13 +237,14 @@ def _quality(recipe: Recipe, run_folder: RunFolder, session: _TeacherSession) ->
     return report
 
 
-def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None,
-                   engine: Engine | None = None) -> EvaluationResults:
+def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None, engine: Engine | None = None,
+                   on_progress: Callable[[int, int], None] | None = None) -> EvaluationResults:
     """Evaluate the teacher and every trained student run on the recipe's real test sets; write the eval folder.
 
     ``teacher``: an already loaded teacher to use; by default the recipe's is loaded, and only when some answer is
     not cached yet. ``engine``: where the teacher and the student evaluations run (:mod:`hfsynth.execution`;
-    default: in this process). Returns what the results file holds.
+    default: in this process). ``on_progress(done, total)``: student runs evaluated so far. Returns what the
+    results file holds.
     """
     if not recipe.evaluation.sets:
         raise HfsynthError("the recipe has no evaluation.sets: there is no real test data to evaluate on")
@@ -264,14 +256,23 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
 
     scored: list[ScoredRun] = []
     session = _TeacherSession(recipe, teacher, engine)
-    cache = TeacherPredictions(eval_dir.teacher_predictions)
     try:
-        for test_set in test_sets:
-            scored.append(evaluate_teacher(recipe, test_set, session, cache))
+        with CallCache(run_folder.cache) as cache:
+            for test_set in test_sets:
+                scored.append(evaluate_teacher(recipe, test_set, session, cache))
         quality = _quality(recipe, run_folder, session)
     finally:
         session.close()
-    scored += (engine or LOCAL).evaluate_runs(recipe, runs, test_sets)
+
+    progress = on_progress or (lambda done, total: None)
+    progress(0, len(runs))
+    spec = UnitSpec("evaluations", recipe.execution.evaluation, recipe.execution.max_retries,
+                    shared_folder=Path(out_dir), resources_field="execution.evaluation",
+                    describe=lambda index: f"evaluation of {runs[index].directory}")
+    stream = (engine or LOCAL).map(evaluate_run, runs, EvaluationContext(recipe, tuple(test_sets)), spec)
+    done = iter(range(1, len(runs) + 1))
+    per_run = gather(stream, len(runs), lambda index, rows: progress(next(done), len(runs)))
+    scored += [row for rows in per_run for row in rows]
 
     write_predictions(eval_dir.predictions, scored, test_sets)
     results = build_results(recipe, scored, test_sets, session.model_id, quality)

@@ -16,7 +16,14 @@ from starlette.types import Receive, Scope, Send
 from hfsynth.hub_server.access import AccessControl
 from hfsynth.hub_server.api_errors import HubError
 from hfsynth.hub_server.browsing import Browsing
-from hfsynth.hub_server.http_messages import ClientGone, HubRequest, RequestBody, error_response, in_thread, parse_request
+from hfsynth.hub_server.http_messages import (
+    ClientGone,
+    HubRequest,
+    RequestBody,
+    error_response,
+    in_thread,
+    parse_request,
+)
 from hfsynth.hub_server.lfs import LargeFiles
 from hfsynth.hub_server.repo_api import RepoApi
 from hfsynth.hub_server.repo_model import PLURAL_TO_REPO_TYPE, RepoKey, RepoType, is_sha256

@@ -8,6 +8,7 @@ last, so its presence means the student finished.
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from hfsynth.recipe import Recipe
 from hfsynth.run_folder import StudentFolder
 from hfsynth.run_records import StudentMeta, TrainingRecord
 from hfsynth.students.params import StudentParams
-from hfsynth.students.registry import student_kind
+from hfsynth.students.registry import StudentKind, student_kind
 
 if TYPE_CHECKING:
     import datasets
@@ -98,7 +99,7 @@ class Student(ABC):
         # Validated, but its model names and file paths not checked: only its task and labels matter here.
         recipe = Recipe.model_validate(yaml.safe_load(folder.recipe.read_text(encoding="utf-8")))
         kind = student_kind(meta.kind)
-        student = kind.student_class()(recipe, meta.model, kind.parse_params(meta.params))
+        student = student_class(kind)(recipe, meta.model, kind.parse_params(meta.params))
         student.training = meta.training
         student.load_model(directory)
         return student
@@ -108,3 +109,8 @@ def read_meta(directory: Path) -> StudentMeta | None:
     """The meta file of a finished student; None when the folder holds no finished student."""
     return StudentMeta.load_if_present(StudentFolder(directory).meta)
 
+
+def student_class(kind: StudentKind) -> type[Student]:
+    """The kind's class, imported on first use (setfit, trl and peft take seconds to import)."""
+    module, name = kind.class_path.split(":")
+    return getattr(importlib.import_module(module), name)

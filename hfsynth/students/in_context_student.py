@@ -26,7 +26,6 @@ from hfsynth.students.base import Student
 from hfsynth.students.params import InContextParams
 
 
-
 class InContextStudent(Student):
     kind = "in-context"
     params: InContextParams

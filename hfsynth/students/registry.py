@@ -7,18 +7,12 @@ setfit, trl or peft, which take seconds to import.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
-from hfsynth.errors import RecipeError
 from hfsynth.students.params import EncoderParams, InContextParams, SetFitParams, SFTParams, StudentParams
-
-if TYPE_CHECKING:
-    from hfsynth.recipe import Recipe
-    from hfsynth.students.base import Student
 
 
 @dataclass(frozen=True)
@@ -26,7 +20,8 @@ class StudentKind:
     name: str
     #: What ``students[i].params`` may hold (validated when the recipe loads).
     params: type[StudentParams]
-    #: ``module:Class`` of its :class:`~hfsynth.students.base.Student` subclass.
+    #: ``module:Class`` of its :class:`~hfsynth.students.base.Student` subclass (imported by
+    #: :func:`hfsynth.students.base.student_class`).
     class_path: str
     #: The model card template (in the package's templates; they extend ``_student_base.md``).
     card_template: str
@@ -37,22 +32,19 @@ class StudentKind:
     pipeline_tag: str
     card_tags: tuple[str, ...] = ()
 
-    def student_class(self) -> type[Student]:
-        module, name = self.class_path.split(":")
-        return getattr(importlib.import_module(module), name)
-
-    def parse_params(self, params: dict[str, Any], field: str = "params") -> StudentParams:
-        """Validate one student's params; the first problem becomes one RecipeError naming ``field.X``
-        (without the file name: "field 'students[1].params.lr': unknown encoder parameter ...")."""
+    def parse_params(self, params: Any) -> StudentParams:
+        """Validate one student's params (a recipe's ``students[i].params``, a meta file's); the first problem is a
+        ValueError naming ``params.X``, which the recipe's error places: "field 'students[1].params.lr': unknown
+        encoder parameter (known: ...)"."""
         try:
             return self.params.model_validate(params)
         except ValidationError as exc:
             error = exc.errors()[0]
-            where = ".".join([field, *map(str, error["loc"])])
+            where = ".".join(["params", *map(str, error["loc"])])
             if error["type"] == "extra_forbidden":
                 known = ", ".join(self.params.model_fields)
-                raise RecipeError(f"field {where!r}: unknown {self.name} parameter (known: {known})") from None
-            raise RecipeError(f"field {where!r}: {error['msg']} (got {error.get('input')!r})") from None
+                raise ValueError(f"{where}: unknown {self.name} parameter (known: {known})") from None
+            raise ValueError(f"{where}: {error['msg']} (got {error.get('input')!r})") from None
 
 
 STUDENT_KINDS: dict[str, StudentKind] = {kind.name: kind for kind in (
@@ -102,14 +94,3 @@ def student_kind(name: str) -> StudentKind:
         return STUDENT_KINDS[name]
     except KeyError:
         raise ValueError(f"unknown student kind {name!r} (known: {', '.join(STUDENT_KINDS)})") from None
-
-
-def parse_params(kind: str, params: dict[str, Any], field: str = "params") -> StudentParams:
-    return student_kind(kind).parse_params(params, field)
-
-
-def check_student_params(recipe: Recipe) -> None:
-    """Fail on the first invalid ``students[i].params`` (recipe loading does this; so does training, for recipes
-    built in code)."""
-    for index, student in enumerate(recipe.students):
-        parse_params(student.kind, student.params, f"students[{index}].params")

@@ -32,7 +32,6 @@ from hfsynth.students.params import SFTParams
 from hfsynth.students.training_args import trainer_arguments
 
 
-
 class SFTStudent(Student):
     kind = "sft"
     params: SFTParams

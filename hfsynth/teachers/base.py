@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from hfsynth.recipe import SamplingParams
@@ -47,6 +48,28 @@ class LabelScores:
         return cls({label: value / total for label, value in exps.items()}, raw)
 
 
+@dataclass(frozen=True)
+class GenerateUnit:
+    """One batch of generation calls: a unit of work whose answers are a function of these fields alone, whichever
+    process or replica runs it."""
+
+    prompts: tuple[Prompt, ...]
+    sampling: SamplingParams
+    seed: int
+
+
+@dataclass(frozen=True)
+class ClassifyUnit:
+    """One chunk of classification prompts, scored over ``labels``."""
+
+    prompts: tuple[Prompt, ...]
+    labels: tuple[str, ...]
+
+
+#: ``on_answer(unit index, prompt index within the unit, answer)``: an answer the moment it exists.
+UnitAnswerCallback = Callable[[int, int, str], None]
+
+
 @dataclass
 class TeacherStats:
     calls: int = 0
@@ -86,6 +109,25 @@ class Teacher(ABC):
     @abstractmethod
     def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
         """For each classification prompt, the label it gets, constrained to ``labels``."""
+
+    def stream_generate(self, units: Sequence[GenerateUnit],
+                        on_answer: UnitAnswerCallback | None = None) -> Iterator[tuple[int, list[str]]]:
+        """``(unit index, answers)`` for every unit as it finishes. Here: in order, one after the other; a teacher
+        spread over several workers (the Ray engine's replicas) runs them at once and yields them as they finish.
+
+        ``on_answer`` gets every answer as soon as it exists (see :meth:`generate`), also those of a unit that then
+        fails: the caller stores what was paid for before the error reaches it."""
+        for index, unit in enumerate(units):
+            forward = None if on_answer is None else (lambda position, text, index=index: on_answer(index, position,
+                                                                                                      text))
+            yield index, self.generate(list(unit.prompts), unit.sampling, unit.seed, on_answer=forward)
+
+    def stream_classify(self, units: Sequence[ClassifyUnit]) -> Iterator[tuple[int, list[LabelScores], float]]:
+        """``(unit index, label scores, seconds the teacher took)`` for every unit as it finishes."""
+        for index, unit in enumerate(units):
+            started = time.perf_counter()
+            scores = self.classify(list(unit.prompts), list(unit.labels))
+            yield index, scores, time.perf_counter() - started
 
     @property
     def batch_size(self) -> int:
