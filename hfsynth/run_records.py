@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -20,6 +20,8 @@ from hfsynth.errors import HfsynthError
 RecordT = TypeVar("RecordT", bound="_Record")
 #: A student's training data: the teacher's synthetic data, or real human-labelled reference data.
 DataSource = Literal["synthetic", "human"]
+#: A paired comparison's outcome: "better" or "worse" only where the interval of the difference excludes zero.
+Verdict = Literal["better", "worse", "no clear difference"]
 
 
 class _Record(BaseModel):
@@ -198,24 +200,27 @@ class QualityReport(_Record):
                 "distinct_2": _pair(synthetic.distinct_2, real.distinct_2 if real else None),
                 "compression": _pair(synthetic.compression_ratio, real.compression_ratio if real else None, 2),
                 "pairwise": _pair(section.pairwise_distance.synthetic, section.pairwise_distance.real),
-                "coverage": f"{_percent(section.coverage.synthetic)} / {_percent(section.coverage.real)}",
-                "distance": _number(section.coverage_distance),
+                "coverage": f"{format_percent(section.coverage.synthetic)} / {format_percent(section.coverage.real)}",
+                "distance": format_number(section.coverage_distance),
                 "calibration": section.coverage_calibration,
-                "fidelity": _percent(section.fidelity),
+                "fidelity": format_percent(section.fidelity),
             })
         return lines
 
 
-def _number(value: float | None, digits: int = 3) -> str:
+def format_number(value: float | None, digits: int = 3) -> str:
+    """A number for a table cell ("n/a" when missing): the cards', the report's and the Space's one format."""
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
+def format_percent(value: float | None, digits: int = 0, spaced: bool = False) -> str:
+    """A share as a percentage ("n/a" when missing); ``spaced``: "12.5 %", as the report writes it."""
+    text = "n/a" if value is None else f"{value:.{digits}%}"
+    return text.replace("%", " %") if spaced and value is not None else text
 
 
 def _pair(synthetic: float | None, real: float | None, digits: int = 3) -> str:
-    return f"{_number(synthetic, digits)} / {_number(real, digits)}"
+    return f"{format_number(synthetic, digits)} / {format_number(real, digits)}"
 
 
 # --- results.json ---------------------------------------------------------------------------------------------------
@@ -251,11 +256,15 @@ class ResultRow(_Record):
     macro_f1: float
     accuracy: float
     unparseable: float | None = None  # teacher only: the share of answers that named no label
-    completion_rate: float | None = None  # teacher only: the share of test texts answered with a valid label
     per_label: dict[str, LabelReport]
     confusion_matrix: ConfusionMatrix
     texts_per_s: float | None
     latency_ms: float | None
+
+    @property
+    def completion_rate(self) -> float | None:
+        """Teacher only: the share of test texts answered with a valid label."""
+        return None if self.unparseable is None else 1.0 - self.unparseable
 
 
 def interval_text(interval: list[float] | None, signed: bool = False, percent: bool = False) -> str:
@@ -284,7 +293,7 @@ class Comparison(_Record):
     accuracy_difference: float
     accuracy_difference_ci: list[float]
     #: From the macro-F1 interval: "better" or "worse" only where it excludes zero.
-    verdict: Literal["better", "worse", "no clear difference"]
+    verdict: Verdict
     #: The verdict in words, as cards, report and Space print it ("beats the teacher", "no clear difference").
     statement: str
 
@@ -320,7 +329,6 @@ class SummaryEntry(_Record):
     accuracy_ci: list[float] | None = None
     train_examples_per_label: float | None = None  # students only
     unparseable: float | None = None  # teacher only
-    completion_rate: float | None = None  # teacher only
     texts_per_s: float | None = None
     latency_ms: float | None = None
     per_label_f1: dict[str, float]
@@ -328,6 +336,17 @@ class SummaryEntry(_Record):
     #: Students on all the synthetic data: against the teacher, and against the same student on human data.
     vs_teacher: Comparison | None = None
     vs_human: Comparison | None = None
+
+    #: The scalar fields a results table shows (the Space's), in order; intervals and verdicts as text there.
+    TABLE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "model", "role", "kind", "data", "language", "macro_f1", "macro_f1_ci", "macro_f1_std", "accuracy",
+        "accuracy_ci", "accuracy_std", "n", "repeats", "completion_rate", "vs_teacher", "vs_human", "texts_per_s",
+        "latency_ms")
+
+    @property
+    def completion_rate(self) -> float | None:
+        """Teacher only: the share of test texts answered with a valid label (mean over repeats)."""
+        return None if self.unparseable is None else 1.0 - self.unparseable
 
     def score_text(self, metric: str) -> str:
         """``0.712 [0.640, 0.780]``; with seed repeats ``0.712 ± 0.010 [0.640, 0.780]`` (± the std over seeds)."""

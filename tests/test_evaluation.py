@@ -105,10 +105,12 @@ def test_teacher_scores_cache_report_and_plots(tmp_path: Path) -> None:
     assert de["latency_ms"] > 0 and de["texts_per_s"] > 0
     assert [entry["language"] for entry in results["summary"]] == ["en", "de"]
     assert results["learning_curve"] == [] and results["synthetic_vs_human"] == []
-    # The completion rate, next to the scores; nothing answered in English: every resample scores 0.
-    assert (en["completion_rate"], de["completion_rate"]) == (0.0, 1.0)
+    # The completion rate (1 - unparseable), next to the scores; nothing answered in English: every resample scores 0.
+    assert (en["unparseable"], de["unparseable"]) == (1.0, 0.0)
+    typed = EvaluationResults.model_validate(results)
+    assert [entry.completion_rate for entry in typed.summary] == [0.0, 1.0]
     en_summary, de_summary = results["summary"]
-    assert en_summary["macro_f1_ci"] == [0.0, 0.0] and en_summary["completion_rate"] == 0.0
+    assert en_summary["macro_f1_ci"] == [0.0, 0.0] and "completion_rate" not in en_summary
     low, high = de_summary["macro_f1_ci"]
     assert low < de_summary["macro_f1"] <= high <= 1.0  # 9 texts: a wide interval
     assert results["bootstrap"] == {"resamples": 1000, "confidence": 0.95, "seed": 0}

@@ -15,7 +15,7 @@ from hfsynth.evaluation.summary import ScoredRun, build_results
 from hfsynth.metrics import classification_scores
 from hfsynth.realdata import TestSet
 from hfsynth.recipe import load_recipe
-from hfsynth.run_records import EvaluationResults
+from hfsynth.run_records import EvaluationResults, ResultRow
 from tests.student_helpers import LABELS, make_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,9 +43,7 @@ def scored(role: str, model: str, predicted: list[str | None], data: str | None 
     if role == "student":
         row |= {"data": data, "train_examples_per_label": 4.0}
         del row["unparseable"]
-    else:
-        row["completion_rate"] = 1.0 - row["unparseable"]
-    return ScoredRun(row, predicted)
+    return ScoredRun(ResultRow(**row), predicted)
 
 
 def results_of(*runs: ScoredRun) -> EvaluationResults:

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
+
+from hfsynth.run_records import Verdict
 
 RESAMPLES = 1000
 CONFIDENCE = 0.95
 METRICS = ("macro_f1", "accuracy")
 
-Verdict = Literal["better", "worse", "no clear difference"]
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,6 @@ from matplotlib.ticker import MaxNLocator
 from hfsynth.run_records import EvaluationResults, SummaryEntry
 
 
-def _display_name(role: str, model: str) -> str:
-    return f"{model} (teacher)" if role == "teacher" else model
-
-
 def _error_bars(entries: Sequence[SummaryEntry | None]) -> np.ndarray:
     """``(2, n)`` distances from each macro-F1 down and up to its interval's ends (0 where there is none)."""
     below, above = [], []
@@ -53,7 +49,7 @@ def plot_teacher_vs_students(results: EvaluationResults, path: Path) -> None:
             width,
             yerr=_error_bars(entries),
             capsize=3,
-            label=_display_name(role, model),
+            label=next(entry for entry in entries if entry is not None).display_name,
             hatch="//" if role == "teacher" else None,
         )
     axes.set_xticks(positions, languages)

@@ -9,18 +9,18 @@ from typing import Any
 
 from hfsynth.evaluation.summary import mean_of_present
 from hfsynth.run_folder import EvalFolder
-from hfsynth.run_records import EvaluationResults, SummaryEntry, interval_text
+from hfsynth.run_records import EvaluationResults, SummaryEntry, format_number, format_percent, interval_text
 from hfsynth.templates import render
 
 REPORT_TEMPLATE = "evaluation_report.md"
 
 
-def _number(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+def _number(value: float | None) -> str:
+    return format_number(value, 1)
 
 
 def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}".replace("%", " %")
+    return format_percent(value, 1, spaced=True)
 
 
 def render_report(results: EvaluationResults, eval_folder: EvalFolder) -> str:

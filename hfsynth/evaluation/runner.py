@@ -43,7 +43,7 @@ from hfsynth.quality import teacher_classifier, write_quality
 from hfsynth.realdata import TestSet, load_test_sets, teacher_demonstrations
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import RunFolder
-from hfsynth.run_records import EvaluationResults, QualityReport
+from hfsynth.run_records import EvaluationResults, QualityReport, ResultRow
 from hfsynth.students.base import Student, read_meta
 from hfsynth.teachers.base import ClassifyUnit, LabelScores, Teacher
 from hfsynth.training import StudentRun, planned_runs, run_params
@@ -129,7 +129,7 @@ def evaluate_teacher(recipe: Recipe, test_set: TestSet, session: _TeacherSession
     answered = [records[key] for key in keys]
     predicted = [LabelScores(record["probabilities"]).label for record in answered]
     scores = classification_scores(test_set.labels, predicted, recipe.label_names)
-    return ScoredRun({
+    return ScoredRun(ResultRow(**{
         "model": session.model_id,
         "role": "teacher",
         "kind": "few-shot" if demonstrations else "zero-shot",
@@ -137,11 +137,9 @@ def evaluate_teacher(recipe: Recipe, test_set: TestSet, session: _TeacherSession
         "language": test_set.language,
         "train_size": None,
         "seed": None,
-        **scores,
-        # Every backend: a remote teacher may answer with no label; local label scoring always names one.
-        "completion_rate": 1.0 - scores["unparseable"],
+        **scores,  # with the share of unparseable answers (a remote teacher may name no label)
         **speed([record["seconds"] for record in answered], [record["batch_size"] for record in answered]),
-    }, predicted)
+    }), predicted)
 
 
 @dataclass(frozen=True)
@@ -176,7 +174,7 @@ def evaluate_student(recipe: Recipe, run: StudentRun, student: Student, test_set
     del scores["unparseable"]  # a student always answers with a label
     training = student.training
     assert training is not None  # a loaded student always has its training record
-    return ScoredRun({
+    return ScoredRun(ResultRow(**{
         "model": run.config.name,
         "role": "student",
         "kind": run.config.kind,
@@ -189,7 +187,7 @@ def evaluate_student(recipe: Recipe, run: StudentRun, student: Student, test_set
         "seed": training.seed,
         **scores,
         **speed(seconds, batch_sizes),
-    }, predicted)
+    }), predicted)
 
 
 def _check_trained(recipe: Recipe, runs: Sequence[StudentRun]) -> None:
@@ -217,9 +215,9 @@ def write_predictions(path: Path, scored: Sequence[ScoredRun], test_sets: Sequen
     with path.open("w", encoding="utf-8") as handle:
         for run in scored:
             row = run.row
-            record = {field: row.get(field) for field in ("model", "role", "kind", "data", "language", "train_size",
-                                                          "seed")}
-            record |= {"gold": gold[row["language"]], "predicted": run.predicted}
+            record = {field: getattr(row, field) for field in ("model", "role", "kind", "data", "language",
+                                                               "train_size", "seed")}
+            record |= {"gold": gold[row.language], "predicted": run.predicted}
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 

@@ -21,7 +21,6 @@ import numpy as np
 from hfsynth.evaluation.bootstrap import (
     METRICS,
     Predictions,
-    Verdict,
     interval,
     mean_resampled_scores,
     paired_difference,
@@ -30,7 +29,7 @@ from hfsynth.evaluation.bootstrap import (
 )
 from hfsynth.realdata import TestSet
 from hfsynth.recipe import Recipe
-from hfsynth.run_records import EvaluationResults, QualityReport
+from hfsynth.run_records import EvaluationResults, QualityReport, ResultRow, Verdict
 
 #: The verdicts in words; anything else is "no clear difference".
 _STATEMENTS = {
@@ -44,7 +43,7 @@ NO_CLEAR_DIFFERENCE = "no clear difference"
 class ScoredRun:
     """One model run on one language's test set: its results row and its prediction for each test text."""
 
-    row: dict[str, Any]
+    row: ResultRow
     predicted: list[str | None]
 
 
@@ -72,20 +71,20 @@ def _entry(key: GroupKey, group: Sequence[ScoredRun]) -> dict[str, Any]:
     run: the published student's)."""
     rows = [run.row for run in group]
     entry: dict[str, Any] = {"model": key.model, "role": key.role, "kind": key.kind, "data": key.data,
-                             "language": key.language, "train_size": key.train_size, "n": rows[0]["n"],
+                             "language": key.language, "train_size": key.train_size, "n": rows[0].n,
                              "repeats": len(rows)}
     if key.data is None:
         del entry["data"]
     for metric in METRICS:
-        values = [row[metric] for row in rows]
+        values = [getattr(row, metric) for row in rows]
         entry[metric] = statistics.fmean(values)
         entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-    for field in ("train_examples_per_label", "unparseable", "completion_rate", "texts_per_s", "latency_ms"):
-        if field in rows[0]:
-            entry[field] = mean_of_present(row[field] for row in rows)
-    entry["per_label_f1"] = {label: statistics.fmean(row["per_label"][label]["f1"] for row in rows)
-                             for label in rows[0]["per_label"]}
-    entry["confusion_matrix"] = rows[0]["confusion_matrix"]
+    for field in ("train_examples_per_label", "unparseable", "texts_per_s", "latency_ms"):
+        if field in rows[0].model_fields_set:
+            entry[field] = mean_of_present(getattr(row, field) for row in rows)
+    entry["per_label_f1"] = {label: statistics.fmean(row.per_label[label].f1 for row in rows)
+                             for label in rows[0].per_label}
+    entry["confusion_matrix"] = rows[0].confusion_matrix
     return entry
 
 
@@ -130,8 +129,7 @@ def build_results(
     groups: dict[GroupKey, list[ScoredRun]] = defaultdict(list)
     for run in scored:
         row = run.row
-        groups[GroupKey(row["role"], row["model"], row["kind"], row.get("data"), row["language"],
-                        row["train_size"])].append(run)
+        groups[GroupKey(row.role, row.model, row.kind, row.data, row.language, row.train_size)].append(run)
     entries: dict[GroupKey, dict[str, Any]] = {}
     resampled: dict[GroupKey, dict[str, np.ndarray]] = {}
     for key, group in groups.items():
@@ -162,7 +160,7 @@ def build_results(
         "labels": labels,
         "languages": [test_set.language for test_set in test_sets],
         "teacher": {"model": teacher_model,
-                    "mode": scored[0].row["kind"],
+                    "mode": scored[0].row.kind,
                     "demonstrations_per_label": settings.teacher_examples_per_label},
         "rows": [run.row for run in scored],
         # The teacher and the students on all their data (synthetic, and human for the reference runs).

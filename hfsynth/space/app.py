@@ -38,9 +38,7 @@ KEPT_DOWNLOADS = 4
 SUMMARY_COLUMNS = ["model", "role", "kind", "label", "confidence", "latency_ms", "agrees_with_teacher", "error"]
 # The scalar fields of results.json's "summary" (hfsynth.evaluation), intervals and verdicts as text; per-label scores
 # and matrices stay in report.md.
-RESULT_COLUMNS = ["model", "role", "kind", "data", "language", "macro_f1", "macro_f1_ci", "macro_f1_std", "accuracy",
-                  "accuracy_ci", "accuracy_std", "n", "repeats", "completion_rate", "vs_teacher", "vs_human",
-                  "texts_per_s", "latency_ms"]
+RESULT_COLUMNS = list(SummaryEntry.TABLE_FIELDS)
 # Label backgrounds: a student that agrees with the teacher, one that does not.
 AGREE_COLOR = "#bbf7d0"
 DISAGREE_COLOR = "#fecaca"
