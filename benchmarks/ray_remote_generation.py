@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,29 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the replicas are started as the test fixture starts one (tests/serve_fixtures.py)
 
-from hfsynth.embedded import base_model_id, resolve_model  # noqa: E402
 from hfsynth.prompts import GenerationRequest, generation_prompt  # noqa: E402
 from hfsynth.recipe import SamplingParams, TeacherConfig, load_recipe  # noqa: E402
 from hfsynth.teachers import load_teacher  # noqa: E402
-from tests.serve_fixtures import SERVED_MODEL, _add_to_hub_cache, _answers, _free_port  # noqa: E402
-
-
-def start_replica(home: Path, hub_id: str, continuous_batching: bool) -> tuple[subprocess.Popen, str]:
-    _add_to_hub_cache(Path(resolve_model(SERVED_MODEL)), hub_id, home / "hub")
-    private = {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"}
-    environment = {key: value for key, value in os.environ.items() if key not in private}
-    environment |= {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-                    "OMP_NUM_THREADS": "1"}
-    port = _free_port()
-    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", hub_id, "--host", "127.0.0.1",
-               "--port", str(port)]
-    if continuous_batching:
-        # A bounded paged KV cache (8192 tokens): left to itself, it sizes the cache from the machine's memory, and
-        # two servers on one machine got one of them killed by the kernel's OOM killer.
-        command += ["--continuous-batching", "--cb-block-size", "32", "--cb-num-blocks", "256",
-                    "--cb-max-batch-tokens", "512"]
-    log = (home / "server.log").open("wb")
-    return subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT), f"http://127.0.0.1:{port}"
+from tests.serve_fixtures import start_transformers_serve  # noqa: E402
 
 
 def main() -> None:
@@ -67,18 +47,24 @@ def main() -> None:
     prompts = [generation_prompt(recipe, GenerationRequest(labels[i % len(labels)], "en", 2, i // len(labels)))
                for i in range(args.prompts)]
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.8)
-    hub_id = base_model_id(SERVED_MODEL)
-
+    # A bounded paged KV cache (8192 tokens): left to itself, it sizes the cache from the machine's memory, and two
+    # servers on one machine got one of them killed by the kernel's OOM killer.
+    batching = ([] if args.no_continuous_batching else
+                ["--continuous-batching", "--cb-block-size", "32", "--cb-num-blocks", "256",
+                 "--cb-max-batch-tokens", "512"])
     work = Path(tempfile.mkdtemp(prefix="ray-remote-"))
-    replicas = [start_replica(work / f"replica{index}", hub_id, not args.no_continuous_batching) for index in range(2)]
+    replicas = []
     try:
-        deadline = time.monotonic() + 600
-        for process, url in replicas:
-            while not _answers(f"{url}/v1/models"):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"transformers serve did not come up at {url}")
-                time.sleep(0.5)
-        urls = [url for _, url in replicas]
+        for index in range(2):
+            (work / f"replica{index}").mkdir()
+            replicas.append(start_transformers_serve(work / f"replica{index}", batching))
+        for replica in replicas:
+            try:
+                replica.wait_ready(600)
+            except RuntimeError as error:
+                raise SystemExit(str(error)) from None
+        hub_id = replicas[0].model
+        urls = [replica.base_url for replica in replicas]
         bound = args.concurrency
         settings = {
             "one replica, sequential (max_concurrency 1)": {"base_url": urls[0], "max_concurrency": 1},
@@ -103,12 +89,12 @@ def main() -> None:
         for teacher in teachers.values():
             teacher.close()
     finally:
-        for index, (process, url) in enumerate(replicas):
-            if process.poll() is not None:
-                log = (work / f"replica{index}" / "server.log").read_text(errors="replace")[-2000:]
-                print(f"replica {url} exited with code {process.returncode}:\n{log}", file=sys.stderr)
-            process.terminate()
-            process.wait(timeout=30)
+        for replica in replicas:
+            if replica.process.poll() is not None:
+                log = replica.log_path.read_text(errors="replace")[-2000:]
+                print(f"replica {replica.base_url} exited with code {replica.process.returncode}:\n{log}",
+                      file=sys.stderr)
+            replica.stop()
 
     sequential, concurrent, two = (rates[name] for name in settings)
     report = {

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import random
-import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -36,7 +35,6 @@ from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global fi
 from hfsynth.cache import CallCache, call_key
 from hfsynth.curation import ChatterCheck, TestOverlap, instruction_texts, normalize
 from hfsynth.dataset import load_synthetic_dataset, load_teacher_shown
-from hfsynth.embedded import base_model_id, resolve_model
 from hfsynth.errors import HfsynthError
 from hfsynth.generation import CachedTeacher
 from hfsynth.prompts import classification_prompt
@@ -44,6 +42,15 @@ from hfsynth.realdata import TestSet, labelled_texts, load_labelled_set, load_te
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import DatasetFolder
 from hfsynth.run_records import GenerationStats, QualityReport
+from hfsynth.text_measures import (
+    Embedder,
+    coverage,
+    embedding_model,
+    leave_one_out_nearest,
+    lexical,
+    mean_pairwise_distance,
+    nearest_distances,
+)
 
 if TYPE_CHECKING:
     from hfsynth.teachers import Teacher
@@ -55,95 +62,6 @@ FORMAT = 1
 
 #: A classifier of (texts, languages) -> one label (or None) per text: the teacher in classification mode.
 Classify = Callable[[Sequence[str], Sequence[str]], list[str | None]]
-
-
-# --- lexical measures ------------------------------------------------------------------------------------------------
-
-
-def distinct_n(texts: Sequence[str], n: int) -> float | None:
-    """Unique word n-grams over all word n-grams of ``texts`` (normalised words); ``None`` without any n-gram."""
-    ngrams: list[tuple[str, ...]] = []
-    for text in texts:
-        words = normalize(text).split()
-        ngrams += [tuple(words[index : index + n]) for index in range(len(words) - n + 1)]
-    return len(set(ngrams)) / len(ngrams) if ngrams else None
-
-
-def compression_ratio(texts: Sequence[str]) -> float | None:
-    """Raw size / zlib-compressed size of the texts joined by newlines: repeated phrasing compresses well."""
-    raw = "\n".join(texts).encode("utf-8")
-    return len(raw) / len(zlib.compress(raw, 9)) if raw else None
-
-
-def lexical(texts: Sequence[str]) -> dict[str, float | None]:
-    return {"distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
-            "compression_ratio": compression_ratio(texts)}
-
-
-# --- semantic measures -----------------------------------------------------------------------------------------------
-
-
-def cosine_distances(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Pairwise cosine distances of L2-normalised embeddings."""
-    return np.clip(1.0 - left @ right.T, 0.0, 2.0)
-
-
-def mean_pairwise_distance(embeddings: np.ndarray) -> float | None:
-    """Mean cosine distance over all pairs of different texts; ``None`` for fewer than two texts."""
-    count = len(embeddings)
-    if count < 2:
-        return None
-    distances = cosine_distances(embeddings, embeddings)
-    return float((distances.sum() - np.trace(distances)) / (count * (count - 1)))
-
-
-def nearest_distances(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """For each query, the cosine distance to its nearest candidate."""
-    return cosine_distances(queries, candidates).min(axis=1)
-
-
-def coverage(queries: np.ndarray, candidates: np.ndarray, distance: float) -> float | None:
-    """The share of ``queries`` whose nearest candidate lies within ``distance``."""
-    if len(queries) == 0 or len(candidates) == 0:
-        return None
-    return float((nearest_distances(queries, candidates) <= distance).mean())
-
-
-def leave_one_out_nearest(embeddings: np.ndarray) -> np.ndarray:
-    """For each text, the distance to its nearest *other* text of the same set."""
-    distances = cosine_distances(embeddings, embeddings)
-    np.fill_diagonal(distances, np.inf)
-    return distances.min(axis=1)
-
-
-class Embedder:
-    """Sentence embeddings (L2-normalised), each distinct text encoded once."""
-
-    def __init__(self, model: str) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        self.model_id = base_model_id(model)
-        # On CPU even with a GPU present: a few hundred short texts, and the students may hold the GPU.
-        self.model = SentenceTransformer(resolve_model(model), device="cpu")
-        self.cache: dict[str, np.ndarray] = {}
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(text for text in texts if text not in self.cache))
-        if missing:
-            vectors = self.model.encode(missing, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
-            self.cache.update(zip(missing, vectors, strict=True))
-        dimension = self.model.get_embedding_dimension() or 0
-        return np.array([self.cache[text] for text in texts]).reshape(len(texts), dimension)
-
-
-def embedding_model(recipe: Recipe) -> str:
-    """The recipe's choice, else the first SetFit student's body, else an embedded model fitting the languages."""
-    if recipe.quality.embedding_model:
-        return recipe.quality.embedding_model
-    setfit = next((student.model for student in recipe.students if student.kind == "setfit"), None)
-    if setfit:
-        return setfit
-    return "all-minilm-l6-v2" if set(recipe.languages) == {"en"} else "multilingual-e5-small"
 
 
 # --- the report ------------------------------------------------------------------------------------------------------
@@ -168,7 +86,8 @@ def _real_pool(recipe: Recipe, teacher_shown: Sequence[str] | None) -> tuple[dic
         if teacher_shown is None:
             raise HfsynthError("the synthetic dataset does not record which real texts its teacher was shown "
                                "(teacher_shown.json): run hfsynth generate again (cached answers are reused)")
-        return reference_pool(recipe, teacher_shown), "the reference training sets (texts shown to the teacher and test texts removed)"
+        return (reference_pool(recipe, teacher_shown),
+                "the reference training sets (texts shown to the teacher and test texts removed)")
     test = {normalize(text) for text in labelled_texts(recipe, recipe.evaluation.sets)}
     pool: dict[tuple[str, str], list[str]] = defaultdict(list)
     for seed_set in recipe.generation.seeds:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -26,6 +24,7 @@ import pytest
 from hfsynth.prompts import prompt_fingerprint
 from hfsynth.recipe import SamplingParams, TeacherConfig
 from hfsynth.teachers.base import LabelScores, Prompt, Teacher
+from tests.serve_fixtures import ServerProcess, start_transformers_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -193,54 +192,21 @@ def kill_on_first_step(folder: Path) -> object:
 # --- two `transformers serve` replicas ------------------------------------------------------------------------------
 
 
-@dataclass
-class Replica:
-    base_url: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def requests_served(self) -> int:
-        return self.log_path.read_text(errors="replace").count("POST /v1/chat/completions")
-
-
 @pytest.fixture
-def two_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Replica, Replica, str]]:
+def two_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess, str]]:
     """Two `transformers serve` processes of the embedded SmolLM2 on loopback (as tests/serve_fixtures.py starts
     one); yields them and the Hub id they serve. Both are stopped at the end, whatever the test did to them."""
-    from hfsynth.embedded import base_model_id, resolve_model
-    from tests.serve_fixtures import SERVED_MODEL, _add_to_hub_cache, _answers, _free_port
-
-    hub_id = base_model_id(SERVED_MODEL)
-    replicas = []
+    replicas: list[ServerProcess] = []
     try:
         for index in range(2):
-            home = tmp_path_factory.mktemp(f"replica{index}")
-            _add_to_hub_cache(Path(resolve_model(SERVED_MODEL)), hub_id, home / "hub")
-            private = {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"}
-            environment = {key: value for key, value in os.environ.items() if key not in private}
-            environment |= {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-                            "OMP_NUM_THREADS": "1"}
-            port = _free_port()
-            log_path = home / "server.log"
-            with log_path.open("wb") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "transformers.cli.transformers", "serve", hub_id, "--host", "127.0.0.1",
-                     "--port", str(port), "--log-level", "info"],
-                    env=environment, stdout=log, stderr=subprocess.STDOUT)
-            replicas.append(Replica(f"http://127.0.0.1:{port}", process, log_path))
-        deadline = time.monotonic() + 300
+            replicas.append(start_transformers_serve(tmp_path_factory.mktemp(f"replica{index}"),
+                                                     ["--log-level", "info"]))
         for replica in replicas:
-            while not _answers(f"{replica.base_url}/v1/models"):
-                if replica.process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"transformers serve did not come up:\n{replica.log_path.read_text()[-3000:]}")
-                time.sleep(0.5)
-        yield replicas[0], replicas[1], hub_id
+            try:
+                replica.wait_ready()
+            except RuntimeError as error:
+                pytest.fail(str(error))
+        yield replicas[0], replicas[1], replicas[0].model
     finally:
         for replica in replicas:
-            if replica.process.poll() is None:
-                replica.process.terminate()
-                try:
-                    replica.process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    replica.process.kill()
-                    replica.process.wait()
+            replica.stop()

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,62 @@ class ServedModel:
     #: The Hub id to put in requests (the server is pinned to it and refuses any other name).
     model: str
     log_path: Path
+
+
+@dataclass
+class ServerProcess:
+    """One ``transformers serve`` process on loopback (:func:`start_transformers_serve`)."""
+
+    base_url: str
+    model: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def wait_ready(self, timeout: float = _STARTUP_TIMEOUT_SECONDS) -> None:
+        """Until ``/v1/models`` answers (the forced model loads before the HTTP server starts); RuntimeError with
+        the log's tail when the process exits or the time is up."""
+        deadline = time.monotonic() + timeout
+        while not _answers(f"{self.base_url}/v1/models"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"transformers serve did not come up (exit code {self.process.poll()}):\n{tail}")
+            time.sleep(0.5)
+
+    def requests_served(self) -> int:
+        return self.log_path.read_text(errors="replace").count("POST /v1/chat/completions")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_transformers_serve(home: Path, extra_args: Sequence[str] = ()) -> ServerProcess:
+    """``transformers serve`` of the embedded SmolLM2, pinned to its Hub id, offline, with a private HF_HOME in
+    ``home`` whose hub cache holds the embedded model as that id's snapshot; one torch thread (on 2 shared cores,
+    torch's default thread pool made generation ~5x slower under load). Call ``wait_ready`` before requests."""
+    try:
+        model_dir = Path(resolve_model(SERVED_MODEL))
+    except HfsynthError as error:
+        raise RuntimeError(f"the served model is not available: {error}") from None
+    hub_id = base_model_id(SERVED_MODEL)
+    _add_to_hub_cache(model_dir, hub_id, home / "hub")
+    # The server needs no token, and a cache location from the caller's environment would win over HF_HOME.
+    private = {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"}
+    environment = {key: value for key, value in os.environ.items() if key not in private}
+    environment |= {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+                    "OMP_NUM_THREADS": "1"}
+    port = _free_port()
+    log_path = home / "server.log"
+    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", hub_id,
+               "--host", "127.0.0.1", "--port", str(port), *extra_args]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    return ServerProcess(f"http://127.0.0.1:{port}", hub_id, process, log_path)
 
 
 def _free_port() -> int:
@@ -79,47 +135,12 @@ def _answers(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def transformers_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedModel]:
+    server = start_transformers_serve(tmp_path_factory.mktemp("transformers-serve"))
     try:
-        model_dir = Path(resolve_model(SERVED_MODEL))
-    except HfsynthError as error:
-        pytest.fail(f"the served model is not available: {error}")
-    hub_id = base_model_id(SERVED_MODEL)
-    home = tmp_path_factory.mktemp("transformers-serve")
-    _add_to_hub_cache(model_dir, hub_id, home / "hub")
-
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        # The server needs no token, and a cache location from the caller's environment would win over HF_HOME.
-        if key not in {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"}
-    }
-    environment |= {
-        "HF_HOME": str(home),
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        # One thread: on 2 shared cores, torch's default thread pool made generation ~5x slower under load.
-        "OMP_NUM_THREADS": "1",
-    }
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path = home / "server.log"
-    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", hub_id,
-               "--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        # The forced model loads before the HTTP server starts: once /v1/models answers, requests are served.
-        deadline = time.monotonic() + _STARTUP_TIMEOUT_SECONDS
-        while not _answers(f"{base_url}/v1/models"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                pytest.fail(f"transformers serve did not come up (exit code {process.poll()}):\n{tail}")
-            time.sleep(0.5)
-        yield ServedModel(base_url=base_url, model=hub_id, log_path=log_path)
-    finally:
-        process.terminate()
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            server.wait_ready()
+        except RuntimeError as error:
+            pytest.fail(str(error))
+        yield ServedModel(base_url=server.base_url, model=server.model, log_path=server.log_path)
+    finally:
+        server.stop()
