@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hfsynth.logs import training_steps_callback
 from hfsynth.run_events import RunEvents
 from hfsynth.run_folder import RunFolder
 from hfsynth.stage_stats import summary as stage_summary
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from hfsynth.recipe import Recipe
     from hfsynth.run_records import EvaluationResults, SummaryEntry
     from hfsynth.training import TrainedRun
+    from hfsynth.training_progress import TrainingStep
 
 console = Console(stderr=True)
 
@@ -39,6 +40,8 @@ class RunDisplay(RunEvents):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._progress: Progress | None = None
+        self._sinks = ExitStack()
+        self._run_tasks: dict[str, Any] = {}
 
     def __enter__(self) -> RunDisplay:
         return self
@@ -54,6 +57,7 @@ class RunDisplay(RunEvents):
         return self._progress
 
     def _stop(self) -> None:
+        self._sinks.close()  # events still on their way are shown first
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -94,11 +98,22 @@ class RunDisplay(RunEvents):
         console.print(f"dataset saved to {RunFolder(out_dir).dataset.root}")
 
     def training_callbacks(self, recipe: Recipe, engine: Engine) -> Sequence[TrainerCallback]:
-        # A bar of this process can follow only the trainings that run in it; elsewhere, finished runs are counted.
-        if not engine.units_run_here:
-            return ()
+        """One bar per training, wherever it runs: its steps come back through the engine's event sink."""
+        from hfsynth.training_progress import StepReporter
 
-        return [training_steps_callback(self._bars())]
+        progress = self._bars()
+        self._run_tasks = {}
+        send = self._sinks.enter_context(engine.event_sink(lambda step: self._training_step(progress, step)))
+        return [StepReporter(send)]
+
+    def _training_step(self, progress: Progress, step: TrainingStep) -> None:
+        task = self._run_tasks.get(step.run)
+        if task is None:
+            label = f"training steps ({step.run})" if step.run else "training steps"
+            task = self._run_tasks[step.run] = progress.add_task(label, total=step.total, completed=step.step)
+        progress.update(task, completed=step.step, total=step.total)
+        if step.ended:
+            del self._run_tasks[step.run]
 
     def units_done(self, recipe: Recipe, stage: str, done: int, total: int) -> None:
         if not self.engine.units_run_here:

@@ -5,6 +5,8 @@ over (as ``concurrent.futures`` and Ray's own libraries do):
 
 - ``Engine.map(fn, items, context, spec)`` runs ``fn(context, item)`` for every item (a student run, an evaluation)
   with the resources, retries and shared folder of ``spec``, and streams ``(index, result)`` back as units finish;
+- ``Engine.event_sink(handler)`` gives a picklable callable that units call with events (a training's steps); the
+  handler gets them in this process, wherever the units run;
 - ``Engine.load_teacher(recipe)`` gives the recipe's teacher: the backend itself here, a pool of replicas on Ray. A
   teacher streams its units (:meth:`hfsynth.teachers.base.Teacher.stream_generate`) and the caller, the driver,
   alone writes the answers to the cache.
@@ -20,6 +22,7 @@ import ctypes.util
 import gc
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,6 +70,13 @@ class Engine(ABC):
             spec: UnitSpec) -> Iterator[tuple[int, Result]]:
         """``(index, fn(context, items[index]))`` for every item, as units finish. ``context`` (what every unit
         shares: the recipe, the training data) is sent once. The first failure stops the rest and is raised."""
+
+    @contextmanager
+    def event_sink(self, handler: Callable[[Any], None]) -> Iterator[Callable[[Any], None]]:
+        """A callable to hand to units (inside their context: it is pickled with it) that delivers each event it is
+        called with to ``handler`` in this process, in order, until the block ends. Here units run in this process:
+        the handler itself."""
+        yield handler
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the engine's resources."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 ENV_VARIABLE = "HFSYNTH_VERBOSITY"
@@ -179,30 +178,3 @@ def quiet_trainer(trainer: Any) -> Any:
     for callback in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(callback)
     return trainer
-
-
-def training_steps_callback(progress: Any, description: str = "training steps") -> Any:
-    """A transformers ``TrainerCallback`` that shows each training's steps on hfsynth's own (rich) ``progress``: the
-    display that replaces the Trainer's tqdm bar at the default level."""
-    from transformers import TrainerCallback
-
-    class _TrainingSteps(TrainerCallback):
-        def __init__(self) -> None:
-            self.task: Any = None
-
-        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
-            name = Path(args.output_dir).parent.name if args.output_dir else ""
-            label = f"{description} ({name})" if name else description
-            self.task = progress.add_task(label, total=state.max_steps or None, completed=state.global_step,
-                                          samples=0)
-
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
-            if self.task is not None:
-                progress.update(self.task, completed=state.global_step)
-
-        def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
-            if self.task is not None:
-                progress.update(self.task, completed=state.global_step, total=state.global_step or 1)
-                self.task = None
-
-    return _TrainingSteps()

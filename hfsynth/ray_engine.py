@@ -26,10 +26,12 @@ then byte for byte the local engine's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -47,6 +49,7 @@ try:
     import ray
     from ray.util.actor_pool import ActorPool
     from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.queue import Empty, Queue
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 except ImportError:  # pragma: no cover - depends on the installation
     raise HfsynthError("the Ray engine needs Ray, which is not installed: pip install 'hfsynth[ray]'") from None
@@ -219,6 +222,16 @@ def run_unit(fn: Callable[[Context, Item], Result], context: Context, item: Item
     return fn(context, item)
 
 
+@dataclass(frozen=True)
+class QueueSink:
+    """An event sink that units on any node call: the event goes into a Ray queue the driver drains."""
+
+    queue: Any  # ray.util.queue.Queue: an actor handle, pickled with the unit's context
+
+    def __call__(self, event: Any) -> None:
+        self.queue.put_nowait(event)
+
+
 # --- the driver's side ----------------------------------------------------------------------------------------------
 
 
@@ -361,6 +374,31 @@ class RayEngine(Engine):
         if self._owns_connection and ray.is_initialized():
             ray.shutdown()
         self._owns_connection = False
+
+    @contextlib.contextmanager
+    def event_sink(self, handler: Callable[[Any], None]) -> Iterator[Callable[[Any], None]]:
+        # Ray's own queue (an actor taking no CPU, so it never waits for one); a driver thread hands its events on.
+        queue = Queue(actor_options={"num_cpus": 0, "runtime_env": self.runtime_env})
+        stop = threading.Event()
+
+        def drain() -> None:
+            while True:
+                try:
+                    handler(queue.get(timeout=0.5))
+                except Empty:
+                    if stop.is_set():
+                        return
+                except ray.exceptions.RayError:  # the queue is gone (the engine shut down): nothing more comes
+                    return
+
+        thread = threading.Thread(target=drain, name="hfsynth-events", daemon=True)
+        thread.start()
+        try:
+            yield QueueSink(queue)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+            queue.shutdown(force=True)
 
     def load_teacher(self, recipe: Recipe) -> Teacher:
         return RayTeacherPool(recipe.teacher, recipe.execution, self.teacher_factory, self.runtime_env,
