@@ -17,7 +17,7 @@ from transformers import TrainerCallback
 
 @dataclass(frozen=True)
 class TrainingStep:
-    """The run (its folder's name), the steps done, the steps planned (None when unknown), and whether it ended."""
+    """The run (its folder and the one above: ``students/NAME``, ``NAME/SIZE-per-label-seedK``), the steps done, the steps planned (None when unknown), and whether it ended."""
 
     run: str
     step: int
@@ -31,8 +31,10 @@ class StepReporter(TrainerCallback):
 
     @staticmethod
     def _run(args: Any) -> str:
-        # Trainer checkpoints go to RUN/checkpoints: the run is the folder above.
-        return Path(args.output_dir).parent.name if args.output_dir else ""
+        # Trainer checkpoints go to RUN/checkpoints: the run is the folder above, named with its parent (the sweep
+        # runs of two students have the same folder names).
+        run = Path(args.output_dir).parent if args.output_dir else None
+        return f"{run.parent.name}/{run.name}" if run is not None else ""
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
         self.send(TrainingStep(self._run(args), state.global_step, state.max_steps or None))

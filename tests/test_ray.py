@@ -26,6 +26,7 @@ from hfsynth.errors import HfsynthError, TeacherError
 from hfsynth.generation import generate_samples
 from hfsynth.recipe import Recipe, load_recipe
 from hfsynth.training import train_students
+from hfsynth.training_progress import StepReporter, TrainingStep
 from tests.ray_fixtures import (
     ROOT,
     KillSwitch,
@@ -111,10 +112,13 @@ def test_same_dataset_and_scores_as_the_local_engine(local_run: tuple[Recipe, Pa
     recipe, local_out = local_run
     out = tmp_path / "run"
     progress: list[tuple[str, int, int]] = []
+    steps: list[TrainingStep] = []
     with engine(ray_cluster) as ray_engine:
         pipeline.generate(recipe, out, engine=ray_engine)
-        trained = pipeline.train(recipe, out, engine=ray_engine,
-                                 on_progress=lambda done, total: progress.append(("students", done, total)))
+        # Each run's training steps come back to the driver from the workers (the CLI draws them as bars).
+        with ray_engine.event_sink(steps.append) as send:
+            trained = pipeline.train(recipe, out, engine=ray_engine, callbacks=[StepReporter(send)],
+                                     on_progress=lambda done, total: progress.append(("students", done, total)))
         pipeline.evaluate(recipe, out, engine=ray_engine,
                           on_progress=lambda done, total: progress.append(("evaluations", done, total)))
 
@@ -124,6 +128,10 @@ def test_same_dataset_and_scores_as_the_local_engine(local_run: tuple[Recipe, Pa
     assert len(trained) == 6 and not any(run.skipped for run in trained)
     assert scores(out) == scores(local_out)
     assert ("students", 6, 6) in progress and ("evaluations", 6, 6) in progress
+    ended = [step for step in steps if step.ended]
+    assert len(ended) == 6 and all(step.step > 0 for step in ended)
+    assert {step.run for step in ended} == {f"{run.run.directory.parent.name}/{run.run.directory.name}"
+                                            for run in trained}
     for name in ("report.md", "teacher_vs_students.png", "learning_curve.png"):
         assert (out / "eval" / name).is_file()
     assert (out / "students" / "setfit-minilm" / "README.md").is_file()
