@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
+from hfsynth.errors import TeacherError
 from hfsynth.recipe import SamplingParams
 from hfsynth.teachers.base import LabelScores, Prompt, Teacher
 
@@ -53,3 +54,17 @@ class ScriptedTeacher(Teacher):
 
     def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
         return [LabelScores({label: 1.0 / len(labels) for label in labels}) for _ in prompts]
+
+
+class FailingMidBatch(ScriptedTeacher):
+    """Answers the first ``answered`` prompts of its first batch (handing each over as it exists), then fails for
+    good, as a remote teacher whose next request gets a 4xx does."""
+
+    def __init__(self, answered: int) -> None:
+        super().__init__()
+        self.answered = answered
+
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int,
+                 on_answer: Callable[[int, str], None] | None = None) -> list[str]:
+        answers = super().generate(prompts[: self.answered], sampling, seed, on_answer)
+        raise TeacherError(f"request {len(answers)} failed for good: HTTP 404")

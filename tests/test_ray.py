@@ -23,8 +23,9 @@ from hfsynth.cache import CallCache
 from hfsynth.cli import app
 from hfsynth.dataset import load_synthetic_dataset
 from hfsynth.errors import HfsynthError, TeacherError
-from hfsynth.generation import generate_samples
+from hfsynth.generation import CachedTeacher, generate_samples
 from hfsynth.recipe import Recipe, load_recipe
+from hfsynth.teachers.base import Prompt
 from hfsynth.training import train_students
 from hfsynth.training_progress import StepReporter, TrainingStep
 from tests.ray_fixtures import (
@@ -35,7 +36,7 @@ from tests.ray_fixtures import (
     RecordingTeacherFactory,
     kill_on_first_step,
 )
-from tests.scripted_teacher import ScriptedTeacher
+from tests.scripted_teacher import FailingMidBatch, ScriptedTeacher
 
 # The cluster and replica fixtures (ray_cluster, two_replicas).
 pytest_plugins = ["tests.ray_fixtures"]
@@ -204,6 +205,16 @@ def test_student_folder_not_shared_with_the_driver_is_an_error(local_run: tuple[
 
 def failing_teacher(config: object) -> None:
     raise TeacherError("cannot load teacher model 'nope': no such model")
+
+
+def test_answers_a_replica_got_before_a_failure_reach_the_cache(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    recipe = load_recipe(tiny_quickstart(tmp_path, teacher={"replicas": 1, "num_cpus": 1}))  # one unit at a time
+    prompts = [Prompt((("user", f"prompt {index}"),), f"prompt {index}") for index in range(5)]
+    with engine(ray_cluster, teacher_factory=lambda config: FailingMidBatch(answered=3)) as ray_engine, \
+            ray_engine.load_teacher(recipe) as teacher, CallCache(tmp_path / "cache.sqlite") as cache:
+        with pytest.raises(TeacherError, match="failed for good"):
+            CachedTeacher(teacher, cache, recipe).generate(prompts, [str(index) for index in range(5)])
+        assert len(cache) == 3  # paid for on the worker, stored by the driver before the error reached it
 
 
 def test_a_teacher_that_cannot_load_is_its_own_error(ray_cluster: RayCluster, tmp_path: Path) -> None:

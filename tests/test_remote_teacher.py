@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -536,3 +537,35 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     in_a_minute = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60))
     assert 55 <= _retry_after_seconds(in_a_minute) <= 61
     assert _retry_after_seconds("soon") is None and _retry_after_seconds(None) is None
+
+
+def test_answers_paid_before_a_failure_are_in_the_cache_and_not_paid_again(tmp_path: Path) -> None:
+    # A batch of 8 calls against a faulty server: 7 answered, then one fails for good (4xx: no retry).
+    from hfsynth.cache import CallCache
+    from hfsynth.generation import CachedTeacher
+    from tests.student_helpers import make_recipe
+
+    recipe = make_recipe()
+    prompts = [chat(f"prompt {index}") for index in range(8)]
+    ids = [f"call-{index}" for index in range(8)]
+    cache_path = tmp_path / "teacher_calls.sqlite"
+    replies = [answer(f"text {index}") for index in range(7)] + [Reply(status=404, body={"detail": "Not Found"})]
+    with (
+        stand_in(replies) as fake,
+        make_teacher(fake.base_url, max_concurrency=1) as teacher,
+        CallCache(cache_path) as cache,
+        pytest.raises(TeacherError, match="HTTP 404"),
+    ):
+        CachedTeacher(teacher, cache, recipe).generate(prompts, ids)
+    assert len(fake.bodies) == 8
+    with CallCache(cache_path) as cache:
+        assert len(cache) == 7  # every answer stored as it arrived, not only whole batches
+
+    with (
+        stand_in([answer("the last one")]) as fake,
+        make_teacher(fake.base_url, max_concurrency=1) as teacher,
+        CallCache(cache_path) as cache,
+    ):
+        answers, cached = CachedTeacher(teacher, cache, recipe).generate(prompts, ids)
+    assert len(fake.bodies) == 1 and cached == 7  # only the unanswered call is paid for
+    assert answers == [f"text {index}" for index in range(7)] + ["the last one"]
