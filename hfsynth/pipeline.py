@@ -8,12 +8,13 @@ memory go to ``DIR/run_stats.json`` (:mod:`hfsynth.stage_stats`).
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import datasets
 
@@ -24,13 +25,14 @@ from hfsynth.dataset import load_synthetic_dataset, load_teacher_shown, save_dat
 from hfsynth.errors import HfsynthError
 from hfsynth.evaluation import run_evaluation
 from hfsynth.execution import LOCAL, Engine, release_memory
+from hfsynth.folder_lock import locked_folder
 from hfsynth.generation import GenerationProgress, GenerationResult, generate_samples
 from hfsynth.hub.publish import push_dataset, push_folder
 from hfsynth.hub.repo_ids import dataset_repo_id, student_repo_id
 from hfsynth.quality import teacher_classifier, write_quality
 from hfsynth.recipe import ExecutionConfig, Recipe, StudentConfig
 from hfsynth.run_events import RunEvents
-from hfsynth.run_folder import CHECKPOINTS_DIR, RunFolder
+from hfsynth.run_folder import CHECKPOINTS_DIR, RUN_FOLDER_LOCK, RunFolder
 from hfsynth.run_records import EvaluationResults
 from hfsynth.stage_stats import measured_stage
 from hfsynth.training import TrainedRun, train_students
@@ -40,8 +42,22 @@ if TYPE_CHECKING:
 
 #: ``on_progress(done, total)``: a stage's units (student runs, evaluations) finished so far.
 UnitsProgress = Callable[[int, int], None]
+Stage = TypeVar("Stage", bound=Callable[..., Any])
 
 
+def holds_run_folder(stage: Stage) -> Stage:
+    """The stage ``stage(recipe, out_dir, ...)`` holds its run folder for its life: a second command on the same
+    folder is refused with one line naming the holder, instead of paying every call again and writing over it."""
+
+    @functools.wraps(stage)
+    def locked(recipe: Recipe, out_dir: Path, *args: Any, **kwargs: Any) -> Any:
+        with locked_folder(Path(out_dir), RUN_FOLDER_LOCK, "run folder"):
+            return stage(recipe, out_dir, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
+@holds_run_folder
 def generate(
     recipe: Recipe, out_dir: Path, progress: GenerationProgress | None = None, engine: Engine | None = None
 ) -> tuple[datasets.DatasetDict, GenerationResult]:
@@ -64,6 +80,7 @@ def generate(
     return dataset, result
 
 
+@holds_run_folder
 def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = None,
           callbacks: Sequence[TrainerCallback] = (), engine: Engine | None = None,
           on_progress: UnitsProgress | None = None) -> list[TrainedRun]:
@@ -82,6 +99,7 @@ def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = Non
                               teacher_shown=load_teacher_shown(source), on_progress=on_progress)
 
 
+@holds_run_folder
 def evaluate(recipe: Recipe, out_dir: Path, engine: Engine | None = None,
              on_progress: UnitsProgress | None = None) -> EvaluationResults:
     """Teacher and students on the real test sets; results, report and plots into ``out_dir/eval``, then cards."""
@@ -125,6 +143,7 @@ def _example_text(dataset_dir: Path) -> str:
         return "Your text here."
 
 
+@holds_run_folder
 def publish(recipe: Recipe, out_dir: Path) -> list[str]:
     """Push the dataset and every trained student (with their cards) to the Hub; returns the repo URLs."""
     run_folder = RunFolder(out_dir)
@@ -168,6 +187,7 @@ def run_folders(recipes: Sequence[Recipe], out_dir: Path) -> list[Path]:
     return [Path(out_dir)] if len(recipes) == 1 else [Path(out_dir) / recipe.name for recipe in recipes]
 
 
+@holds_run_folder
 def run_recipe(recipe: Recipe, out_dir: Path, engine: Engine | None = None,
                events: RunEvents | None = None) -> EvaluationResults | None:
     """Every stage of one recipe: generate, then train (when it has students), then evaluate (when it has test

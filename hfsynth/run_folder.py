@@ -31,6 +31,8 @@ _EVAL_DIR = "eval"
 _BARS_PLOT = "teacher_vs_students.png"
 # The dataset's quality plot, and its copy in the eval folder (the report and the Space show it).
 _QUALITY_PLOT = "quality_projection.png"
+#: Held by the command working in the run folder (hfsynth.folder_lock): one command at a time.
+RUN_FOLDER_LOCK = "hfsynth.lock"
 #: Named here for the Hub too: a dataset pushed with it lets a later ``train --dataset HUB_ID`` find it.
 TEACHER_SHOWN_FILE = "teacher_shown.json"
 
