@@ -332,6 +332,26 @@ class RayTeacherPool(Teacher):
             self._placement = None
 
 
+#: How long a cluster's address may take to accept a connection before the driver says nothing listens there.
+_CONNECT_SECONDS = 10.0
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once when nothing listens at ``host:port`` (``ray.init`` would wait minutes); "auto" and names
+    without a port are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_SECONDS):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise HfsynthError(f"cannot connect to the Ray cluster at {address}: nothing answers there ({reason}): "
+                           "check the address (ray status on the head node prints it), or leave --ray without an "
+                           "address to start a local instance") from None
+
+
 def _wait_for(ready: Any, what: str) -> None:
     """Wait for an object ref (a placement group's reservation), saying now and then what is awaited."""
     started = time.monotonic()
@@ -358,6 +378,8 @@ class RayEngine(Engine):
         #: Torch threads of a unit whose recipe does not say: what the local engine uses on this machine.
         self.default_threads = _local_threads()
         self._owns_connection = not ray.is_initialized()
+        if self._owns_connection and address:
+            _check_reachable(address)
         if self._owns_connection:
             # Unset: the cluster of RAY_ADDRESS (as `ray job submit` sets it), else a new local instance, never a
             # cluster an earlier `ray start` may have left behind ("auto" asks for that one).

@@ -339,3 +339,17 @@ def test_execution_section_is_validated(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(HfsynthError, match="execution.teacher.replicas"):
         load_recipe(tmp_path / "bad.yaml")
+
+
+def test_an_address_where_nothing_listens_fails_at_once(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # bound, not listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+        started = time.monotonic()
+        result = CliRunner().invoke(app, ["generate", str(tiny_quickstart(tmp_path)), "--out", str(tmp_path / "run"),
+                                          "--ray", address])
+    assert time.monotonic() - started < 30
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 1 and len(errors) == 1 and f"cannot connect to the Ray cluster at {address}" in errors[0]
