@@ -57,6 +57,8 @@ def _engine(recipes: Sequence[Any], ray: str | None) -> Iterator[Any]:  # hfsynt
     if ray and Path(ray).suffix in {".yaml", ".yml"}:
         raise HfsynthError(f"--ray {ray}: that is a recipe, not a Ray address: put --ray after the recipes")
     engine = pipeline.engine_for(recipes, ray)
+    if engine.description:
+        console.print(f"running on {engine.description}", highlight=False)
     try:
         yield engine
     finally:

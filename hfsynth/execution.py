@@ -60,6 +60,8 @@ class Engine(ABC):
     runs_recipes_together: bool = False
     #: Whether units run in this process (so a callback may update this process's display).
     units_run_here: bool = True
+    #: Where the units run, said when a command starts ("" for this process).
+    description: str = ""
 
     @abstractmethod
     def load_teacher(self, recipe: Recipe) -> Teacher:

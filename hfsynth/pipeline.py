@@ -114,7 +114,7 @@ def read_results(out_dir: Path) -> EvaluationResults | None:
 
 
 def write_cards(recipe: Recipe, out_dir: Path, results: EvaluationResults | None = None) -> list[Path]:
-    """(Re)write the cards of the run's dataset and students from the run's own files; numbers come from results.json."""
+    """(Re)write the cards of the run's dataset and students from the run's own files; numbers from results.json."""
     run_folder = RunFolder(out_dir)
     results = results if results is not None else read_results(out_dir)
     written = []

@@ -391,6 +391,12 @@ class RayEngine(Engine):
                 where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
                 raise HfsynthError(f"cannot connect to the Ray cluster at {where}: "
                                    f"{str(error).strip().splitlines()[0]}") from None
+        nodes = [node for node in ray.nodes() if node.get("Alive")]
+        started_here = self._owns_connection and not address and not os.environ.get("RAY_ADDRESS")
+        where = ("a new local Ray instance" if started_here
+                 else f"the Ray cluster at {ray.get_runtime_context().gcs_address}")
+        #: Which cluster this is, for the user: a run never joins one silently.
+        self.description = f"{where} ({len(nodes)} node(s), {ray.cluster_resources().get('CPU', 0):g} CPUs)"
 
     def close(self) -> None:
         if self._owns_connection and ray.is_initialized():

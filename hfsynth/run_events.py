@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 
 class RunEvents:
-    """What :func:`hfsynth.pipeline.run` reports as it goes; every hook does nothing here, the CLI's subclass shows them. With an
-    engine that runs several recipes together, hooks are called from one thread per recipe."""
+    """What :func:`hfsynth.pipeline.run` reports as it goes; every hook does nothing here, the CLI's subclass shows
+    them. With an engine that runs several recipes together, hooks are called from one thread per recipe."""
 
     def generation_progress(self, recipe: Recipe) -> GenerationProgress | None:
         """Callbacks for the recipe's generation (teacher calls, curation rounds)."""

@@ -17,7 +17,8 @@ from transformers import TrainerCallback
 
 @dataclass(frozen=True)
 class TrainingStep:
-    """The run (its folder and the one above: ``students/NAME``, ``NAME/SIZE-per-label-seedK``), the steps done, the steps planned (None when unknown), and whether it ended."""
+    """The run (its folder and the one above: ``students/NAME``, ``NAME/SIZE-per-label-seedK``), the steps done,
+    the steps planned (None when unknown), and whether it ended."""
 
     run: str
     step: int
