@@ -25,7 +25,7 @@ CARD_FILE = "README.md"
 #: The name of a student's checkpoint folder (also an ignore pattern when a student folder is copied or pushed).
 CHECKPOINTS_DIR = "checkpoints"
 # A Space folder lays out its copies of students and evaluation files as the run folder does.
-_STUDENTS_DIR = "students"
+STUDENTS_DIR = "students"
 _EVAL_DIR = "eval"
 # The run's plot, and its copy in each student folder (the model card shows it).
 _BARS_PLOT = "teacher_vs_students.png"
@@ -221,7 +221,7 @@ class SpaceFolder:
         return self.root / self.REQUIREMENTS_FILE
 
     def student(self, name: str) -> StudentFolder:
-        return StudentFolder(self.root / _STUDENTS_DIR / name)
+        return StudentFolder(self.root / STUDENTS_DIR / name)
 
     @property
     def eval(self) -> EvalFolder:
@@ -249,7 +249,7 @@ class RunFolder:
     @property
     def students(self) -> Path:
         """The folder of the published students (one per recipe student, trained on all the data)."""
-        return self.root / _STUDENTS_DIR
+        return self.root / STUDENTS_DIR
 
     def student(self, name: str) -> StudentFolder:
         """The recipe student ``name`` trained on all the synthetic data with its first seed: the published one."""

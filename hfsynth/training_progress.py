@@ -14,10 +14,12 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from hfsynth.run_folder import STUDENTS_DIR
+
 
 @dataclass(frozen=True)
 class TrainingStep:
-    """The run (its folder and the one above: ``students/NAME``, ``NAME/SIZE-per-label-seedK``), the steps done,
+    """The run (the student's name for its main run, ``NAME/SIZE-per-label-seedK`` for the others), the steps done,
     the steps planned (None when unknown), and whether it ended."""
 
     run: str
@@ -32,10 +34,12 @@ class StepReporter(TrainerCallback):
 
     @staticmethod
     def _run(args: Any) -> str:
-        # Trainer checkpoints go to RUN/checkpoints: the run is the folder above, named with its parent (the sweep
-        # runs of two students have the same folder names).
-        run = Path(args.output_dir).parent if args.output_dir else None
-        return f"{run.parent.name}/{run.name}" if run is not None else ""
+        # Trainer checkpoints go to RUN/checkpoints: the run is the folder above; a sweep run is named with its
+        # student's folder too (the sweep runs of two students have the same folder names).
+        if not args.output_dir:
+            return ""
+        run = Path(args.output_dir).parent
+        return run.name if run.parent.name == STUDENTS_DIR else f"{run.parent.name}/{run.name}"
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
         self.send(TrainingStep(self._run(args), state.global_step, state.max_steps or None))

@@ -131,8 +131,9 @@ def test_same_dataset_and_scores_as_the_local_engine(local_run: tuple[Recipe, Pa
     assert ("students", 6, 6) in progress and ("evaluations", 6, 6) in progress
     ended = [step for step in steps if step.ended]
     assert len(ended) == 6 and all(step.step > 0 for step in ended)
-    assert {step.run for step in ended} == {f"{run.run.directory.parent.name}/{run.run.directory.name}"
-                                            for run in trained}
+    assert {step.run for step in ended} == {
+        run.run.directory.name if run.run.is_main else f"{run.run.directory.parent.name}/{run.run.directory.name}"
+        for run in trained}
     for name in ("report.md", "teacher_vs_students.png", "learning_curve.png"):
         assert (out / "eval" / name).is_file()
     assert (out / "students" / "setfit-minilm" / "README.md").is_file()
