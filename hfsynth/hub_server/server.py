@@ -20,6 +20,7 @@ the clients read HF_ENDPOINT.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import socket
 import threading
@@ -31,11 +32,38 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from hfsynth.errors import HfsynthError
 from hfsynth.hub_server.data_dir import served_data_dir
 from hfsynth.hub_server.routing import create_app
 from hfsynth.hub_server.tokens import HubToken
 
 logger = logging.getLogger(__name__)
+
+
+class PortError(HfsynthError):
+    """A host and port the server cannot listen on (in use, not an address of this machine, no permission)."""
+
+
+def _bind(host: str, port: int, listen: bool) -> socket.socket:
+    """A socket bound to ``host:port`` (listening with ``listen``), or PortError naming both. Binding before anything
+    is announced means that a ready line is printed only for a server that can actually answer."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        if listen:  # connections made before uvicorn runs wait in the backlog instead of being refused
+            sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        reason = "already in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error))
+        raise PortError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
+
+
+def _url(sock: socket.socket, host: str) -> str:
+    port = sock.getsockname()[1]
+    return f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"http://{host}:{port}"
 
 
 def _uvicorn_config(app: Starlette, **options: Any) -> uvicorn.Config:
@@ -58,15 +86,11 @@ class HubServer:
         self._resources = contextlib.ExitStack()  # the data folder's lock (and temporary folder), the socket
         try:
             self.data_dir = self._resources.enter_context(served_data_dir(data_dir))
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            self._socket = self._resources.enter_context(socket.socket(family, socket.SOCK_STREAM))
-            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._socket.bind((host, port))
+            self._socket = self._resources.enter_context(_bind(host, port, listen=False))
         except BaseException:
             self._resources.close()
             raise
-        bound_port = self._socket.getsockname()[1]
-        self.url = f"http://[{host}]:{bound_port}" if family == socket.AF_INET6 else f"http://{host}:{bound_port}"
+        self.url = _url(self._socket, host)
         # log_config=None: leave the host application's (or pytest's) logging configuration alone.
         config = _uvicorn_config(create_app(self.data_dir, tokens), log_config=None, lifespan="off")
         self._server = uvicorn.Server(config)
@@ -112,10 +136,10 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Run the server in the foreground until interrupted (the CLI entry point). `on_ready` gets the server's URL
-    once the data folder is claimed, just before listening."""
-    with served_data_dir(data_dir) as folder:
-        url = f"http://{host}:{port}"
+    once the data folder is claimed and the port bound; a port that cannot be bound raises PortError first."""
+    with served_data_dir(data_dir) as folder, _bind(host, port, listen=True) as sock:
+        url = _url(sock, host)
         logger.info("Serving the Hub API on %s with data in %s", url, folder)
         if on_ready is not None:
             on_ready(url)
-        uvicorn.Server(_uvicorn_config(create_app(folder, tokens), host=host, port=port)).run()
+        uvicorn.Server(_uvicorn_config(create_app(folder, tokens))).run(sockets=[sock])
