@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperCommand
 
-from hfsynth.checks import check_out_dir
+from hfsynth.checks import check_out_dir, check_run_dir
 from hfsynth.errors import HfsynthError
 from hfsynth.run_folder import RunFolder
 from hfsynth.stage_stats import summary as stage_summary
@@ -302,7 +302,9 @@ def publish(recipe: RecipeArg, out: OutOption) -> None:
     from hfsynth import pipeline
 
     _quiet_libraries()
-    for url in pipeline.publish(_load(recipe), out):
+    loaded = _load(recipe)
+    check_run_dir(out)
+    for url in pipeline.publish(loaded, out):
         console.print(f"pushed {url}")
 
 
@@ -425,7 +427,9 @@ def space_deploy(recipe: RecipeArg, out: OutOption,
     """Push the comparison Space as a Gradio Space repo with the run's configuration."""
     from hfsynth.space.commands import deploy
 
-    console.print(f"deployed {deploy(_load(recipe), out, repo_id)}")
+    loaded = _load(recipe)
+    check_run_dir(out)
+    console.print(f"deployed {deploy(loaded, out, repo_id)}")
 
 
 hub_app = typer.Typer(help="The loopback Hub-compatible server.", no_args_is_help=True)

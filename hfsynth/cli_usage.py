@@ -29,7 +29,7 @@ def run(app: typer.Typer, prog_name: str) -> int:
     except click.ClickException as error:
         print(f"error: {' '.join(error.format_message().split())}", file=sys.stderr)
         return error.exit_code
-    except click.Abort:
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         return 1
     # standalone_mode=False returns typer.Exit's code, or the command's return value (None).

@@ -360,7 +360,7 @@ class Recipe(_Strict):
 
     def _check_repo_ids(self) -> None:
         """Repo ids are checked now with huggingface_hub's own rules, not after hours of generation at push time."""
-        from huggingface_hub.utils import HFValidationError, validate_repo_id
+        from hfsynth.hub.repo_ids import repo_id_problem
 
         organization = self.publish.organization
         names = [("dataset.repo_id", self.dataset.repo_id),
@@ -371,11 +371,9 @@ class Recipe(_Strict):
             raise ValueError(f"publish.organization: {organization!r} is a namespace: it may not contain '/'")
         for field, name in names:
             repo_id = name if "/" in name or not organization else f"{organization}/{name}"
-            try:
-                validate_repo_id(repo_id)
-            except HFValidationError as error:
-                problem = str(error).split(":")[0].replace(" Use `repo_type` argument if needed.", "")
-                raise ValueError(f"{field}: {repo_id!r} is not a valid Hub repo id ({problem})") from None
+            problem = repo_id_problem(repo_id)
+            if problem:
+                raise ValueError(f"{field}: {repo_id!r} is not a valid Hub repo id ({problem})")
 
     @property
     def planned_calls(self) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hfsynth.errors import HfsynthError
-from hfsynth.hub.repo_ids import space_repo_id
+from hfsynth.hub.repo_ids import repo_id_problem, space_repo_id
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import RunFolder
 from hfsynth.space.staging import recipe_from_run, stage_space
@@ -45,24 +45,21 @@ def deploy(recipe: Recipe, run_dir: Path, repo_id: str | None = None, private: b
     that has since been published) are deleted in the same commit. The token comes from huggingface_hub's usual
     sources (``HF_TOKEN``, the stored login).
     """
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from hfsynth.hub.publish import describe_hub_error
+    from hfsynth.hub.publish import HUB_CALL_ERRORS, describe_hub_error, push_folder
 
     repo_id = repo_id or space_repo_id(recipe)
+    problem = repo_id_problem(repo_id)
+    if problem:  # checked before staging copies students and asks the Hub about them
+        raise HfsynthError(f"Space repo id {repo_id!r} is not a valid Hub repo id ({problem})")
     private = recipe.publish.private if private is None else private
-    api = HfApi()
     with tempfile.TemporaryDirectory(prefix="hfsynth-space-") as staging:
         space_dir = Path(staging) / "space"  # any name: its contents become the repo
         try:
             # Staging asks the Hub which students are published, so its errors are Hub errors too.
             manifest = stage_space(recipe, Path(run_dir), space_dir, for_hub=True)
-            logger.info("pushing Space %s: %d student(s), %d example(s)", repo_id, len(manifest.students),
-                        len(manifest.examples))
-            url = api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-            api.upload_folder(repo_id=repo_id, folder_path=space_dir, repo_type="space", delete_patterns="*",
-                              commit_message=f"hfsynth: {manifest.title}")
-        except (HfHubHTTPError, OSError) as error:
+        except HUB_CALL_ERRORS as error:
             raise HfsynthError(f"push of the Space failed: {describe_hub_error(error, repo_id)}") from None
-    return str(url)
+        logger.info("pushing Space %s: %d student(s), %d example(s)", repo_id, len(manifest.students),
+                    len(manifest.examples))
+        return push_folder(space_dir, repo_id, "space", private, f"hfsynth: {manifest.title}", space_sdk="gradio",
+                           delete_patterns=["*"], what="the Space")
