@@ -18,8 +18,8 @@ def cli_environment(**extra: str) -> dict[str, str]:
 
 def run_cli(*arguments: str, timeout: float = 120, cwd: Path | None = None,
             **environment: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hfsynth.cli", *arguments], env=cli_environment(**environment),
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "hfsynth.cli", *arguments], env=cli_environment(**environment), check=False,
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False)
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -40,7 +40,7 @@ def test_a_hub_path_with_dot_segments_is_one_line() -> None:
 
 
 @pytest.mark.parametrize("command", ["publish", "space deploy"])
-def test_commands_that_read_a_run_refuse_a_file_or_a_missing_folder(generated_run, command: str) -> None:  # noqa: ANN001
+def test_commands_that_read_a_run_refuse_a_file_or_a_missing_folder(generated_run, command: str) -> None:
     recipe, run = generated_run
     missing = run.parent / "no-such-run"
     assert one_error_line(run_cli(*command.split(), str(recipe), "--out", str(missing))) == (
@@ -53,7 +53,7 @@ def test_commands_that_read_a_run_refuse_a_file_or_a_missing_folder(generated_ru
         run_cli(*command.split(), str(recipe), "--out", str(empty)))
 
 
-def test_publish_to_an_endpoint_where_nothing_listens_names_it(generated_run) -> None:  # noqa: ANN001
+def test_publish_to_an_endpoint_where_nothing_listens_names_it(generated_run) -> None:
     recipe, run = generated_run
     endpoint = _dead_endpoint()
     line = one_error_line(run_cli("publish", str(recipe), "--out", str(run), HF_ENDPOINT=endpoint, HF_TOKEN="hf_x"))
@@ -61,14 +61,14 @@ def test_publish_to_an_endpoint_where_nothing_listens_names_it(generated_run) ->
                            f"{endpoint} (ConnectError"), line
 
 
-def test_space_deploy_with_an_invalid_repo_id_is_one_line(generated_run) -> None:  # noqa: ANN001
+def test_space_deploy_with_an_invalid_repo_id_is_one_line(generated_run) -> None:
     recipe, run = generated_run
     line = one_error_line(run_cli("space", "deploy", str(recipe), "--out", str(run), "--repo-id", "bad id/x y"))
     assert line.startswith("error: Space repo id 'bad id/x y' is not a valid Hub repo id (Repo id must use"), line
 
 
-def test_push_folder_deletes_what_the_folder_no_longer_has(hub_server, hub_api: HfApi, hub_repo_id: str,  # noqa: ANN001
-                                                           hub_users, tmp_path: Path,  # noqa: ANN001
+def test_push_folder_deletes_what_the_folder_no_longer_has(hub_server, hub_api: HfApi, hub_repo_id: str,
+                                                           hub_users, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", hub_users.alice.token)
     folder = tmp_path / "space"
