@@ -18,7 +18,7 @@ def cli_environment(**extra: str) -> dict[str, str]:
 
 def run_cli(*arguments: str, timeout: float = 120, cwd: Path | None = None,
             **environment: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hfsynth.cli", *arguments], env=cli_environment(**environment), check=False,
+    return subprocess.run([sys.executable, "-m", "hfsynth.cli", *arguments], env=cli_environment(**environment),
                           capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False)
 
 
