@@ -185,8 +185,8 @@ class StudentConfig(_Strict):
     params: dict[str, Any] = {}
     repo_id: str | None = None
     # Learning curve: train also on these many samples per label (the paper's training-size sweep).
-    train_sizes: list[Annotated[int, Field(ge=1)]] = []
-    repeats: int = Field(1, ge=1)
+    train_sizes: list[Annotated[int, Field(ge=1, le=MAX_SAMPLES_PER_LABEL // 10)]] = []
+    repeats: int = Field(1, ge=1, le=1000)
 
     @field_validator("kind")
     @classmethod
@@ -213,7 +213,7 @@ class EvaluationConfig(_Strict):
     seed: int = 0
     reference: ReferenceConfig = ReferenceConfig()
     # Bootstrap confidence intervals over the test texts (seeded with ``seed``).
-    bootstrap_resamples: int = Field(1000, ge=100)
+    bootstrap_resamples: int = Field(1000, ge=100, le=100_000)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
 
 
@@ -447,6 +447,10 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
         check_student_params(recipe)
     except RecipeError as error:
         raise RecipeError(f"{source}: {error}") from None
+    if base_dir is not None:  # a recipe file: its data files, labels, installed engine and planned work
+        from hfsynth.recipe_checks import check_recipe
+
+        check_recipe(recipe, source)
     return recipe
 
 
