@@ -10,6 +10,7 @@ which keeps ``results.json``'s shape: teacher rows have no ``base_model``, stude
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -30,8 +31,12 @@ class _Record(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
     def save(self, path: Path) -> None:
+        """Written whole or not at all: a kill mid-write leaves the previous file (or none), never half a file,
+        which matters most for a student's meta file, whose presence marks the student as finished."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(partial, path)  # atomic on POSIX file systems
 
     @classmethod
     def load(cls: type[RecordT], path: Path) -> RecordT:
