@@ -160,7 +160,7 @@ class ModelPool:
 class CompareApp:
     """The app's behaviour, apart from its layout (so that it can be tested without a browser)."""
 
-    def __init__(self, manifest_path: Path) -> None:
+    def __init__(self, manifest_path: Path, work_dir: Path | None = None) -> None:
         self.root = Path(manifest_path).resolve().parent
         self.manifest: SpaceManifest = load_manifest(manifest_path)
         self.recipe = self.manifest.task_recipe()
@@ -173,7 +173,9 @@ class CompareApp:
         self.pool = ModelPool(self.recipe, [teacher, *students])
         # Batch results are written here for download; Gradio copies each into its own cache when it is returned,
         # so only the last few are kept, and the folder goes when the process ends.
-        self._downloads = tempfile.TemporaryDirectory(prefix="hfsynth-space-")
+        # ``work_dir``: a folder whoever serves the app deletes (hfsynth.space.session), else one of its own.
+        self._downloads = tempfile.TemporaryDirectory(prefix="hfsynth-space-", dir=work_dir,
+                                                      ignore_cleanup_errors=work_dir is not None)
         self._written: list[Path] = []
 
     @property
@@ -363,9 +365,10 @@ def _results_summary(results: EvaluationResults) -> str:
     return "\n".join(lines)
 
 
-def build_demo(manifest_path: Path | str) -> gr.Blocks:
-    """The Space's Blocks for a manifest. Nothing is loaded until the first request needs it."""
-    app = CompareApp(Path(manifest_path))
+def build_demo(manifest_path: Path | str, work_dir: Path | None = None) -> gr.Blocks:
+    """The Space's Blocks for a manifest. Nothing is loaded until the first request needs it. Batch downloads go
+    into ``work_dir`` when given."""
+    app = CompareApp(Path(manifest_path), work_dir)
     recipe = app.recipe
     language_choices = [(f"{language_name(code)} ({code})", code) for code in app.languages]
     label_list = ", ".join(f"`{name}`" for name in recipe.label_names)

@@ -11,6 +11,7 @@ from hfsynth.errors import HfsynthError
 from hfsynth.hub.repo_ids import repo_id_problem, space_repo_id
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import RunFolder
+from hfsynth.space.session import served_session
 from hfsynth.space.staging import recipe_from_run, stage_space
 
 if TYPE_CHECKING:
@@ -27,14 +28,22 @@ def serve(
     ``recipe`` defaults to the run's own. With ``block`` the call returns when the server is stopped (Ctrl-C);
     otherwise it returns at once with the app running (``.local_url``; ``.close()`` stops it).
     """
-    from hfsynth.space.app import build_demo
-
     run_dir = Path(run_dir)
     recipe = recipe or recipe_from_run(run_dir)
     space = RunFolder(run_dir).space
     stage_space(recipe, run_dir, space.root, for_hub=False)
-    demo = build_demo(space.manifest)
-    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block)
+    if not block:
+        from hfsynth.space.app import build_demo
+
+        demo = build_demo(space.manifest)
+        demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True)
+        return demo
+    # The users' texts (downloads, Gradio's copies) live in the session's folder, deleted when the server stops.
+    with served_session() as work_dir:
+        from hfsynth.space.app import build_demo  # imported now: Gradio reads GRADIO_TEMP_DIR at import too
+
+        demo = build_demo(space.manifest, work_dir)
+        demo.launch(server_name=host, server_port=port, quiet=False)
     return demo
 
 
