@@ -42,6 +42,10 @@ class _Record(BaseModel):
     def load(cls: type[RecordT], path: Path) -> RecordT:
         try:
             return cls.model_validate_json(Path(path).read_bytes())
+        except FileNotFoundError:
+            # A record a stage writes was never written (a stage that did not run, or a folder copied in part).
+            raise HfsynthError(f"{path}: missing: the run folder is incomplete; run the stage that writes it "
+                               "(hfsynth generate, train or evaluate) again") from None
         except ValidationError as error:
             problem = error.errors()[0]
             where = ".".join(str(part) for part in problem["loc"]) or "(top level)"

@@ -80,3 +80,11 @@ def test_push_folder_deletes_what_the_folder_no_longer_has(hub_server, hub_api: 
     (folder / "app.py").write_text("v2")
     push_folder(folder, hub_repo_id, "space", False, "second", space_sdk="gradio", delete_patterns=["*"])
     assert sorted(hub_api.list_repo_files(hub_repo_id, repo_type="space")) == [".gitattributes", "app.py"]
+
+
+def test_publish_of_a_run_folder_missing_a_record_is_one_line(generated_run) -> None:
+    recipe, run = generated_run
+    (run / "dataset" / "generation.json").unlink()  # a folder copied in part
+    line = one_error_line(run_cli("publish", str(recipe), "--out", str(run), HF_ENDPOINT=_dead_endpoint()))
+    assert line == (f"error: {run / 'dataset' / 'generation.json'}: missing: the run folder is incomplete; run the "
+                    "stage that writes it (hfsynth generate, train or evaluate) again")
