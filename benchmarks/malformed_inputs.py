@@ -3,7 +3,8 @@
 Each case runs ``python -m hfsynth.cli ...`` in a fresh process (this checkout's hfsynth first on the path) on files
 made for it in a scratch folder: bad recipes, bad data files, bad flags and ports, bad ``hf://`` paths, bad run
 folders, an unreachable Hub. Recorded per case: the exit code, the last line printed, how many lines, and whether a
-traceback appeared. A case passes when it exits non-zero with one ``error:`` line and no traceback.
+traceback appeared. A case passes when it exits non-zero, with no traceback, and ends with its one ``error:``
+line (a command may print its progress first, as ``generate`` prints its plan).
 
     python benchmarks/malformed_inputs.py      # writes benchmarks/results/malformed_inputs.{json,md}
 """
@@ -162,6 +163,17 @@ def cases() -> list[Case]:
         Case("space deploy --out missing", ["space", "deploy", "recipe.yaml", "--out", "no-such-run"], GOOD),
         Case("space serve --out missing", ["space", "serve", "--out", "no-such-run"]),
         Case("space serve --out not a run", ["space", "serve", "--out", "."], GOOD),
+        Case("generate with a null seed text", ["generate", "recipe.yaml", "--out", "run"], {
+            **GOOD, "seeds.jsonl": '{"text": null, "label": "sports"}\n' + GOOD_ROWS,
+            "recipe.yaml": recipe_text(generation__strategy="few-shot",
+                                       generation__seeds=[{"language": "en", "path": "seeds.jsonl"}])}),
+        Case("generate with a damaged call cache", ["generate", "recipe.yaml", "--out", "run"],
+             {**GOOD, "run/cache/teacher_calls.sqlite": b"not a database" * 100}),
+        Case("publish with garbage results.json", ["publish", "recipe.yaml", "--out", "run"],
+             {**GOOD, "run/students/.keep": "", "run/eval/results.json": "{not json"},
+             {"HF_ENDPOINT": endpoint}),
+        Case("hub serve --host no-such-host", ["hub", "serve", "--host", "no-such-host.invalid", "--port",
+                                               str(free_port())]),
         Case("run two recipes, one name", ["run", "recipe.yaml", "copy.yaml", "--out", "run"],
              {**GOOD, "copy.yaml": recipe_text()}),
     ]
@@ -193,7 +205,9 @@ def run_case(case: Case, scratch: Path) -> dict[str, object]:
         "lines": len(lines),
         "last_line": lines[-1] if lines else "",
         "traceback": traceback,
-        "ok": bool(code) and not traceback and len(lines) == 1 and lines[0].startswith("error: "),
+        # Progress printed before the mistake is found (generate's plan line) is fine: the error is one line, last.
+        "ok": bool(code) and not traceback and bool(lines) and lines[-1].startswith("error: ")
+        and sum(line.startswith("error: ") for line in lines) == 1,
         "seconds": round(time.monotonic() - started, 1),
     }
 
@@ -205,7 +219,7 @@ def markdown(rows: list[dict[str, object]]) -> str:
         "# Malformed inputs through the real command line",
         "",
         "`python benchmarks/malformed_inputs.py`: each case is a fresh `python -m hfsynth.cli` process. A case is ok "
-        "when it exits non-zero with one `error:` line and no traceback.",
+        "when it exits non-zero, with no traceback, and ends with its one `error:` line (lines: all it printed).",
         "",
         (f"**{len(rows)} cases, {tracebacks} tracebacks, {len(rows) - len(failures)} ok"
          + (f", not ok: {', '.join(str(row['case']) for row in failures)}" if failures else "") + ".**"),
