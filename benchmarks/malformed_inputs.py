@@ -143,6 +143,7 @@ def cases() -> list[Case]:
         Case("hub serve --data-dir a file", ["hub", "serve", "--port", str(free_port()), "--data-dir", "afile"],
              {"afile": "x"}),
         Case("space serve --port 0", ["space", "serve", "--out", "run", "--port", "0"]),
+        Case("space serve on a port in use", ["space", "serve", "--out", "run", "--port", str(BUSY.port)]),
         # --- hf:// paths -----------------------------------------------------------------------------------------
         Case("hf:// with ..", ["recipes", "validate", "hf://datasets/me/recipes/../../etc/passwd"]),
         Case("hf:// too short", ["recipes", "validate", "hf://datasets/only-name"]),

@@ -20,7 +20,6 @@ the clients read HF_ENDPOINT.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import socket
 import threading
@@ -32,33 +31,12 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from hfsynth.errors import HfsynthError
+from hfsynth.checks import bind_socket
 from hfsynth.hub_server.data_dir import served_data_dir
 from hfsynth.hub_server.routing import create_app
 from hfsynth.hub_server.tokens import HubToken
 
 logger = logging.getLogger(__name__)
-
-
-class PortError(HfsynthError):
-    """A host and port the server cannot listen on (in use, not an address of this machine, no permission)."""
-
-
-def _bind(host: str, port: int, listen: bool) -> socket.socket:
-    """A socket bound to ``host:port`` (listening with ``listen``), or PortError naming both. Binding before anything
-    is announced means that a ready line is printed only for a server that can actually answer."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        if listen:  # connections made before uvicorn runs wait in the backlog instead of being refused
-            sock.listen(2048)
-    except OSError as error:
-        sock.close()
-        reason = "already in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error))
-        raise PortError(f"cannot listen on {host}:{port}: {reason}") from None
-    return sock
 
 
 def _url(sock: socket.socket, host: str) -> str:
@@ -86,7 +64,7 @@ class HubServer:
         self._resources = contextlib.ExitStack()  # the data folder's lock (and temporary folder), the socket
         try:
             self.data_dir = self._resources.enter_context(served_data_dir(data_dir))
-            self._socket = self._resources.enter_context(_bind(host, port, listen=False))
+            self._socket = self._resources.enter_context(bind_socket(host, port, listen=False))
         except BaseException:
             self._resources.close()
             raise
@@ -137,7 +115,7 @@ def serve(
 ) -> None:
     """Run the server in the foreground until interrupted (the CLI entry point). `on_ready` gets the server's URL
     once the data folder is claimed and the port bound; a port that cannot be bound raises PortError first."""
-    with served_data_dir(data_dir) as folder, _bind(host, port, listen=True) as sock:
+    with served_data_dir(data_dir) as folder, bind_socket(host, port, listen=True) as sock:
         url = _url(sock, host)
         logger.info("Serving the Hub API on %s with data in %s", url, folder)
         if on_ready is not None:

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hfsynth.checks import check_port_free
 from hfsynth.errors import HfsynthError
 from hfsynth.hub.repo_ids import repo_id_problem, space_repo_id
 from hfsynth.recipe import Recipe
@@ -28,6 +29,8 @@ def serve(
     ``recipe`` defaults to the run's own. With ``block`` the call returns when the server is stopped (Ctrl-C);
     otherwise it returns at once with the app running (``.local_url``; ``.close()`` stops it).
     """
+    if port is not None:
+        check_port_free(host, port)  # Gradio's own refusal is a traceback
     run_dir = Path(run_dir)
     recipe = recipe or recipe_from_run(run_dir)
     space = RunFolder(run_dir).space
