@@ -410,7 +410,8 @@ app.add_typer(space_app, name="space")
 @space_app.command("serve")
 @user_errors
 def space_serve(out: OutOption,
-                port: Annotated[int | None, typer.Option(help="Port (default: the first free one).", min=1, max=65535)] = None,
+                port: Annotated[int | None, typer.Option(help="Port (default: the first free one).", min=1,
+                                                         max=65535)] = None,
                 host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1") -> None:
     """Serve the comparison Space on a local run folder."""
     from hfsynth.space.commands import serve
