@@ -221,8 +221,8 @@ def markdown(rows: list[dict[str, object]]) -> str:
     out = [
         "# Malformed inputs through the real command line",
         "",
-        "`python benchmarks/malformed_inputs.py`: each case is a fresh `python -m hfsynth.cli` process. A case is ok "
-        "when it exits non-zero, with no traceback, and ends with its one `error:` line (lines: all it printed).",
+        ("`python benchmarks/malformed_inputs.py`: each case is a fresh `python -m hfsynth.cli` process. A case is "
+         "ok when it exits non-zero, with no traceback, and ends with its one `error:` line (lines: all it printed)."),
         "",
         (f"**{len(rows)} cases, {tracebacks} tracebacks, {len(rows) - len(failures)} ok"
          + (f", not ok: {', '.join(str(row['case']) for row in failures)}" if failures else "") + ".**"),
