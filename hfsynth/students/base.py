@@ -114,9 +114,10 @@ class Student(ABC):
             # full disk, a copy cut short, an edit): each library fails its own way (SafetensorError, a KeyError
             # from a garbage pickle...), so any failure here names the folder and the fix.
             reason = str(error).splitlines()[0][:200] if str(error) else ""
+            # The fix before the reason: a shortened message (the Space's column) still says what to do.
             raise DamagedStudentError(
-                f"student folder {directory} is damaged ({type(error).__name__}: {reason}): delete the folder and "
-                "run `hfsynth train` again to retrain it") from error
+                f"student folder {directory} is damaged: delete the folder and run `hfsynth train` again to retrain "
+                f"it ({type(error).__name__}: {reason})") from error
         return student
 
 
