@@ -88,3 +88,10 @@ def test_publish_of_a_run_folder_missing_a_record_is_one_line(generated_run) -> 
     line = one_error_line(run_cli("publish", str(recipe), "--out", str(run), HF_ENDPOINT=_dead_endpoint()))
     assert line == (f"error: {run / 'dataset' / 'generation.json'}: missing: the run folder is incomplete; run the "
                     "stage that writes it (hfsynth generate, train or evaluate) again")
+
+
+def test_a_hub_recipe_when_the_hub_cannot_be_reached_names_the_endpoint() -> None:
+    endpoint = _dead_endpoint()
+    line = one_error_line(run_cli("recipes", "validate", "hf://datasets/me/x/recipe.yaml", HF_ENDPOINT=endpoint))
+    assert line.startswith("error: cannot download recipe hf://datasets/me/x/recipe.yaml: me/x: recipe.yaml is not in "
+                           f"the local cache and the Hub at {endpoint} cannot be reached"), line

@@ -46,8 +46,8 @@ def describe_hub_error(error: Exception, repo_id: str, path: str | None = None) 
     if isinstance(error, RevisionNotFoundError):
         return f"{repo_id}: revision not found"
     if isinstance(error, LocalEntryNotFoundError):
-        return (f"{repo_id}: {path or 'the file'} is not in the local cache and the Hub cannot be reached "
-                "(offline, or HF_HUB_OFFLINE=1)")
+        return (f"{repo_id}: {path or 'the file'} is not in the local cache and the Hub at {constants.ENDPOINT} "
+                "cannot be reached (offline, or HF_HUB_OFFLINE=1)")
     if isinstance(error, EntryNotFoundError):
         return f"{repo_id} has no file {path}" if path else f"{repo_id}: file not found in the repository"
     if isinstance(error, HFValidationError):
