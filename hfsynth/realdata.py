@@ -61,16 +61,16 @@ def load_labelled_set(seed_set: SeedSet, label_names: list[str]) -> datasets.Dat
     texts, labels = [], []
     unknown: set[str] = set()
     for row, (text, label) in enumerate(zip(raw[seed_set.text_column], raw[seed_set.label_column], strict=True), 1):
-        # Checked here, not where the texts are used: by then the teacher calls may have been paid for.
-        if not isinstance(text, str) or not text.strip():
-            raise HfsynthError(f"{where}: row {row}: column {seed_set.text_column!r} must be a non-empty text, got "
-                               f"{text!r}")
         if label is None:
             raise HfsynthError(f"{where}: row {row}: column {seed_set.label_column!r} is empty")
         original = to_name(label)
         name = seed_set.label_map.get(original, original)
         if name is None:  # mapped to null: the recipe leaves this label (and its rows) out
             continue
+        # Checked here, not where the texts are used: by then the teacher calls may have been paid for.
+        if not isinstance(text, str) or not text.strip():
+            raise HfsynthError(f"{where}: row {row}: column {seed_set.text_column!r} must be a non-empty text, got "
+                               f"{text!r}")
         if name not in known:
             unknown.add(name)
             continue
