@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from hfsynth.embedded import resolve_model
 from hfsynth.parsing import parse_answer
 from hfsynth.prompts import GenerationRequest, generation_prompt
-from hfsynth.recipe import load_recipe
+from hfsynth.recipe_files import load_recipe
 from hfsynth.teachers.local import LocalTeacher
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,7 @@ import yaml
 
 from hfsynth.dataset import features
 from hfsynth.execution import LOCAL
-from hfsynth.recipe import load_recipe
+from hfsynth.recipe_files import load_recipe
 from hfsynth.training import train_students
 
 ROOT = Path(__file__).resolve().parents[1]

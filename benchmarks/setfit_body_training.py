@@ -62,7 +62,7 @@ def run(setting: str, seed: int, steps: int, per_label: int, threads: int) -> di
     from transformers import TrainerCallback
 
     from hfsynth.metrics import classification_scores
-    from hfsynth.recipe import load_recipe
+    from hfsynth.recipe_files import load_recipe
     from hfsynth.students.params import SetFitParams
     from hfsynth.students.setfit_student import SetFitStudent
 

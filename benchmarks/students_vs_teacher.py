@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from hfsynth import pipeline
-from hfsynth.recipe import Recipe, load_recipe
+from hfsynth.recipe import Recipe
+from hfsynth.recipe_files import load_recipe
 from hfsynth.run_folder import RunFolder
 from hfsynth.run_records import EvaluationResults, RunStats
 

@@ -30,7 +30,7 @@ import torch
 
 from hfsynth.language_model import PrefixCache
 from hfsynth.prompts import classification_prompt
-from hfsynth.recipe import load_recipe
+from hfsynth.recipe_files import load_recipe
 from hfsynth.teachers.base import LabelScores, Prompt
 from hfsynth.teachers.local import LocalTeacher
 

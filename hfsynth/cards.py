@@ -134,6 +134,8 @@ def student_card(
 
 def space_card(recipe: Recipe, manifest: SpaceManifest) -> ComparisonSpaceCard:
     """The Space's card for a staged manifest."""
-    import gradio
+    from importlib.metadata import version
 
-    return ComparisonSpaceCard.from_data(ComparisonSpaceCardData(recipe, manifest, gradio.__version__))
+    # The installed version, without importing Gradio: it reads GRADIO_TEMP_DIR when imported, and `space serve`
+    # sets that afterwards (hfsynth.space.session).
+    return ComparisonSpaceCard.from_data(ComparisonSpaceCardData(recipe, manifest, version("gradio")))

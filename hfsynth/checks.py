@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -34,3 +36,45 @@ def check_out_dir(out: Path, option: str = "--out") -> None:
         raise HfsynthError(f"{option} {out}: {what} ({reason})") from None
     if existing != out and not os.access(existing, os.W_OK | os.X_OK):
         raise HfsynthError(f"{option} {out}: cannot create it in {existing} (permission denied)")
+
+
+def check_run_dir(out: Path, option: str = "--out") -> None:
+    """``out`` must be a run folder some earlier command wrote (a dataset or students in it): the commands that only
+    read a run (``publish``, ``space deploy``) would otherwise do nothing, or push an empty Space, and say nothing."""
+    from hfsynth.run_folder import RunFolder
+
+    out = Path(out)
+    if not out.exists():
+        raise HfsynthError(f"{option} {out}: no such folder: give the run folder `hfsynth generate` and `train` wrote")
+    if not out.is_dir():
+        raise HfsynthError(f"{option} {out}: is a file, not a run folder")
+    run = RunFolder(out)
+    if not run.dataset.root.is_dir() and not run.students.is_dir():
+        raise HfsynthError(f"{option} {out}: not a run folder (no {run.dataset.root.name}/ or {run.students.name}/ "
+                           "in it): run `hfsynth generate` and `hfsynth train` first")
+
+
+class PortError(HfsynthError):
+    """A host and port the server cannot listen on (in use, not an address of this machine, no permission)."""
+
+
+def bind_socket(host: str, port: int, listen: bool) -> socket.socket:
+    """A socket bound to ``host:port`` (listening with ``listen``), or PortError naming both. Binding before anything
+    is announced means that a ready line is printed only for a server that can actually answer."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        if listen:  # connections made before uvicorn runs wait in the backlog instead of being refused
+            sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        reason = "already in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error))
+        raise PortError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
+
+
+def check_port_free(host: str, port: int) -> None:
+    """PortError now, in one line, for a port a server started later (Gradio's) could not listen on."""
+    bind_socket(host, port, listen=False).close()

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperCommand
 
-from hfsynth.checks import check_out_dir
+from hfsynth.checks import check_out_dir, check_run_dir
 from hfsynth.cli_display import RecipeLines, RunDisplay, console
 from hfsynth.errors import HfsynthError
 from hfsynth.run_folder import RunFolder
@@ -186,7 +186,9 @@ def publish(recipe: RecipeArg, out: OutOption) -> None:
     from hfsynth import pipeline
 
     _quiet_libraries()
-    for url in pipeline.publish(_load(recipe), out):
+    loaded = _load(recipe)
+    check_run_dir(out)
+    for url in pipeline.publish(loaded, out):
         console.print(f"pushed {url}")
 
 
@@ -218,7 +220,8 @@ app.add_typer(space_app, name="space")
 @space_app.command("serve")
 @user_errors
 def space_serve(out: OutOption,
-                port: Annotated[int | None, typer.Option(help="Port (default: the first free one).")] = None,
+                port: Annotated[int | None, typer.Option(help="Port (default: the first free one).", min=1,
+                                                         max=65535)] = None,
                 host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1") -> None:
     """Serve the comparison Space on a local run folder."""
     from hfsynth.space.commands import serve
@@ -235,7 +238,9 @@ def space_deploy(recipe: RecipeArg, out: OutOption,
     """Push the comparison Space as a Gradio Space repo with the run's configuration."""
     from hfsynth.space.commands import deploy
 
-    console.print(f"deployed {deploy(_load(recipe), out, repo_id)}")
+    loaded = _load(recipe)
+    check_run_dir(out)
+    console.print(f"deployed {deploy(loaded, out, repo_id)}")
 
 
 hub_app = typer.Typer(help="The loopback Hub-compatible server.", no_args_is_help=True)
@@ -245,7 +250,7 @@ app.add_typer(hub_app, name="hub")
 @hub_app.command("serve")
 @user_errors
 def hub_serve(
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8765,
     host: Annotated[str, typer.Option(help="Interface (keep it on loopback).")] = "127.0.0.1",
     data_dir: Annotated[Path | None, typer.Option(help="Persist repos here (default: a temporary folder); "
                                                        "one server per folder.")] = None,
@@ -263,12 +268,18 @@ def hub_serve(
     from hfsynth.hub_server.tokens import collect_tokens
 
     tokens = collect_tokens(token or [], token_file, os.environ)
+    if token:
+        # Said at run time, not only in --help: the spec (never printed here) sits in the process list.
+        console.print("[yellow]warning:[/] --token is visible to other users of this machine in `ps`; prefer "
+                      "--token-file or HFSYNTH_HUB_TOKENS", highlight=False, soft_wrap=True)
     serve(host, port, data_dir, tokens, on_ready=lambda url: console.print(
         f"Hub API on {url}; clients: HF_ENDPOINT={url} HF_HUB_DISABLE_XET=1"))
 
 
 def main() -> None:  # pragma: no cover - console entry point convenience
-    app(prog_name="hfsynth")
+    from hfsynth.cli_usage import run
+
+    sys.exit(run(app, "hfsynth"))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -51,6 +51,7 @@ def holds_run_folder(stage: Stage) -> Stage:
 
     @functools.wraps(stage)
     def locked(recipe: Recipe, out_dir: Path, *args: Any, **kwargs: Any) -> Any:
+        check_out_dir(out_dir)  # a folder hfsynth can write into (one line otherwise), before it is created
         with locked_folder(Path(out_dir), RUN_FOLDER_LOCK, "run folder"):
             return stage(recipe, out_dir, *args, **kwargs)
 
@@ -193,7 +194,6 @@ def run_recipe(recipe: Recipe, out_dir: Path, engine: Engine | None = None,
     """Every stage of one recipe: generate, then train (when it has students), then evaluate (when it has test
     sets). Re-running resumes."""
     engine, events = engine or LOCAL, events or RunEvents()
-    check_out_dir(out_dir)
     _, result = generate(recipe, out_dir, events.generation_progress(recipe), engine)
     events.generated(recipe, out_dir, result)
     if recipe.students:

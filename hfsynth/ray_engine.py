@@ -29,19 +29,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
-import sys
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from hfsynth.errors import HfsynthError, SharedStorageError
+from hfsynth.errors import HfsynthError
 from hfsynth.execution import Context, Engine, Item, Result, UnitSpec
-from hfsynth.recipe import ExecutionConfig, Recipe, TeacherConfig, WorkResources
+from hfsynth.ray_cluster import (
+    SharedFolderProbe,
+    check_fits,
+    check_reachable,
+    describe_demand,
+    forwarded_runtime_env,
+    limit_threads,
+    local_threads,
+    reraise,
+    resource_demand,
+    wait_for,
+)
+from hfsynth.recipe import ExecutionConfig, Recipe, TeacherConfig
 from hfsynth.teachers import load_teacher
 from hfsynth.teachers.base import ClassifyUnit, GenerateUnit, LabelScores, Teacher, TeacherStats, UnitAnswerCallback
 
@@ -56,110 +63,7 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 logger = logging.getLogger(__name__)
 
-#: The driver's environment variables that Ray workers get too (when set): Hub endpoint and offline mode, token,
-#: hfsynth's model cache, training threads and verbosity, and the import path.
-FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_TOKEN", "TRANSFORMERS_OFFLINE",
-                 "HF_DATASETS_OFFLINE", "HFSYNTH_CACHE", "HFSYNTH_TRAINING_THREADS", "HFSYNTH_VERBOSITY",
-                 "PYTHONPATH")
-#: How often the driver says it is still waiting for cluster resources.
-_WAIT_NOTICE_SECONDS = 30.0
-
 TeacherFactory = Callable[[TeacherConfig], Teacher]
-
-
-def _runtime_env() -> dict[str, Any] | None:
-    env_vars = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
-    return {"env_vars": env_vars} if env_vars else None
-
-
-def _local_threads() -> int:
-    """Torch's thread count in this process: what the local engine computes with on the driver's machine."""
-    import torch
-
-    return torch.get_num_threads()
-
-
-def _limit_threads(threads: int | None) -> None:
-    if threads is not None and "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-
-
-def _demand(spec: WorkResources) -> dict[str, float]:
-    demand = {"CPU": spec.num_cpus, "GPU": spec.num_gpus, **spec.resources}
-    return {name: amount for name, amount in demand.items() if amount > 0}
-
-
-def _describe_demand(demand: dict[str, float]) -> str:
-    return ", ".join(f"{name}={amount:g}" for name, amount in demand.items()) or "nothing"
-
-
-def _check_fits(demand: dict[str, float], what: str, field: str | None) -> None:
-    """Fail at once, rather than wait forever, when no node of the cluster could ever run the unit."""
-    if not demand:
-        return
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-    if any(all(resources.get(name, 0) >= amount for name, amount in demand.items()) for resources in nodes):
-        return
-    offered = "; ".join(_describe_demand({k: v for k, v in resources.items()
-                                          if not k.startswith(("node:", "memory", "object_store_memory"))})
-                        for resources in nodes)
-    raise HfsynthError(f"no node of the Ray cluster has {_describe_demand(demand)} for {what} (its nodes have: "
-                       f"{offered or 'no nodes'}): "
-                       + (f"lower {field} in the recipe or add such a node" if field else "add such a node"))
-
-
-def _cause(error: BaseException) -> BaseException:
-    """The exception a task raised, out of the Ray error that carries it (``cause``; Ray's error also subclasses the
-    cause's class, but its message is a traceback)."""
-    for _ in range(5):
-        inner = getattr(error, "cause", None)
-        if not isinstance(error, ray.exceptions.RayError) or not isinstance(inner, BaseException):
-            break
-        error = inner
-    return error
-
-
-def _reraise(error: BaseException, what: str, retries: int) -> None:
-    cause = _cause(error)
-    if isinstance(cause, HfsynthError):
-        raise cause from None
-    if isinstance(error, (ray.exceptions.ActorDiedError, ray.exceptions.WorkerCrashedError,
-                          ray.exceptions.NodeDiedError, ray.exceptions.ActorUnavailableError)):
-        raise HfsynthError(f"{what}: its Ray worker died {retries + 1} times (execution.max_retries is {retries}); "
-                           "everything finished so far is kept: run the same command to resume") from error
-    raise error
-
-
-@dataclass(frozen=True)
-class SharedFolderProbe:
-    """A file the driver writes into the run folder; a task that cannot read it is on a node without the folder."""
-
-    path: str
-    token: str
-    driver_host: str
-
-    @classmethod
-    def create(cls, folder: Path) -> SharedFolderProbe:
-        folder.mkdir(parents=True, exist_ok=True)
-        token = uuid.uuid4().hex
-        path = folder / f".hfsynth-ray-probe-{token}"
-        path.write_text(token, encoding="utf-8")
-        return cls(str(path), token, socket.gethostname())
-
-    def check(self) -> None:
-        try:
-            seen = Path(self.path).read_text(encoding="utf-8") == self.token
-        except OSError:
-            seen = False
-        if not seen:
-            raise SharedStorageError(
-                f"Ray node {socket.gethostname()} does not see the run folder {Path(self.path).parent} that the driver "
-                f"({self.driver_host}) writes: put --out on storage shared by the driver and every Ray node (NFS, a "
-                "cluster file system), mounted at the same path"
-            )
-
-    def remove(self) -> None:
-        Path(self.path).unlink(missing_ok=True)
 
 
 # --- on the workers -------------------------------------------------------------------------------------------------
@@ -177,7 +81,7 @@ class TeacherActor:
     def teacher(self) -> Teacher:
         if self._teacher is None:
             self._teacher = self.factory(self.config)
-        _limit_threads(self.threads)
+        limit_threads(self.threads)
         return self._teacher
 
     def describe(self) -> dict[str, Any]:
@@ -212,7 +116,7 @@ def run_unit(fn: Callable[[Context, Item], Result], context: Context, item: Item
              threads: int | None) -> Result:
     """One unit of ``RayEngine.map`` on a worker: torch threads as the driver would use, then the stage's own
     function."""
-    _limit_threads(threads)
+    limit_threads(threads)
     if threads is not None:
         import torch
 
@@ -247,8 +151,8 @@ class RayTeacherPool(Teacher):
         self._placement = None
         self._streaming = False
         self.actors: list[Any] = []
-        demand = _demand(spec)
-        _check_fits(demand, "a teacher replica", "execution.teacher")
+        demand = resource_demand(spec)
+        check_fits(demand, "a teacher replica", "execution.teacher")
         options: dict[str, Any] = {
             "num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus, "resources": dict(spec.resources),
             "max_restarts": self.retries, "max_task_retries": self.retries, "runtime_env": runtime_env,
@@ -258,7 +162,7 @@ class RayTeacherPool(Teacher):
                 # All replicas or none: recipes sharing a cluster then wait for each other instead of each holding
                 # part of what it needs. SPREAD: one replica per node where possible.
                 self._placement = placement_group([demand] * spec.replicas, strategy="SPREAD")
-                _wait_for(self._placement.ready(), f"{spec.replicas} teacher replica(s) ({_describe_demand(demand)} "
+                wait_for(self._placement.ready(), f"{spec.replicas} teacher replica(s) ({describe_demand(demand)} "
                                                    "each)")
             actor_class = ray.remote(TeacherActor)
             for index in range(spec.replicas):
@@ -269,7 +173,7 @@ class RayTeacherPool(Teacher):
             try:
                 self.replicas = ray.get([actor.describe.remote() for actor in self.actors])
             except ray.exceptions.RayError as error:
-                _reraise(error, "loading the teacher", 0)
+                reraise(error, "loading the teacher", 0)
         except BaseException:
             self.close()
             raise
@@ -287,7 +191,7 @@ class RayTeacherPool(Teacher):
             yield from pool.map_unordered(lambda actor, item: getattr(actor, method).remote(*item),
                                           list(enumerate(units)))
         except ray.exceptions.RayError as error:
-            _reraise(error, "a teacher replica", self.retries)
+            reraise(error, "a teacher replica", self.retries)
         finally:
             self._streaming = False
 
@@ -332,37 +236,6 @@ class RayTeacherPool(Teacher):
             self._placement = None
 
 
-#: How long a cluster's address may take to accept a connection before the driver says nothing listens there.
-_CONNECT_SECONDS = 10.0
-
-
-def _check_reachable(address: str) -> None:
-    """Fail at once when nothing listens at ``host:port`` (``ray.init`` would wait minutes); "auto" and names
-    without a port are left to Ray."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        return
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_SECONDS):
-            pass
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise HfsynthError(f"cannot connect to the Ray cluster at {address}: nothing answers there ({reason}): "
-                           "check the address (ray status on the head node prints it), or leave --ray without an "
-                           "address to start a local instance") from None
-
-
-def _wait_for(ready: Any, what: str) -> None:
-    """Wait for an object ref (a placement group's reservation), saying now and then what is awaited."""
-    started = time.monotonic()
-    while True:
-        done, _ = ray.wait([ready], timeout=_WAIT_NOTICE_SECONDS)
-        if done:
-            return
-        logger.warning("still waiting for the Ray cluster to free %s (%.0f s): other work holds them", what,
-                       time.monotonic() - started)
-
-
 class RayEngine(Engine):
     """Connects to (or starts) a Ray cluster; resources come from each recipe's ``execution`` section."""
 
@@ -374,12 +247,12 @@ class RayEngine(Engine):
         self.address = address
         #: Builds the teacher inside each actor (default: hfsynth's ``load_teacher``); tests script one.
         self.teacher_factory = teacher_factory
-        self.runtime_env = _runtime_env()
+        self.runtime_env = forwarded_runtime_env()
         #: Torch threads of a unit whose recipe does not say: what the local engine uses on this machine.
-        self.default_threads = _local_threads()
+        self.default_threads = local_threads()
         self._owns_connection = not ray.is_initialized()
         if self._owns_connection and address:
-            _check_reachable(address)
+            check_reachable(address)
         if self._owns_connection:
             # Unset: the cluster of RAY_ADDRESS (as `ray job submit` sets it), else a new local instance, never a
             # cluster an earlier `ray start` may have left behind ("auto" asks for that one).
@@ -437,7 +310,7 @@ class RayEngine(Engine):
         if not items:
             return
         resources = spec.resources
-        _check_fits(_demand(resources), f"a unit of {spec.stage}", spec.resources_field)
+        check_fits(resource_demand(resources), f"a unit of {spec.stage}", spec.resources_field)
         probe = SharedFolderProbe.create(spec.shared_folder) if spec.shared_folder is not None else None
         task = ray.remote(run_unit).options(
             num_cpus=resources.num_cpus, num_gpus=resources.num_gpus, resources=dict(resources.resources),
@@ -455,7 +328,7 @@ class RayEngine(Engine):
                 try:
                     value = ray.get(done[0])
                 except ray.exceptions.RayError as error:
-                    _reraise(error, spec.describe(index), spec.retries)
+                    reraise(error, spec.describe(index), spec.retries)
                 yield index, value
         finally:
             # The first failure (or an interruption) cancels the rest.

@@ -3,9 +3,11 @@ the human-data reference: real training examples, sized like the synthetic data,
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +36,8 @@ def load_labelled_set(seed_set: SeedSet, label_names: list[str]) -> datasets.Dat
             if Path(seed_set.path).is_file() and not _has_content(Path(seed_set.path)):
                 raise HfsynthError(f"{seed_set.path}: the file is empty: it needs labelled rows")
             extra = {"delimiter": "\t"} if suffix == ".tsv" else {}
-            raw = datasets.load_dataset(_LOCAL_FORMATS[suffix], data_files=seed_set.path, split="train", **extra)
+            with _reader_errors_unlogged():
+                raw = datasets.load_dataset(_LOCAL_FORMATS[suffix], data_files=seed_set.path, split="train", **extra)
         else:
             raw = datasets.load_dataset(seed_set.hub_id, seed_set.config, split=seed_set.split)
     except HfsynthError:
@@ -44,7 +47,10 @@ def load_labelled_set(seed_set: SeedSet, label_names: list[str]) -> datasets.Dat
             raise HfsynthError(f"cannot load labelled data from {where}: ValueError: {exc}") from None
         raise HfsynthError(f"{where}: no rows (only a header?): it needs labelled rows") from None
     except Exception as exc:  # datasets raises many types; the user needs the source and the reason
-        raise HfsynthError(f"cannot load labelled data from {where}: {type(exc).__name__}: {exc}") from None
+        # datasets wraps the reader's own error (a truncated JSON line, a column of mixed types): that one says why.
+        reason = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+        first_line = str(reason).strip().splitlines()[0] if str(reason).strip() else ""
+        raise HfsynthError(f"cannot load labelled data from {where}: {type(reason).__name__}: {first_line}") from None
 
     for column in (seed_set.text_column, seed_set.label_column):
         if column not in raw.column_names:
@@ -55,11 +61,17 @@ def load_labelled_set(seed_set: SeedSet, label_names: list[str]) -> datasets.Dat
     known = set(label_names)
     texts, labels = [], []
     unknown: set[str] = set()
-    for text, label in zip(raw[seed_set.text_column], raw[seed_set.label_column], strict=True):
+    for row, (text, label) in enumerate(zip(raw[seed_set.text_column], raw[seed_set.label_column], strict=True), 1):
+        if label is None:
+            raise HfsynthError(f"{where}: row {row}: column {seed_set.label_column!r} is empty")
         original = to_name(label)
         name = seed_set.label_map.get(original, original)
         if name is None:  # mapped to null: the recipe leaves this label (and its rows) out
             continue
+        # Checked here, not where the texts are used: by then the teacher calls may have been paid for.
+        if not isinstance(text, str) or not text.strip():
+            raise HfsynthError(f"{where}: row {row}: column {seed_set.text_column!r} must be a non-empty text, got "
+                               f"{text!r}")
         if name not in known:
             unknown.add(name)
             continue
@@ -74,6 +86,19 @@ def load_labelled_set(seed_set: SeedSet, label_names: list[str]) -> datasets.Dat
     return datasets.Dataset.from_dict(
         {"text": texts, "label": labels, "language": [seed_set.language] * len(texts)}
     )
+
+
+@contextlib.contextmanager
+def _reader_errors_unlogged() -> Iterator[None]:
+    """datasets logs a file reader's error (a cut-short JSON line) and then raises it: the error line hfsynth prints
+    says the same, so the log record would only be a second copy of it."""
+    logger = logging.getLogger("datasets")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _has_content(path: Path) -> bool:

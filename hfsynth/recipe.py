@@ -6,7 +6,6 @@ validation problem into one :class:`~hfsynth.errors.RecipeError` line naming the
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,12 +16,10 @@ from pydantic import (
     Field,
     PrivateAttr,
     SerializeAsAny,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from hfsynth.errors import RecipeError
 from hfsynth.languages import is_known_language
 from hfsynth.students.params import StudentParams
 from hfsynth.students.registry import STUDENT_KINDS, student_kind
@@ -195,8 +192,8 @@ class StudentConfig(_Strict):
     params: SerializeAsAny[StudentParams]
     repo_id: str | None = None
     # Learning curve: train also on these many samples per label (the paper's training-size sweep).
-    train_sizes: list[Annotated[int, Field(ge=1)]] = []
-    repeats: int = Field(1, ge=1)
+    train_sizes: list[Annotated[int, Field(ge=1, le=MAX_SAMPLES_PER_LABEL // 10)]] = []
+    repeats: int = Field(1, ge=1, le=1000)
 
     @model_validator(mode="before")
     @classmethod
@@ -234,7 +231,7 @@ class EvaluationConfig(_Strict):
     seed: int = 0
     reference: ReferenceConfig = ReferenceConfig()
     # Bootstrap confidence intervals over the test texts (seeded with ``seed``).
-    bootstrap_resamples: int = Field(1000, ge=100)
+    bootstrap_resamples: int = Field(1000, ge=100, le=100_000)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
 
 
@@ -361,7 +358,6 @@ class Recipe(_Strict):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"students: duplicate student names {duplicates}")
-        self._check_repo_ids()
         calls = self.planned_calls
         if calls > MAX_PLANNED_CALLS:
             raise ValueError(
@@ -378,25 +374,6 @@ class Recipe(_Strict):
         if self.quality.label_fidelity == "reference" and not self.evaluation.reference.sets:
             raise ValueError("quality.label_fidelity 'reference' needs evaluation.reference.sets")
         return self
-
-    def _check_repo_ids(self) -> None:
-        """Repo ids are checked now with huggingface_hub's own rules, not after hours of generation at push time."""
-        from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-        organization = self.publish.organization
-        names = [("dataset.repo_id", self.dataset.repo_id),
-                 ("publish.space_repo_id", self.publish.space_repo_id or f"{self.name}-compare")]
-        names += [(f"students[{index}].repo_id", student.repo_id or f"{self.name}-{student.name}")
-                  for index, student in enumerate(self.students)]
-        if organization is not None and "/" in organization:
-            raise ValueError(f"publish.organization: {organization!r} is a namespace: it may not contain '/'")
-        for field, name in names:
-            repo_id = name if "/" in name or not organization else f"{organization}/{name}"
-            try:
-                validate_repo_id(repo_id)
-            except HFValidationError as error:
-                problem = str(error).split(":")[0].replace(" Use `repo_type` argument if needed.", "")
-                raise ValueError(f"{field}: {repo_id!r} is not a valid Hub repo id ({problem})") from None
 
     @property
     def planned_calls(self) -> int:
@@ -420,115 +397,6 @@ class Recipe(_Strict):
     @property
     def source_text(self) -> str:
         return self._source_text or dump_recipe(self)
-
-
-def _field_path(location: tuple[Any, ...]) -> str:
-    path = ""
-    for part in location:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "(top level)"
-
-
-#: A cross-field check names its field first: "generation.seeds: strategy few-shot has no seeds for ...".
-_NAMED_FIELD = re.compile(r"^([A-Za-z_]+(?:\.[A-Za-z_]+|\[\d+\])*): (.+)$", re.DOTALL)
-
-
-def _describe(error: dict[str, Any]) -> str:
-    field = _field_path(tuple(error["loc"]))
-    kind = error["type"]
-    named = _NAMED_FIELD.match(error["msg"].removeprefix("Value error, ")) if kind == "value_error" else None
-    if named:
-        inner = named.group(1)
-        field = inner if not error["loc"] else f"{field}.{inner}"
-        return f"field {field!r}: {named.group(2)}"
-    if kind == "extra_forbidden":
-        return f"unknown field {field!r}"
-    if kind == "missing":
-        return f"missing field {field!r}"
-    message = error["msg"].removeprefix("Value error, ")
-    if kind in {"literal_error", "string_type", "int_parsing", "float_parsing", "bool_parsing", "list_type",
-                "dict_type", "model_type", "too_short", "greater_than_equal", "less_than_equal", "string_too_short",
-                "string_pattern_mismatch", "greater_than", "less_than", "int_type", "float_type"}:
-        return f"field {field!r}: {message} (got {error.get('input')!r})"
-    return f"field {field!r}: {message}"
-
-
-def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = None) -> Recipe:
-    """Validate already-parsed YAML. ``base_dir`` resolves relative seed/eval paths and checks they exist."""
-    if not isinstance(data, dict):
-        raise RecipeError(f"{source}: a recipe is a YAML mapping, got {type(data).__name__}")
-    try:
-        recipe = Recipe.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-        raise RecipeError(f"{source}: {_describe(first)}{more}") from None
-    if base_dir is not None:
-        recipe = _resolve_local_paths(recipe, base_dir, source)
-    _check_model_names(recipe, source)
-    return recipe
-
-
-def _resolve_local_paths(recipe: Recipe, base_dir: Path, source: str) -> Recipe:
-    """Make seed/eval paths absolute (relative to the recipe) and fail early on files that do not exist."""
-
-    def resolve(sets: list[SeedSet], field: str) -> list[SeedSet]:
-        resolved = []
-        for index, seed_set in enumerate(sets):
-            if seed_set.path is not None:
-                path = (base_dir / seed_set.path).resolve()
-                if not path.is_file():
-                    raise RecipeError(f"{source}: field '{field}[{index}].path': file not found: {seed_set.path}")
-                if path.stat().st_size == 0:
-                    raise RecipeError(f"{source}: field '{field}[{index}].path': the file is empty: {seed_set.path}")
-                seed_set = seed_set.model_copy(update={"path": str(path)})
-            resolved.append(seed_set)
-        return resolved
-
-    generation = recipe.generation.model_copy(update={"seeds": resolve(recipe.generation.seeds, "generation.seeds")})
-    reference = recipe.evaluation.reference.model_copy(
-        update={"sets": resolve(recipe.evaluation.reference.sets, "evaluation.reference.sets")}
-    )
-    evaluation = recipe.evaluation.model_copy(
-        update={"sets": resolve(recipe.evaluation.sets, "evaluation.sets"), "reference": reference}
-    )
-    return recipe.model_copy(update={"generation": generation, "evaluation": evaluation})
-
-
-def _check_model_names(recipe: Recipe, source: str) -> None:
-    from hfsynth.embedded import check_model_name
-
-    fields = [("teacher.model", recipe.teacher.model)] if recipe.teacher.backend == "local" else []
-    fields += [(f"students[{i}].model", student.model) for i, student in enumerate(recipe.students)]
-    for field, name in fields:
-        problem = check_model_name(name)
-        if problem:
-            raise RecipeError(f"{source}: field '{field}': {problem}")
-
-
-def load_recipe(path: str | Path, base_dir: Path | None = None, display_name: str | None = None) -> Recipe:
-    """Read and validate a recipe file. Every problem becomes one RecipeError line naming the file and field.
-
-    ``base_dir`` (default: the recipe's folder) resolves relative data paths; ``display_name`` is how messages name
-    the file (e.g. the ``hf://`` address of a downloaded recipe).
-    """
-    path = Path(path)
-    name = display_name or str(path)
-    if not path.is_file():
-        raise RecipeError(f"{name}: recipe file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise RecipeError(f"{name}: malformed YAML{where}: {problem}") from None
-    except UnicodeDecodeError:
-        raise RecipeError(f"{name}: not a UTF-8 text file") from None
-    recipe = parse_recipe(data, source=name, base_dir=base_dir or path.parent)
-    recipe._source_text = text
-    return recipe
 
 
 def dump_recipe(recipe: Recipe) -> str:

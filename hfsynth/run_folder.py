@@ -183,11 +183,6 @@ class EvalFolder:
         intervals in the results are recomputable from it."""
         return self.root / "predictions.jsonl"
 
-    @property
-    def teacher_predictions(self) -> Path:
-        """The teacher's answers, one JSON line each, appended as they arrive (a re-run never pays twice)."""
-        return self.root / "teacher_predictions.jsonl"
-
 
 @dataclass(frozen=True)
 class SpaceFolder:

@@ -10,12 +10,14 @@ which keeps ``results.json``'s shape: teacher rows have no ``base_model``, stude
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hfsynth.errors import HfsynthError
+from hfsynth.formatting import format_number, format_percent, interval_text, pair_text
 
 RecordT = TypeVar("RecordT", bound="_Record")
 #: A student's training data: the teacher's synthetic data, or real human-labelled reference data.
@@ -32,13 +34,21 @@ class _Record(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
     def save(self, path: Path) -> None:
+        """Written whole or not at all: a kill mid-write leaves the previous file (or none), never half a file,
+        which matters most for a student's meta file, whose presence marks the student as finished."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(partial, path)  # atomic on POSIX file systems
 
     @classmethod
     def load(cls: type[RecordT], path: Path) -> RecordT:
         try:
             return cls.model_validate_json(Path(path).read_bytes())
+        except FileNotFoundError:
+            # A record a stage writes was never written (a stage that did not run, or a folder copied in part).
+            raise HfsynthError(f"{path}: missing: the run folder is incomplete; run the stage that writes it "
+                               "(hfsynth generate, train or evaluate) again") from None
         except ValidationError as error:
             problem = error.errors()[0]
             where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
@@ -196,31 +206,16 @@ class QualityReport(_Record):
             lines.append({
                 "language": language,
                 "texts": f"{section.synthetic_texts} / {section.real_texts}",
-                "distinct_1": _pair(synthetic.distinct_1, real.distinct_1 if real else None),
-                "distinct_2": _pair(synthetic.distinct_2, real.distinct_2 if real else None),
-                "compression": _pair(synthetic.compression_ratio, real.compression_ratio if real else None, 2),
-                "pairwise": _pair(section.pairwise_distance.synthetic, section.pairwise_distance.real),
+                "distinct_1": pair_text(synthetic.distinct_1, real.distinct_1 if real else None),
+                "distinct_2": pair_text(synthetic.distinct_2, real.distinct_2 if real else None),
+                "compression": pair_text(synthetic.compression_ratio, real.compression_ratio if real else None, 2),
+                "pairwise": pair_text(section.pairwise_distance.synthetic, section.pairwise_distance.real),
                 "coverage": f"{format_percent(section.coverage.synthetic)} / {format_percent(section.coverage.real)}",
                 "distance": format_number(section.coverage_distance),
                 "calibration": section.coverage_calibration,
                 "fidelity": format_percent(section.fidelity),
             })
         return lines
-
-
-def format_number(value: float | None, digits: int = 3) -> str:
-    """A number for a table cell ("n/a" when missing): the cards', the report's and the Space's one format."""
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def format_percent(value: float | None, digits: int = 0, spaced: bool = False) -> str:
-    """A share as a percentage ("n/a" when missing); ``spaced``: "12.5 %", as the report writes it."""
-    text = "n/a" if value is None else f"{value:.{digits}%}"
-    return text.replace("%", " %") if spaced and value is not None else text
-
-
-def _pair(synthetic: float | None, real: float | None, digits: int = 3) -> str:
-    return f"{format_number(synthetic, digits)} / {format_number(real, digits)}"
 
 
 # --- results.json ---------------------------------------------------------------------------------------------------
@@ -265,16 +260,6 @@ class ResultRow(_Record):
     def completion_rate(self) -> float | None:
         """Teacher only: the share of test texts answered with a valid label."""
         return None if self.unparseable is None else 1.0 - self.unparseable
-
-
-def interval_text(interval: list[float] | None, signed: bool = False, percent: bool = False) -> str:
-    """``[0.640, 0.780]`` (``[+0.010, +0.090]`` signed, ``[80%, 110%]`` as percentages); empty without one."""
-    if not interval:
-        return ""
-    low, high = interval
-    if percent:
-        return f"[{low:.0%}, {high:.0%}]"
-    return f"[{low:+.3f}, {high:+.3f}]" if signed else f"[{low:.3f}, {high:.3f}]"
 
 
 class Comparison(_Record):

@@ -120,6 +120,18 @@ def per_label_subset(train_data: datasets.Dataset, train_size: int | None, seed:
     return train_data.select(sorted(keep))
 
 
+def _warn_if_short(run: StudentRun, subset: datasets.Dataset) -> None:
+    """A run named for ``train_size`` examples per label that the data cannot fill trains on what there is: say so
+    (once per student and size). Its record keeps the real size (``train_rows``; the results' examples per label)."""
+    if run.train_size is None or run.repeat != 0:
+        return
+    fewest = min(Counter(zip(subset["language"], subset["label"], strict=True)).values(), default=0)
+    if fewest < run.train_size:
+        logger.warning("student %s: train size %d asks for %d examples per label and language, but the %s data has "
+                       "as few as %d: the run trains on %d examples in all, and its results say so",
+                       run.config.name, run.train_size, run.train_size, run.data, fewest, len(subset))
+
+
 def data_fingerprint(train_data: datasets.Dataset) -> str:
     """Content hash of what a student is trained on (independent of where the dataset was loaded from)."""
     return call_key(rows=list(zip(train_data["text"], train_data["label"], train_data["language"], strict=True)))
@@ -211,6 +223,7 @@ def train_run(context: TrainingContext, run: StudentRun) -> TrainedRun:
     config = run.config
     params = run_params(run)
     subset = per_label_subset(train_data, run.train_size, params.seed)
+    _warn_if_short(run, subset)
     fingerprint = call_key(
         kind=config.kind, model=config.model, params=params.model_dump(mode="json"),
         task=recipe.task.model_dump(mode="json"), labels=[label.model_dump(mode="json") for label in recipe.labels],

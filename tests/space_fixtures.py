@@ -79,7 +79,7 @@ def space_run(tmp_path_factory: pytest.TempPathFactory) -> SpaceRun:
     import datasets
 
     from hfsynth.evaluation import run_evaluation
-    from hfsynth.recipe import load_recipe
+    from hfsynth.recipe_files import load_recipe
     from hfsynth.training import train_students
 
     root = tmp_path_factory.mktemp("space-run")

@@ -13,7 +13,8 @@ import datasets
 from transformers import TrainerCallback
 
 from hfsynth.dataset import features
-from hfsynth.recipe import Recipe, parse_recipe
+from hfsynth.recipe import Recipe
+from hfsynth.recipe_files import parse_recipe
 
 SIB200 = Path(__file__).resolve().parent.parent / "data" / "sib200"
 LABELS = ["science/technology", "travel", "politics"]

@@ -22,7 +22,8 @@ from hfsynth.evaluation import LATENCY_TEXTS, run_evaluation
 from hfsynth.generation import GenerationResult, load_seed_examples, seed_texts_the_plan_may_show
 from hfsynth.pipeline import write_cards
 from hfsynth.realdata import texts_shown_to_the_teacher
-from hfsynth.recipe import Recipe, parse_recipe
+from hfsynth.recipe import Recipe
+from hfsynth.recipe_files import parse_recipe
 from hfsynth.run_folder import EvalFolder, RunFolder
 from hfsynth.run_records import EvaluationResults
 from hfsynth.students.base import read_meta

@@ -19,7 +19,7 @@ from hfsynth.errors import HfsynthError
 from hfsynth.generation import generate_samples
 from hfsynth.hub.publish import push_dataset
 from hfsynth.hub_server.server import HubServer
-from hfsynth.recipe import load_recipe, parse_recipe
+from hfsynth.recipe_files import load_recipe, parse_recipe
 from tests.hub_fixtures import HubUsers
 from tests.scripted_teacher import ScriptedTeacher
 

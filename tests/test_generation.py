@@ -16,7 +16,7 @@ from hfsynth.cache import CallCache
 from hfsynth.cards import write_dataset_card
 from hfsynth.dataset import save_dataset
 from hfsynth.generation import generate_samples, plan_requests
-from hfsynth.recipe import parse_recipe
+from hfsynth.recipe_files import parse_recipe
 from tests.scripted_teacher import ScriptedTeacher
 
 

@@ -224,3 +224,29 @@ def test_a_data_dir_that_is_a_file_or_cannot_be_created(tmp_path: Path) -> None:
         f"error: cannot use {below_a_file} as the hub data folder: Not a directory"
     )
     assert a_file.read_text() == "x"
+
+
+@pytest.mark.parametrize(("port", "expected"), [("70000", "less than or equal to 65535"),
+                                                ("-5", "greater than or equal to 1")])
+def test_a_port_out_of_range_is_one_line(port: str, expected: str) -> None:
+    line = run_failing(f"--port={port}")
+    assert line.startswith("error: hfsynth hub serve: Invalid value for '--port'") and expected in line
+
+
+def test_a_port_in_use_is_one_line_and_no_ready_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = run_failing("--port", str(port), "--data-dir", str(tmp_path / "hub"))  # run_failing: no "Hub API on"
+    assert line == f"error: cannot listen on 127.0.0.1:{port}: already in use"
+
+
+def test_token_on_the_command_line_warns_at_run_time_without_printing_it(start_server, tmp_path: Path) -> None:
+    secret = f"hf_{secrets.token_hex(16)}"
+    server = start_server("--data-dir", str(tmp_path / "hub"), "--token", f"alice:{secret}:write")
+    assert HfApi(endpoint=server.url, token=secret).whoami()["name"] == "alice"
+    server.stop()
+    output = server.log.read_text()
+    assert "warning: --token is visible to other users of this machine in `ps`" in output
+    assert secret not in output

@@ -12,7 +12,8 @@ import torch
 from hfsynth.errors import HfsynthError
 from hfsynth.language_model import LanguageModel, PrefixCache, device_and_dtype, score_continuations
 from hfsynth.prompts import classification_prompt
-from hfsynth.recipe import Recipe, load_recipe
+from hfsynth.recipe import Recipe
+from hfsynth.recipe_files import load_recipe
 from hfsynth.teachers.base import Prompt
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from hfsynth.prompts import (
     generation_prompt,
     prompt_fingerprint,
 )
-from hfsynth.recipe import parse_recipe
+from hfsynth.recipe_files import parse_recipe
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from hfsynth.cli import app
 from hfsynth.dataset import load_synthetic_dataset
 from hfsynth.errors import HfsynthError, TeacherError
 from hfsynth.generation import CachedTeacher, generate_samples
-from hfsynth.recipe import Recipe, load_recipe
+from hfsynth.recipe import Recipe
+from hfsynth.recipe_files import load_recipe
 from hfsynth.teachers.base import Prompt
 from hfsynth.training import train_students
 from hfsynth.training_progress import StepReporter, TrainingStep

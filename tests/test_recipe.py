@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from hfsynth.errors import RecipeError
-from hfsynth.recipe import dump_recipe, load_recipe, parse_recipe
+from hfsynth.recipe import dump_recipe
+from hfsynth.recipe_files import load_recipe, parse_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))

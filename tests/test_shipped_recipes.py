@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from hfsynth.cli import app
 from hfsynth.embedded import EMBEDDED_MODELS
 from hfsynth.realdata import load_labelled_set
-from hfsynth.recipe import Recipe, load_recipe
+from hfsynth.recipe import Recipe
+from hfsynth.recipe_files import load_recipe
 from hfsynth.students.registry import student_kind
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"

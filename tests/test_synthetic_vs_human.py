@@ -14,7 +14,7 @@ from hfsynth.errors import HfsynthError
 from hfsynth.evaluation.summary import ScoredRun, build_results
 from hfsynth.metrics import classification_scores
 from hfsynth.realdata import TestSet
-from hfsynth.recipe import load_recipe
+from hfsynth.recipe_files import load_recipe
 from hfsynth.run_records import EvaluationResults, ResultRow
 from tests.student_helpers import LABELS, make_recipe
 

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from hfsynth.cli import app
 from hfsynth.realdata import load_labelled_set
-from hfsynth.recipe import MAX_SAMPLES_PER_LABEL, load_recipe
+from hfsynth.recipe import MAX_SAMPLES_PER_LABEL
+from hfsynth.recipe_files import load_recipe
 from tests.test_recipe import minimal
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,9 @@ import statistics
 from typing import Any
 
 from hfsynth.evaluation.summary import mean_of_present
+from hfsynth.formatting import format_number, format_percent, interval_text
 from hfsynth.run_folder import EvalFolder
-from hfsynth.run_records import EvaluationResults, SummaryEntry, format_number, format_percent, interval_text
+from hfsynth.run_records import EvaluationResults, SummaryEntry
 from hfsynth.templates import render
 
 REPORT_TEMPLATE = "evaluation_report.md"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from httpx2 import TransportError  # huggingface_hub 2.x's HTTP client: a connection refused, a timeout...
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -22,10 +23,15 @@ from huggingface_hub.errors import (
 
 from hfsynth.errors import HfsynthError
 from hfsynth.hub.repo_ids import dataset_repo_id
-from hfsynth.recipe import Recipe, load_recipe
+from hfsynth.recipe import Recipe
+from hfsynth.recipe_files import load_detached_recipe, load_recipe
 from hfsynth.run_folder import CARD_FILE, DatasetFolder
 
 HUB_PREFIX = "hf://"
+
+#: What a Hub call raises for a reason outside hfsynth (HTTP errors, a server that does not answer, a bad repo id, a
+#: file system error): each becomes one line through describe_hub_error.
+HUB_CALL_ERRORS = (HfHubHTTPError, OSError, HFValidationError, TransportError)
 
 
 def describe_hub_error(error: Exception, repo_id: str, path: str | None = None) -> str:
@@ -40,12 +46,15 @@ def describe_hub_error(error: Exception, repo_id: str, path: str | None = None) 
     if isinstance(error, RevisionNotFoundError):
         return f"{repo_id}: revision not found"
     if isinstance(error, LocalEntryNotFoundError):
-        return (f"{repo_id}: {path or 'the file'} is not in the local cache and the Hub cannot be reached "
-                "(offline, or HF_HUB_OFFLINE=1)")
+        return (f"{repo_id}: {path or 'the file'} is not in the local cache and the Hub at {constants.ENDPOINT} "
+                "cannot be reached (offline, or HF_HUB_OFFLINE=1)")
     if isinstance(error, EntryNotFoundError):
         return f"{repo_id} has no file {path}" if path else f"{repo_id}: file not found in the repository"
     if isinstance(error, HFValidationError):
         return f"{repo_id!r} is not a valid Hub repo id ({str(error).splitlines()[0]})"
+    if isinstance(error, TransportError):
+        return (f"{repo_id}: cannot reach the Hub at {constants.ENDPOINT} ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else 'no answer'}); check HF_ENDPOINT and the network")
     if isinstance(error, HfHubHTTPError) and error.response is not None:
         status = error.response.status_code
         reason = {401: "not logged in or invalid token (set HF_TOKEN or run `hf auth login`)",
@@ -82,21 +91,26 @@ def push_dataset(recipe: Recipe, dataset_dir: Path, repo_id: str | None = None, 
                        if path.is_file()]
         api.create_commit(repo_id, operations, repo_type="dataset",
                           commit_message=f"hfsynth: card and recipe for {recipe.name}")
-    except (HfHubHTTPError, OSError, HFValidationError) as error:
+    except HUB_CALL_ERRORS as error:
         raise HfsynthError(f"push of dataset failed: {describe_hub_error(error, repo_id)}") from None
     return str(url)
 
 
 def push_folder(folder: Path, repo_id: str, repo_type: str, private: bool, commit_message: str,
-                space_sdk: str | None = None, ignore_patterns: list[str] | None = None) -> str:
-    """Push a folder as it is (a student's model folder, the Space); return the repo URL."""
+                space_sdk: str | None = None, ignore_patterns: list[str] | None = None,
+                delete_patterns: list[str] | None = None, what: str | None = None) -> str:
+    """Push a folder as it is (a student's model folder, the Space); return the repo URL.
+
+    ``delete_patterns``: files of the repo to delete in the same commit unless the folder has them (``["*"]``: the
+    repo ends up holding exactly the folder). ``what`` names the push in an error (default: the folder's name).
+    """
     api = HfApi()
     try:
         url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
         api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type=repo_type, commit_message=commit_message,
-                          ignore_patterns=ignore_patterns)
-    except (HfHubHTTPError, OSError, HFValidationError) as error:
-        raise HfsynthError(f"push of {folder.name} failed: {describe_hub_error(error, repo_id)}") from None
+                          ignore_patterns=ignore_patterns, delete_patterns=delete_patterns)
+    except HUB_CALL_ERRORS as error:
+        raise HfsynthError(f"push of {what or folder.name} failed: {describe_hub_error(error, repo_id)}") from None
     return str(url)
 
 
@@ -108,22 +122,25 @@ def parse_hub_path(spec: str) -> tuple[str, str, str]:
         repo_type = constants.REPO_TYPES_MAPPING[parts.pop(0)]
     if len(parts) < 3 or not all(parts):
         raise HfsynthError(f"{spec}: expected hf://[datasets/|spaces/]OWNER/NAME/path/to/recipe.yaml")
+    if any(part in {".", ".."} for part in parts):
+        # A file in a repo has no '.' or '..' segments (huggingface_hub refuses them): name the one that is meant.
+        raise HfsynthError(f"{spec}: a Hub path may not contain '.' or '..' segments")
     return repo_type, "/".join(parts[:2]), "/".join(parts[2:])
 
 
 def load_recipe_source(source: str, base_dir: Path | None = None) -> Recipe:
     """A recipe from a local file or from the Hub (``hf://...``).
 
-    Relative data paths in a downloaded recipe resolve against ``base_dir``: by default ``./recipes`` when it exists
-    (how this project's published recipes are written, relative to the recipes folder), else the current directory.
+    Relative data paths in a downloaded recipe resolve against ``base_dir`` when given, else as
+    :func:`hfsynth.recipe_files.load_detached_recipe` says (./recipes, then the current directory).
     """
     if not source.startswith(HUB_PREFIX):
         return load_recipe(source)
     repo_type, repo_id, path = parse_hub_path(source)
     try:
         local = hf_hub_download(repo_id, path, repo_type=repo_type)
-    except (HfHubHTTPError, OSError, EntryNotFoundError, HFValidationError) as error:
+    except (*HUB_CALL_ERRORS, EntryNotFoundError) as error:
         raise HfsynthError(f"cannot download recipe {source}: {describe_hub_error(error, repo_id, path)}") from None
-    if base_dir is None:
-        base_dir = Path("recipes") if Path("recipes").is_dir() else Path(".")
-    return load_recipe(local, base_dir=base_dir, display_name=source)
+    if base_dir is not None:
+        return load_recipe(local, base_dir=base_dir, display_name=source)
+    return load_detached_recipe(Path(local), source)

@@ -14,6 +14,17 @@ if TYPE_CHECKING:
     from hfsynth.recipe import Recipe, StudentConfig, TeacherConfig
 
 
+def repo_id_problem(repo_id: str) -> str | None:
+    """Why huggingface_hub would refuse ``repo_id`` (its own rules, checked before any work), or None."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        return str(error).split(":")[0].replace(" Use `repo_type` argument if needed.", "")
+    return None
+
+
 def qualified_repo_id(repo_id: str, organization: str | None) -> str:
     """``name`` becomes ``organization/name``; an id with a namespace stays as it is."""
     if "/" in repo_id or not organization:

@@ -31,11 +31,17 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from hfsynth.checks import bind_socket
 from hfsynth.hub_server.data_dir import served_data_dir
 from hfsynth.hub_server.routing import create_app
 from hfsynth.hub_server.tokens import HubToken
 
 logger = logging.getLogger(__name__)
+
+
+def _url(sock: socket.socket, host: str) -> str:
+    port = sock.getsockname()[1]
+    return f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"http://{host}:{port}"
 
 
 def _uvicorn_config(app: Starlette, **options: Any) -> uvicorn.Config:
@@ -58,15 +64,11 @@ class HubServer:
         self._resources = contextlib.ExitStack()  # the data folder's lock (and temporary folder), the socket
         try:
             self.data_dir = self._resources.enter_context(served_data_dir(data_dir))
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            self._socket = self._resources.enter_context(socket.socket(family, socket.SOCK_STREAM))
-            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._socket.bind((host, port))
+            self._socket = self._resources.enter_context(bind_socket(host, port, listen=False))
         except BaseException:
             self._resources.close()
             raise
-        bound_port = self._socket.getsockname()[1]
-        self.url = f"http://[{host}]:{bound_port}" if family == socket.AF_INET6 else f"http://{host}:{bound_port}"
+        self.url = _url(self._socket, host)
         # log_config=None: leave the host application's (or pytest's) logging configuration alone.
         config = _uvicorn_config(create_app(self.data_dir, tokens), log_config=None, lifespan="off")
         self._server = uvicorn.Server(config)
@@ -112,10 +114,10 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Run the server in the foreground until interrupted (the CLI entry point). `on_ready` gets the server's URL
-    once the data folder is claimed, just before listening."""
-    with served_data_dir(data_dir) as folder:
-        url = f"http://{host}:{port}"
+    once the data folder is claimed and the port bound; a port that cannot be bound raises PortError first."""
+    with served_data_dir(data_dir) as folder, bind_socket(host, port, listen=True) as sock:
+        url = _url(sock, host)
         logger.info("Serving the Hub API on %s with data in %s", url, folder)
         if on_ready is not None:
             on_ready(url)
-        uvicorn.Server(_uvicorn_config(create_app(folder, tokens), host=host, port=port)).run()
+        uvicorn.Server(_uvicorn_config(create_app(folder, tokens))).run(sockets=[sock])

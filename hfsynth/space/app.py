@@ -21,11 +21,12 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
+from hfsynth.formatting import interval_text
 from hfsynth.languages import language_name
 from hfsynth.prompts import classification_prompt
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import SpaceFolder
-from hfsynth.run_records import EvaluationResults, SummaryEntry, interval_text
+from hfsynth.run_records import EvaluationResults, SummaryEntry
 from hfsynth.space.manifest import TEACHER_NAME, SpaceManifest, load_manifest
 
 #: Longer texts are cut (with a notice): the teacher's prompt grows with the text, and so does its latency.
@@ -158,7 +159,7 @@ class ModelPool:
 class CompareApp:
     """The app's behaviour, apart from its layout (so that it can be tested without a browser)."""
 
-    def __init__(self, manifest_path: Path) -> None:
+    def __init__(self, manifest_path: Path, work_dir: Path | None = None) -> None:
         self.root = Path(manifest_path).resolve().parent
         self.manifest: SpaceManifest = load_manifest(manifest_path)
         self.recipe = self.manifest.task_recipe()
@@ -171,7 +172,9 @@ class CompareApp:
         self.pool = ModelPool(self.recipe, [teacher, *students])
         # Batch results are written here for download; Gradio copies each into its own cache when it is returned,
         # so only the last few are kept, and the folder goes when the process ends.
-        self._downloads = tempfile.TemporaryDirectory(prefix="hfsynth-space-")
+        # ``work_dir``: a folder whoever serves the app deletes (hfsynth.space.session), else one of its own.
+        self._downloads = tempfile.TemporaryDirectory(prefix="hfsynth-space-", dir=work_dir,
+                                                      ignore_cleanup_errors=work_dir is not None)
         self._written: list[Path] = []
 
     @property
@@ -361,9 +364,10 @@ def _results_summary(results: EvaluationResults) -> str:
     return "\n".join(lines)
 
 
-def build_demo(manifest_path: Path | str) -> gr.Blocks:
-    """The Space's Blocks for a manifest. Nothing is loaded until the first request needs it."""
-    app = CompareApp(Path(manifest_path))
+def build_demo(manifest_path: Path | str, work_dir: Path | None = None) -> gr.Blocks:
+    """The Space's Blocks for a manifest. Nothing is loaded until the first request needs it. Batch downloads go
+    into ``work_dir`` when given."""
+    app = CompareApp(Path(manifest_path), work_dir)
     recipe = app.recipe
     language_choices = [(f"{language_name(code)} ({code})", code) for code in app.languages]
     label_list = ", ".join(f"`{name}`" for name in recipe.label_names)

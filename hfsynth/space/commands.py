@@ -7,10 +7,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hfsynth.checks import check_port_free
 from hfsynth.errors import HfsynthError
-from hfsynth.hub.repo_ids import space_repo_id
+from hfsynth.hub.repo_ids import repo_id_problem, space_repo_id
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import RunFolder
+from hfsynth.space.session import served_session
 from hfsynth.space.staging import recipe_from_run, stage_space
 
 if TYPE_CHECKING:
@@ -27,14 +29,24 @@ def serve(
     ``recipe`` defaults to the run's own. With ``block`` the call returns when the server is stopped (Ctrl-C);
     otherwise it returns at once with the app running (``.local_url``; ``.close()`` stops it).
     """
-    from hfsynth.space.app import build_demo
-
+    if port is not None:
+        check_port_free(host, port)  # Gradio's own refusal is a traceback
     run_dir = Path(run_dir)
     recipe = recipe or recipe_from_run(run_dir)
     space = RunFolder(run_dir).space
     stage_space(recipe, run_dir, space.root, for_hub=False)
-    demo = build_demo(space.manifest)
-    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block)
+    if not block:
+        from hfsynth.space.app import build_demo
+
+        demo = build_demo(space.manifest)
+        demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True)
+        return demo
+    # The users' texts (downloads, Gradio's copies) live in the session's folder, deleted when the server stops.
+    with served_session() as work_dir:
+        from hfsynth.space.app import build_demo  # imported now: Gradio reads GRADIO_TEMP_DIR at import too
+
+        demo = build_demo(space.manifest, work_dir)
+        demo.launch(server_name=host, server_port=port, quiet=False)
     return demo
 
 
@@ -45,24 +57,21 @@ def deploy(recipe: Recipe, run_dir: Path, repo_id: str | None = None, private: b
     that has since been published) are deleted in the same commit. The token comes from huggingface_hub's usual
     sources (``HF_TOKEN``, the stored login).
     """
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from hfsynth.hub.publish import describe_hub_error
+    from hfsynth.hub.publish import HUB_CALL_ERRORS, describe_hub_error, push_folder
 
     repo_id = repo_id or space_repo_id(recipe)
+    problem = repo_id_problem(repo_id)
+    if problem:  # checked before staging copies students and asks the Hub about them
+        raise HfsynthError(f"Space repo id {repo_id!r} is not a valid Hub repo id ({problem})")
     private = recipe.publish.private if private is None else private
-    api = HfApi()
     with tempfile.TemporaryDirectory(prefix="hfsynth-space-") as staging:
         space_dir = Path(staging) / "space"  # any name: its contents become the repo
         try:
             # Staging asks the Hub which students are published, so its errors are Hub errors too.
             manifest = stage_space(recipe, Path(run_dir), space_dir, for_hub=True)
-            logger.info("pushing Space %s: %d student(s), %d example(s)", repo_id, len(manifest.students),
-                        len(manifest.examples))
-            url = api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-            api.upload_folder(repo_id=repo_id, folder_path=space_dir, repo_type="space", delete_patterns="*",
-                              commit_message=f"hfsynth: {manifest.title}")
-        except (HfHubHTTPError, OSError) as error:
+        except HUB_CALL_ERRORS as error:
             raise HfsynthError(f"push of the Space failed: {describe_hub_error(error, repo_id)}") from None
-    return str(url)
+        logger.info("pushing Space %s: %d student(s), %d example(s)", repo_id, len(manifest.students),
+                    len(manifest.examples))
+        return push_folder(space_dir, repo_id, "space", private, f"hfsynth: {manifest.title}", space_sdk="gradio",
+                           delete_patterns=["*"], what="the Space")

@@ -16,12 +16,11 @@ import re
 import shutil
 from pathlib import Path
 
-import yaml
-
 from hfsynth.embedded import EMBEDDED_MODELS, base_model_id
 from hfsynth.errors import HfsynthError, RecipeError
 from hfsynth.hub.repo_ids import dataset_repo_id, student_repo_id, teacher_public_id
-from hfsynth.recipe import Recipe, StudentConfig, TeacherConfig, parse_recipe
+from hfsynth.recipe import Recipe, StudentConfig, TeacherConfig
+from hfsynth.recipe_files import load_detached_recipe
 from hfsynth.run_folder import CHECKPOINTS_DIR, EvalFolder, RunFolder, SpaceFolder
 from hfsynth.space.manifest import ExampleText, SpaceManifest, StudentSource
 
@@ -36,24 +35,15 @@ def recipe_from_run(run_dir: Path) -> Recipe:
     """The recipe a run was made with (``RUN/dataset/recipe.yaml``).
 
     Its relative data paths were written relative to the original recipe file, which may have lived anywhere; they
-    are tried against the run's dataset folder, then ``./recipes`` (how this project's recipes are written), then
-    the current directory.
+    are tried against the run's dataset folder, then as :func:`hfsynth.recipe_files.load_detached_recipe` says.
     """
     path = RunFolder(run_dir).dataset.recipe
     if not path.is_file():
         raise HfsynthError(f"{run_dir}: not a run folder ({path} is missing): generate the dataset first")
-    text = path.read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    problems = []
-    for base_dir in (path.parent, Path("recipes"), Path.cwd()):
-        try:
-            recipe = parse_recipe(data, source=str(path), base_dir=base_dir)
-        except RecipeError as error:
-            problems.append(str(error))
-            continue
-        recipe._source_text = text
-        return recipe
-    raise HfsynthError(f"cannot resolve the run's recipe; pass the recipe file instead ({problems[0]})")
+    try:
+        return load_detached_recipe(path, str(path), path.parent)
+    except RecipeError as error:
+        raise HfsynthError(f"cannot resolve the run's recipe; pass the recipe file instead ({error})") from None
 
 
 def pick_examples(recipe: Recipe, per_language: int = EXAMPLES_PER_LANGUAGE) -> list[ExampleText]:

@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 from hfsynth.embedded import base_model_id
+from hfsynth.errors import HfsynthError
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import StudentFolder
 from hfsynth.run_records import StudentMeta, TrainingRecord
@@ -27,6 +28,10 @@ from hfsynth.students.registry import StudentKind, student_kind
 if TYPE_CHECKING:
     import datasets
     from transformers import TrainerCallback
+
+
+class DamagedStudentError(HfsynthError):
+    """A finished student (its meta file is there) whose files do not load."""
 
 
 class Student(ABC):
@@ -96,12 +101,24 @@ class Student(ABC):
         meta = read_meta(directory)
         if meta is None:
             raise FileNotFoundError(f"{directory}: no finished student ({folder.meta.name} is missing)")
-        # Validated, but its model names and file paths not checked: only its task and labels matter here.
-        recipe = Recipe.model_validate(yaml.safe_load(folder.recipe.read_text(encoding="utf-8")))
-        kind = student_kind(meta.kind)
-        student = student_class(kind)(recipe, meta.model, kind.parse_params(meta.params))
-        student.training = meta.training
-        student.load_model(directory)
+        try:
+            # Validated, but its model names and file paths not checked: only its task and labels matter here.
+            recipe = Recipe.model_validate(yaml.safe_load(folder.recipe.read_text(encoding="utf-8")))
+            kind = student_kind(meta.kind)
+            student = student_class(kind)(recipe, meta.model, kind.parse_params(meta.params))
+            student.training = meta.training
+            student.load_model(directory)
+        except (ImportError, MemoryError):
+            raise  # a missing library or too little memory: the files are not at fault
+        except Exception as error:
+            # The meta file says the student finished, so a file that does not load was damaged after the fact (a
+            # full disk, a copy cut short, an edit): each library fails its own way (SafetensorError, a KeyError
+            # from a garbage pickle...), so any failure here names the folder and the fix.
+            reason = str(error).splitlines()[0][:200] if str(error) else ""
+            # The fix before the reason: a shortened message (the Space's column) still says what to do.
+            raise DamagedStudentError(
+                f"student folder {directory} is damaged: delete the folder and run `hfsynth train` again to retrain "
+                f"it ({type(error).__name__}: {reason})") from error
         return student
 
 

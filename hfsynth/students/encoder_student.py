@@ -17,14 +17,13 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from hfsynth.embedded import resolve_model
 from hfsynth.language_model import device_and_dtype
 from hfsynth.logs import quiet_trainer
 from hfsynth.students.base import Student
 from hfsynth.students.params import EncoderParams
-from hfsynth.students.training_args import trainer_arguments
+from hfsynth.students.training_args import last_complete_checkpoint, trainer_arguments
 
 
 class EncoderStudent(Student):
@@ -65,7 +64,7 @@ class EncoderStudent(Student):
             callbacks=list(callbacks),
         )
         quiet_trainer(trainer)  # no stdout log dicts or bars unless -v (hfsynth.logs)
-        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoint_dir)))
+        trainer.train(resume_from_checkpoint=last_complete_checkpoint(checkpoint_dir))
         self.model.eval()
 
     @torch.inference_mode()

@@ -16,14 +16,13 @@ import datasets
 import numpy as np
 from setfit import SetFitModel, Trainer, TrainingArguments
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from hfsynth.embedded import resolve_model
 from hfsynth.language_model import device_and_dtype
 from hfsynth.logs import quiet_trainer
 from hfsynth.students.base import Student
 from hfsynth.students.params import SetFitParams
-from hfsynth.students.training_args import checkpoint_arguments
+from hfsynth.students.training_args import checkpoint_arguments, last_complete_checkpoint
 
 
 class SetFitStudent(Student):
@@ -64,7 +63,7 @@ class SetFitStudent(Student):
             # The body prefixes its default prompt (e5: "query: ") when encoding, but sentence-transformers' trainer
             # only when told: train on the same inputs the head and predictions will see.
             trainer.st_trainer.data_collator.prompts = body.prompts[body.default_prompt_name]
-        last_checkpoint = get_last_checkpoint(str(checkpoint_dir))
+        last_checkpoint = last_complete_checkpoint(checkpoint_dir)
         if last_checkpoint:
             # setfit's train() has no resume argument; its embedding phase is a sentence-transformers Trainer that has.
             trainer.st_trainer.train = functools.partial(trainer.st_trainer.train,

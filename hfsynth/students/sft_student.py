@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from peft import LoraConfig, PeftConfig
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from hfsynth.embedded import base_model_id
@@ -29,7 +28,7 @@ from hfsynth.prompts import classification_prompt
 from hfsynth.run_folder import StudentFolder
 from hfsynth.students.base import Student
 from hfsynth.students.params import SFTParams
-from hfsynth.students.training_args import trainer_arguments
+from hfsynth.students.training_args import last_complete_checkpoint, trainer_arguments
 
 
 class SFTStudent(Student):
@@ -88,7 +87,7 @@ class SFTStudent(Student):
             callbacks=list(callbacks),
         )
         quiet_trainer(trainer)  # no stdout log dicts or bars unless -v (hfsynth.logs)
-        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoint_dir)))
+        trainer.train(resume_from_checkpoint=last_complete_checkpoint(checkpoint_dir))
         self.peft_model = trainer.model
 
     def predict_proba(self, texts: Sequence[str], languages: Sequence[str]) -> np.ndarray:

@@ -8,11 +8,21 @@ mixed precision.
 
 from __future__ import annotations
 
+import logging
+import re
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import torch
+
+logger = logging.getLogger(__name__)
+
+#: The folders a transformers Trainer saves into (``transformers.trainer_utils.PREFIX_CHECKPOINT_DIR``-STEP).
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+#: The file the Trainer writes last into a checkpoint: without it, the checkpoint was cut short (a kill mid-save).
+CHECKPOINT_COMPLETE_MARKER = "trainer_state.json"
 
 
 class CheckpointedParams(Protocol):
@@ -52,3 +62,23 @@ def trainer_arguments(
         "bf16": dtype == torch.bfloat16,
         "fp16": dtype == torch.float16,
     }
+
+
+def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
+    """The checkpoint every student kind resumes from: the newest one the Trainer finished writing, or None.
+
+    A checkpoint without :data:`CHECKPOINT_COMPLETE_MARKER` was being written when the process was killed; resuming
+    from it would fail (its state file is missing) on every re-run, so it is deleted, and the one before it (kept by
+    ``save_total_limit`` until the new one was complete) is used instead.
+    """
+    if not checkpoint_dir.is_dir():
+        return None
+    found = [(int(match.group(1)), path) for path in checkpoint_dir.iterdir()
+             if path.is_dir() and (match := _CHECKPOINT.match(path.name))]
+    for _, path in sorted(found, reverse=True):
+        if (path / CHECKPOINT_COMPLETE_MARKER).is_file():
+            return str(path)
+        logger.warning("checkpoint %s was cut short (no %s): deleted, resuming from an earlier one", path,
+                       CHECKPOINT_COMPLETE_MARKER)
+        shutil.rmtree(path)
+    return None

@@ -1,0 +1,158 @@
+"""Talking to a Ray cluster, for the Ray engine (:mod:`hfsynth.ray_engine`): connecting (and failing at once where
+nothing listens), what its nodes offer, the environment and thread count its workers get, its errors unwrapped to
+the task's own, and the check that every node sees the run folder."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hfsynth.errors import HfsynthError, SharedStorageError
+from hfsynth.recipe import WorkResources
+
+try:
+    import ray
+except ImportError:  # pragma: no cover - depends on the installation
+    raise HfsynthError("the Ray engine needs Ray, which is not installed: pip install 'hfsynth[ray]'") from None
+
+logger = logging.getLogger(__name__)
+
+#: The driver's environment variables that Ray workers get too (when set): Hub endpoint and offline mode, token,
+#: hfsynth's model cache, training threads and verbosity, and the import path.
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_TOKEN", "TRANSFORMERS_OFFLINE",
+                 "HF_DATASETS_OFFLINE", "HFSYNTH_CACHE", "HFSYNTH_TRAINING_THREADS", "HFSYNTH_VERBOSITY",
+                 "PYTHONPATH")
+#: How often the driver says it is still waiting for cluster resources.
+WAIT_NOTICE_SECONDS = 30.0
+
+def forwarded_runtime_env() -> dict[str, Any] | None:
+    env_vars = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
+    return {"env_vars": env_vars} if env_vars else None
+
+
+def local_threads() -> int:
+    """Torch's thread count in this process: what the local engine computes with on the driver's machine."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def limit_threads(threads: int | None) -> None:
+    if threads is not None and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def resource_demand(spec: WorkResources) -> dict[str, float]:
+    demand = {"CPU": spec.num_cpus, "GPU": spec.num_gpus, **spec.resources}
+    return {name: amount for name, amount in demand.items() if amount > 0}
+
+
+def describe_demand(demand: dict[str, float]) -> str:
+    return ", ".join(f"{name}={amount:g}" for name, amount in demand.items()) or "nothing"
+
+
+def check_fits(demand: dict[str, float], what: str, field: str | None) -> None:
+    """Fail at once, rather than wait forever, when no node of the cluster could ever run the unit."""
+    if not demand:
+        return
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if any(all(resources.get(name, 0) >= amount for name, amount in demand.items()) for resources in nodes):
+        return
+    offered = "; ".join(describe_demand({k: v for k, v in resources.items()
+                                          if not k.startswith(("node:", "memory", "object_store_memory"))})
+                        for resources in nodes)
+    raise HfsynthError(f"no node of the Ray cluster has {describe_demand(demand)} for {what} (its nodes have: "
+                       f"{offered or 'no nodes'}): "
+                       + (f"lower {field} in the recipe or add such a node" if field else "add such a node"))
+
+
+def task_cause(error: BaseException) -> BaseException:
+    """The exception a task raised, out of the Ray error that carries it (``cause``; Ray's error also subclasses the
+    cause's class, but its message is a traceback)."""
+    for _ in range(5):
+        inner = getattr(error, "cause", None)
+        if not isinstance(error, ray.exceptions.RayError) or not isinstance(inner, BaseException):
+            break
+        error = inner
+    return error
+
+
+def reraise(error: BaseException, what: str, retries: int) -> None:
+    cause = task_cause(error)
+    if isinstance(cause, HfsynthError):
+        raise cause from None
+    if isinstance(error, (ray.exceptions.ActorDiedError, ray.exceptions.WorkerCrashedError,
+                          ray.exceptions.NodeDiedError, ray.exceptions.ActorUnavailableError)):
+        raise HfsynthError(f"{what}: its Ray worker died {retries + 1} times (execution.max_retries is {retries}); "
+                           "everything finished so far is kept: run the same command to resume") from error
+    raise error
+
+
+@dataclass(frozen=True)
+class SharedFolderProbe:
+    """A file the driver writes into the run folder; a task that cannot read it is on a node without the folder."""
+
+    path: str
+    token: str
+    driver_host: str
+
+    @classmethod
+    def create(cls, folder: Path) -> SharedFolderProbe:
+        folder.mkdir(parents=True, exist_ok=True)
+        token = uuid.uuid4().hex
+        path = folder / f".hfsynth-ray-probe-{token}"
+        path.write_text(token, encoding="utf-8")
+        return cls(str(path), token, socket.gethostname())
+
+    def check(self) -> None:
+        try:
+            seen = Path(self.path).read_text(encoding="utf-8") == self.token
+        except OSError:
+            seen = False
+        if not seen:
+            raise SharedStorageError(
+                f"Ray node {socket.gethostname()} does not see the run folder {Path(self.path).parent} that the driver "
+                f"({self.driver_host}) writes: put --out on storage shared by the driver and every Ray node (NFS, a "
+                "cluster file system), mounted at the same path"
+            )
+
+    def remove(self) -> None:
+        Path(self.path).unlink(missing_ok=True)
+
+
+#: How long a cluster's address may take to accept a connection before the driver says nothing listens there.
+CONNECT_SECONDS = 10.0
+
+
+def check_reachable(address: str) -> None:
+    """Fail at once when nothing listens at ``host:port`` (``ray.init`` would wait minutes); "auto" and names
+    without a port are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise HfsynthError(f"cannot connect to the Ray cluster at {address}: nothing answers there ({reason}): "
+                           "check the address (ray status on the head node prints it), or leave --ray without an "
+                           "address to start a local instance") from None
+
+
+def wait_for(ready: Any, what: str) -> None:
+    """Wait for an object ref (a placement group's reservation), saying now and then what is awaited."""
+    started = time.monotonic()
+    while True:
+        done, _ = ray.wait([ready], timeout=WAIT_NOTICE_SECONDS)
+        if done:
+            return
+        logger.warning("still waiting for the Ray cluster to free %s (%.0f s): other work holds them", what,
+                       time.monotonic() - started)
