@@ -21,7 +21,12 @@ from hfsynth.errors import HfsynthError
 
 
 class FolderLockedError(HfsynthError):
-    """Another process works in the folder."""
+    """Another process (or, not reentrant, another holder in this one) works in the folder."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        #: Who holds it: "pid 123 on host (hfsynth generate)".
+        self.holder = holder
 
 
 _held: dict[Path, tuple[int, int]] = {}  # lock file -> (descriptor, depth) of this process
@@ -34,14 +39,15 @@ def _holder() -> str:
 
 
 @contextlib.contextmanager
-def locked_folder(folder: Path, lock_name: str, what: str) -> Iterator[None]:
+def locked_folder(folder: Path, lock_name: str, what: str, reentrant: bool = True) -> Iterator[None]:
     """Hold ``folder/lock_name`` for the block (creating ``folder``), or raise FolderLockedError naming the holder.
-    ``what`` names the folder in that message ("run folder")."""
+    ``what`` names the folder in that message ("run folder"). Not ``reentrant``: a second holder in this process
+    is refused too (two servers on one folder)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = (folder / lock_name).resolve()
     with _guard:
-        if path in _held:
+        if reentrant and path in _held:
             descriptor, depth = _held[path]
             _held[path] = (descriptor, depth + 1)
         else:
@@ -52,18 +58,20 @@ def locked_folder(folder: Path, lock_name: str, what: str) -> Iterator[None]:
                 holder = os.pread(descriptor, 512, 0).decode(errors="replace").strip() or "another process"
                 os.close(descriptor)
                 raise FolderLockedError(f"{folder}: the {what} is in use by {holder}: wait for it to finish, or "
-                                        "give this command another folder") from None
+                                        "give this command another folder", holder) from None
             os.ftruncate(descriptor, 0)
             os.pwrite(descriptor, f"{_holder()}\n".encode(), 0)
-            _held[path] = (descriptor, 1)
+            if reentrant:
+                _held[path] = (descriptor, 1)
     try:
         yield
     finally:
         with _guard:
-            descriptor, depth = _held[path]
+            depth = _held[path][1] if reentrant else 1
             if depth > 1:
                 _held[path] = (descriptor, depth - 1)
             else:
-                del _held[path]
+                if reentrant:
+                    del _held[path]
                 os.ftruncate(descriptor, 0)  # no holder that is gone
                 os.close(descriptor)  # drops the flock; the file stays (deleting it would race a new holder)

@@ -1,6 +1,6 @@
 """On-disk repository store behind the loopback Hub server: content-addressed blobs and immutable commits.
 
-Layout under the data directory (one server process per directory, enforced by `data_dir.claim_data_dir`):
+Layout under the data directory (one server process per directory, enforced by `data_dir.claimed_data_dir`):
 
     hub-server.lock        flock-ed by the server that owns the directory; holds its pid
     blobs/ab/ab12...       file contents, named by their sha256 (regular and LFS files alike, deduplicated)
