@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from hfsynth.errors import HfsynthError
+from hfsynth.run_folder import RunFolder
 
 
 def check_out_dir(out: Path, option: str = "--out") -> None:
@@ -41,7 +42,6 @@ def check_out_dir(out: Path, option: str = "--out") -> None:
 def check_run_dir(out: Path, option: str = "--out") -> None:
     """``out`` must be a run folder some earlier command wrote (a dataset or students in it): the commands that only
     read a run (``publish``, ``space deploy``) would otherwise do nothing, or push an empty Space, and say nothing."""
-    from hfsynth.run_folder import RunFolder
 
     out = Path(out)
     if not out.exists():

@@ -13,9 +13,11 @@ import typer
 from rich.markup import escape
 from typer.core import TyperCommand
 
+from hfsynth import cli_usage
 from hfsynth.checks import check_out_dir, check_run_dir
 from hfsynth.cli_display import RecipeLines, RunDisplay, console
 from hfsynth.errors import HfsynthError
+from hfsynth.logs import apply_to_loaded_libraries
 from hfsynth.run_folder import RunFolder
 
 app = typer.Typer(help="Let a large LLM teach small models: synthetic data, students, evaluation, the Hub.",
@@ -101,8 +103,6 @@ def main_options(
 
 def _quiet_libraries() -> None:
     # Library chatter (and any request URL it might log) stays at the level hfsynth.logs set (-v shows it).
-    from hfsynth.logs import apply_to_loaded_libraries
-
     apply_to_loaded_libraries()
 
 
@@ -277,9 +277,7 @@ def hub_serve(
 
 
 def main() -> None:  # pragma: no cover - console entry point convenience
-    from hfsynth.cli_usage import run
-
-    sys.exit(run(app, "hfsynth"))
+    sys.exit(cli_usage.run(app, "hfsynth"))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from importlib.util import find_spec
 
 from hfsynth.errors import HfsynthError, RecipeError
+from hfsynth.realdata import load_labelled_set
 from hfsynth.recipe import Recipe, SeedSet
+from hfsynth.training import planned_runs
 
 #: Upper bounds on what multiplies work, each far above the shipped recipes (the Pecher et al. recipes plan 760
 #: trainings and 8.4 million bootstrap scores): trainings a recipe plans, and bootstrap resamples x scored models x
@@ -52,7 +54,6 @@ def _check_engine(recipe: Recipe) -> str | None:
 def _check_planned_work(recipe: Recipe) -> str | None:
     from pathlib import Path
 
-    from hfsynth.training import planned_runs
 
     runs = len(planned_runs(recipe, Path(".")))  # the plan only: nothing is read or written
     if runs > MAX_TRAINING_RUNS:
@@ -79,7 +80,6 @@ def _check_data_files(recipe: Recipe) -> str | None:
     """Each local seed, test and reference file read as the later commands read it (``datasets``): blank or cut
     short, missing columns, empty or non-text cells, labels the recipe does not know. Hub datasets (``hub_id``) are
     read when a command needs them: validating them would download them."""
-    from hfsynth.realdata import load_labelled_set
 
     for field, seed_set in _data_sets(recipe):
         if seed_set.path is None:

@@ -21,6 +21,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from hfsynth.cards import write_dataset_card
+from hfsynth.dataset import load_synthetic_dataset
 from hfsynth.errors import HfsynthError
 from hfsynth.hub.repo_ids import dataset_repo_id
 from hfsynth.recipe import Recipe
@@ -65,9 +67,6 @@ def describe_hub_error(error: Exception, repo_id: str, path: str | None = None) 
 
 def push_dataset(recipe: Recipe, dataset_dir: Path, repo_id: str | None = None, private: bool | None = None) -> str:
     """Push the synthetic dataset, its card (as the folder has it) and side files; return the repo URL."""
-    from hfsynth.cards import write_dataset_card
-    from hfsynth.dataset import load_synthetic_dataset
-
     repo_id = repo_id or dataset_repo_id(recipe)
     private = recipe.dataset.private or recipe.publish.private if private is None else private
     api = HfApi()

@@ -28,6 +28,8 @@ from hfsynth.recipe import Recipe
 from hfsynth.run_folder import SpaceFolder
 from hfsynth.run_records import EvaluationResults, SummaryEntry
 from hfsynth.space.manifest import TEACHER_NAME, SpaceManifest, load_manifest
+from hfsynth.students.base import Student
+from hfsynth.teachers import load_teacher
 
 #: Longer texts are cut (with a notice): the teacher's prompt grows with the text, and so does its latency.
 MAX_CHARS = 2000
@@ -64,7 +66,6 @@ class ModelSpec:
 @dataclass(frozen=True)
 class Outcome:
     """One model's answers for a list of texts, or why it has none."""
-
     spec: ModelSpec
     probabilities: list[dict[str, float] | None]
     seconds: float  # prediction time, without loading
@@ -85,7 +86,6 @@ def _describe(error: BaseException) -> str:
 def _load_predictor(spec: ModelSpec, recipe: Recipe) -> Predictor:
     # Heavy imports happen here, on first use: the page is up before any model library is imported.
     if spec.role == "teacher":
-        from hfsynth.teachers import load_teacher
 
         teacher = load_teacher(recipe.teacher)
 
@@ -95,7 +95,6 @@ def _load_predictor(spec: ModelSpec, recipe: Recipe) -> Predictor:
 
         return teacher_predict
 
-    from hfsynth.students.base import Student
 
     if spec.on_hub:
         from huggingface_hub import snapshot_download
@@ -158,7 +157,6 @@ class ModelPool:
 
 class CompareApp:
     """The app's behaviour, apart from its layout (so that it can be tested without a browser)."""
-
     def __init__(self, manifest_path: Path, work_dir: Path | None = None) -> None:
         self.root = Path(manifest_path).resolve().parent
         self.manifest: SpaceManifest = load_manifest(manifest_path)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from hfsynth.checks import check_port_free
 from hfsynth.errors import HfsynthError
+from hfsynth.hub.publish import HUB_CALL_ERRORS, describe_hub_error, push_folder
 from hfsynth.hub.repo_ids import repo_id_problem, space_repo_id
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import RunFolder
@@ -57,7 +58,6 @@ def deploy(recipe: Recipe, run_dir: Path, repo_id: str | None = None, private: b
     that has since been published) are deleted in the same commit. The token comes from huggingface_hub's usual
     sources (``HF_TOKEN``, the stored login).
     """
-    from hfsynth.hub.publish import HUB_CALL_ERRORS, describe_hub_error, push_folder
 
     repo_id = repo_id or space_repo_id(recipe)
     problem = repo_id_problem(repo_id)

@@ -16,13 +16,16 @@ import re
 import shutil
 from pathlib import Path
 
+from hfsynth.cards import space_card
 from hfsynth.embedded import EMBEDDED_MODELS, base_model_id
 from hfsynth.errors import HfsynthError, RecipeError
 from hfsynth.hub.repo_ids import dataset_repo_id, student_repo_id, teacher_public_id
+from hfsynth.realdata import load_labelled_set
 from hfsynth.recipe import Recipe, StudentConfig, TeacherConfig
 from hfsynth.recipe_files import load_detached_recipe
 from hfsynth.run_folder import CHECKPOINTS_DIR, EvalFolder, RunFolder, SpaceFolder
 from hfsynth.space.manifest import ExampleText, SpaceManifest, StudentSource
+from hfsynth.students.base import read_meta
 
 #: The package that holds the Space's entry files (``spaces/compare/`` in the project), copied unchanged.
 SPACE_TEMPLATE_PACKAGE = "hfsynth.space_template"
@@ -48,8 +51,6 @@ def recipe_from_run(run_dir: Path) -> Recipe:
 
 def pick_examples(recipe: Recipe, per_language: int = EXAMPLES_PER_LANGUAGE) -> list[ExampleText]:
     """A few texts per language from the real evaluation sets, as many different gold labels as possible."""
-    from hfsynth.realdata import load_labelled_set
-
     examples: list[ExampleText] = []
     covered: set[str] = set()
     for seed_set in recipe.evaluation.sets:
@@ -93,7 +94,6 @@ def published_student_id(recipe: Recipe, student: StudentConfig) -> str | None:
 
 
 def _student_base_model(folder: Path) -> str | None:
-    from hfsynth.students.base import read_meta
 
     meta = read_meta(folder)
     return meta.base_model if meta else None
@@ -116,8 +116,6 @@ def stage_space(recipe: Recipe, run_dir: Path, space_dir: Path, for_hub: bool) -
     the Hub, published students are named by their Hub ids, the others are copied into the Space, as are the
     evaluation files; a student that is neither trained nor published is an error there.
     """
-    from hfsynth.cards import space_card
-    from hfsynth.students.base import read_meta
 
     run_folder, space = RunFolder(run_dir), SpaceFolder(space_dir)
     if space_dir.exists():
