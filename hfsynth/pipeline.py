@@ -211,8 +211,8 @@ def run(recipes: Sequence[Recipe], out_dir: Path, engine: Engine | None = None, 
         push: bool = False) -> list[RecipeOutcome]:
     """The whole pipeline for one or more recipes (each in its folder, :func:`run_folders`), then ``publish`` with
     ``push``. On an engine that runs recipes together (Ray) they all run at once, one driver thread each; otherwise
-    one after the other. A recipe that fails does not stop the others (their work is as valid as it would be
-    alone); one that failed raises its error at the end, several a summary of them."""
+    one after the other. One recipe's error is raised as it is; of several, one that fails does not stop the others
+    (their work is as valid as it would be alone), and the failures are summed up in one error at the end."""
     engine, events = engine or LOCAL, events or RunEvents()
     folders = run_folders(recipes, out_dir)
 
