@@ -189,7 +189,7 @@ class StudentConfig(_Strict):
     model: str = Field(min_length=1)
     # Kind-specific training settings: the kind's params model (hfsynth.students.params), parsed once, when the
     # recipe loads, from the mapping the YAML gives.
-    params: SerializeAsAny[StudentParams]
+    params: SerializeAsAny[StudentParams] = StudentParams()
     repo_id: str | None = None
     # Learning curve: train also on these many samples per label (the paper's training-size sweep).
     train_sizes: list[Annotated[int, Field(ge=1, le=MAX_SAMPLES_PER_LABEL // 10)]] = []
@@ -199,11 +199,14 @@ class StudentConfig(_Strict):
     @classmethod
     def _typed_params(cls, data: Any) -> Any:
         """``params`` as the kind's own model (a union keyed on ``kind``, as trl keeps a config beside each trainer)."""
-        if isinstance(data, dict) and data.get("kind") in STUDENT_KINDS:
-            params = data.get("params", {})
-            kind = student_kind(data["kind"])
-            if not isinstance(params, kind.params):
-                data = {**data, "params": kind.parse_params(params)}
+        if not isinstance(data, dict):
+            return data
+        if data.get("kind") not in STUDENT_KINDS:
+            # Params mean nothing without their kind: the unknown kind is the one problem to report.
+            return {key: value for key, value in data.items() if key != "params"}
+        params, kind = data.get("params", {}), student_kind(data["kind"])
+        if not isinstance(params, kind.params):
+            data = {**data, "params": kind.parse_params(params)}
         return data
 
     @field_validator("kind")
