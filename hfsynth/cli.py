@@ -208,8 +208,8 @@ def run(recipes: Annotated[list[str], typer.Argument(
     loaded = [_load(recipe) for recipe in recipes]
     pipeline.run_folders(loaded, out)  # the same name twice fails before anything starts
     with _engine(loaded, ray) as engine:
-        together = engine.runs_recipes_together and len(loaded) > 1
-        with (RecipeLines(engine) if together else RunDisplay(engine)) as display:
+        # Recipes running at the same time get a line per event: their bars would interleave.
+        with (RecipeLines() if pipeline.runs_together(loaded, engine) else RunDisplay(engine)) as display:
             pipeline.run(loaded, out, engine, display, push=push)
 
 

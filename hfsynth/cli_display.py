@@ -43,9 +43,6 @@ class RunDisplay(RunEvents):
         self._sinks = ExitStack()
         self._run_tasks: dict[str, Any] = {}
 
-    def __enter__(self) -> RunDisplay:
-        return self
-
     def __exit__(self, *exc_info: object) -> None:
         self._stop()
 
@@ -140,15 +137,8 @@ class RunDisplay(RunEvents):
 class RecipeLines(RunEvents):
     """One line per event, each naming its recipe: for several recipes running at once (bars would interleave)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self) -> None:
         self._lock = threading.Lock()  # one recipe's table is not cut by another's line
-
-    def __enter__(self) -> RecipeLines:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
 
     def _say(self, *lines: Any) -> None:
         with self._lock:

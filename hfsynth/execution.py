@@ -12,7 +12,7 @@ over (as ``concurrent.futures`` and Ray's own libraries do):
   alone writes the answers to the cache.
 
 A unit's result depends only on its content, never on the engine that ran it. A new engine (a thread pool, Dask, a
-Slurm array) is one small class with these two methods.
+Slurm array) is one small class with these methods.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 from hfsynth.recipe import Recipe, WorkResources
 from hfsynth.teachers import Teacher, load_teacher
 
+#: ``on_progress(done, total)``: a stage's units (student runs, evaluations) finished so far.
+UnitsProgress = Callable[[int, int], None]
 Context = TypeVar("Context")
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -91,11 +93,12 @@ class Engine(ABC):
 
 
 def gather(stream: Iterator[tuple[int, Result]], count: int,
-           on_done: Callable[[int, Result], None] = lambda index, result: None) -> list[Result]:
-    """A ``map`` stream's results in item order; ``on_done(index, result)`` as each arrives (progress, checks)."""
+           on_done: Callable[[int, Result, int], None] = lambda index, result, done: None) -> list[Result]:
+    """A ``map`` stream's results in item order; ``on_done(index, result, done)`` as each arrives, with the number
+    of units done so far (progress, checks)."""
     results: list[Any] = [None] * count
-    for index, result in stream:
-        on_done(index, result)
+    for done, (index, result) in enumerate(stream, 1):
+        on_done(index, result, done)
         results[index] = result
     return results
 

@@ -24,7 +24,7 @@ from hfsynth.checks import check_out_dir
 from hfsynth.dataset import load_synthetic_dataset, load_teacher_shown, save_dataset
 from hfsynth.errors import HfsynthError
 from hfsynth.evaluation import run_evaluation
-from hfsynth.execution import LOCAL, Engine, release_memory
+from hfsynth.execution import LOCAL, Engine, UnitsProgress, release_memory
 from hfsynth.folder_lock import locked_folder
 from hfsynth.generation import GenerationProgress, GenerationResult, generate_samples
 from hfsynth.hub.publish import push_dataset, push_folder
@@ -40,8 +40,6 @@ from hfsynth.training import TrainedRun, train_students
 if TYPE_CHECKING:
     from transformers import TrainerCallback
 
-#: ``on_progress(done, total)``: a stage's units (student runs, evaluations) finished so far.
-UnitsProgress = Callable[[int, int], None]
 Stage = TypeVar("Stage", bound=Callable[..., Any])
 
 
@@ -188,6 +186,11 @@ def run_folders(recipes: Sequence[Recipe], out_dir: Path) -> list[Path]:
     return [Path(out_dir)] if len(recipes) == 1 else [Path(out_dir) / recipe.name for recipe in recipes]
 
 
+def runs_together(recipes: Sequence[Recipe], engine: Engine) -> bool:
+    """Whether :func:`run` runs the recipes at the same time (one driver thread each) rather than one by one."""
+    return engine.runs_recipes_together and len(recipes) > 1
+
+
 @holds_run_folder
 def run_recipe(recipe: Recipe, out_dir: Path, engine: Engine | None = None,
                events: RunEvents | None = None) -> EvaluationResults | None:
@@ -227,7 +230,7 @@ def run(recipes: Sequence[Recipe], out_dir: Path, engine: Engine | None = None, 
         events.finished(recipe, folder, None)
         return RecipeOutcome(recipe, folder, results)
 
-    if engine.runs_recipes_together and len(recipes) > 1:
+    if runs_together(recipes, engine):
         threads = ThreadPoolExecutor(max_workers=len(recipes), thread_name_prefix="recipe")
         try:
             futures = [threads.submit(one, recipe, folder) for recipe, folder in zip(recipes, folders, strict=True)]

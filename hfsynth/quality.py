@@ -35,7 +35,6 @@ from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global fi
 from hfsynth.cache import CallCache, call_key
 from hfsynth.curation import ChatterCheck, TestOverlap, instruction_texts, normalize
 from hfsynth.dataset import load_synthetic_dataset, load_teacher_shown
-from hfsynth.errors import HfsynthError
 from hfsynth.generation import CachedTeacher
 from hfsynth.prompts import classification_prompt
 from hfsynth.realdata import TestSet, labelled_texts, load_labelled_set, load_test_sets, reference_pool
@@ -83,9 +82,6 @@ class SyntheticTexts:
 def _real_pool(recipe: Recipe, teacher_shown: Sequence[str] | None) -> tuple[dict[tuple[str, str], list[str]], str]:
     """Real non-test texts per (language, label) to compare with, and where they come from."""
     if recipe.evaluation.reference.sets:
-        if teacher_shown is None:
-            raise HfsynthError("the synthetic dataset does not record which real texts its teacher was shown "
-                               "(teacher_shown.json): run hfsynth generate again (cached answers are reused)")
         return (reference_pool(recipe, teacher_shown),
                 "the reference training sets (texts shown to the teacher and test texts removed)")
     test = {normalize(text) for text in labelled_texts(recipe, recipe.evaluation.sets)}

@@ -116,7 +116,6 @@ def run_unit(fn: Callable[[Context, Item], Result], context: Context, item: Item
              threads: int | None) -> Result:
     """One unit of ``RayEngine.map`` on a worker: torch threads as the driver would use, then the stage's own
     function."""
-    limit_threads(threads)
     if threads is not None:
         import torch
 

@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 
 class RunEvents:
     """What :func:`hfsynth.pipeline.run` reports as it goes; every hook does nothing here, the CLI's subclass shows
-    them. With an engine that runs several recipes together, hooks are called from one thread per recipe."""
+    them. With an engine that runs several recipes together, hooks are called from one thread per recipe. A context
+    manager: a display that holds something (a live progress bar) lets it go on exit."""
+
+    def __enter__(self) -> RunEvents:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
 
     def generation_progress(self, recipe: Recipe) -> GenerationProgress | None:
         """Callbacks for the recipe's generation (teacher calls, curation rounds)."""

@@ -233,7 +233,18 @@ class ConfusionMatrix(_Record):
     matrix: list[list[int]]
 
 
-class ResultRow(_Record):
+class _CompletionRate:
+    """For records with ``unparseable`` (the teacher's share of answers that named no label): its complement, stored
+    nowhere."""
+
+    @property
+    def completion_rate(self) -> float | None:
+        """Teacher only: the share of test texts answered with a valid label (for a summary, the mean over repeats)."""
+        unparseable = self.unparseable  # type: ignore[attr-defined]
+        return None if unparseable is None else 1.0 - unparseable
+
+
+class ResultRow(_CompletionRate, _Record):
     """One model (one training run of a student, or the teacher) on one language's test set."""
 
     model: str  # the teacher's Hub id, or the recipe student's name
@@ -256,10 +267,6 @@ class ResultRow(_Record):
     texts_per_s: float | None
     latency_ms: float | None
 
-    @property
-    def completion_rate(self) -> float | None:
-        """Teacher only: the share of test texts answered with a valid label."""
-        return None if self.unparseable is None else 1.0 - self.unparseable
 
 
 class Comparison(_Record):
@@ -294,7 +301,7 @@ class Comparison(_Record):
         return f"{self.ratio:.0%} {interval}" if interval else f"{self.ratio:.0%}"
 
 
-class SummaryEntry(_Record):
+class SummaryEntry(_CompletionRate, _Record):
     """Mean (and standard deviation) over the seed repeats of one model, language and training size."""
 
     model: str
@@ -328,10 +335,6 @@ class SummaryEntry(_Record):
         "accuracy_ci", "accuracy_std", "n", "repeats", "completion_rate", "vs_teacher", "vs_human", "texts_per_s",
         "latency_ms")
 
-    @property
-    def completion_rate(self) -> float | None:
-        """Teacher only: the share of test texts answered with a valid label (mean over repeats)."""
-        return None if self.unparseable is None else 1.0 - self.unparseable
 
     def score_text(self, metric: str) -> str:
         """``0.712 [0.640, 0.780]``; with seed repeats ``0.712 ± 0.010 [0.640, 0.780]`` (± the std over seeds)."""

@@ -19,7 +19,7 @@ import shutil
 import socket
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +30,7 @@ from hfsynth import __version__
 from hfsynth.cache import call_key
 from hfsynth.dataset import features
 from hfsynth.errors import HfsynthError, SharedStorageError
-from hfsynth.execution import LOCAL, Engine, UnitSpec, gather
+from hfsynth.execution import LOCAL, Engine, UnitSpec, UnitsProgress, gather
 from hfsynth.realdata import reference_pool
 from hfsynth.recipe import Recipe, StudentConfig
 from hfsynth.reproducibility import training_context
@@ -44,9 +44,6 @@ if TYPE_CHECKING:
     from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
-
-#: ``on_run_done(done, total)``: student runs finished so far (trained or skipped).
-RunsProgress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -156,7 +153,7 @@ def train_students(
     callbacks: Sequence[TrainerCallback] = (),
     engine: Engine | None = None,
     teacher_shown: Sequence[str] | None = (),
-    on_progress: RunsProgress | None = None,
+    on_progress: UnitsProgress | None = None,
 ) -> list[TrainedRun]:
     """Train every run of every recipe student (or of the students named in ``only``) on ``dataset["train"]``, then the
     reference runs on real data with as many examples per language and label (:func:`reference_training_set`).
@@ -175,15 +172,9 @@ def train_students(
     human = [run for run in runs if run.data == "human"]
     training_sets = [(synthetic, dataset["train"])]
     if human:
-        if teacher_shown is None:
-            raise HfsynthError(
-                "the synthetic dataset does not record which real texts its teacher was shown (teacher_shown.json, "
-                "written by hfsynth generate): the human-data reference could train on them; generate it again "
-                "(cached answers are reused) or leave out evaluation.reference")
         training_sets.append((human, reference_training_set(recipe, dataset["train"], teacher_shown)))
     progress = on_progress or (lambda done, total: None)
-    done = 0
-    progress(done, len(runs))
+    progress(0, len(runs))
     trained: list[TrainedRun] = []
     # One engine call per training set: the synthetic data, then the human reference data (when the recipe has it).
     for planned, train_data in training_sets:
@@ -195,11 +186,11 @@ def train_students(
                         shared_folder=Path(out_dir), resources_field="execution.students",
                         describe=lambda index, planned=planned: f"student run {planned[index].directory}")
 
-        def finished(index: int, result: TrainedRun) -> None:
-            nonlocal done
+        before = len(trained)  # runs of the earlier training set
+
+        def finished(index: int, result: TrainedRun, done: int) -> None:
             _check_visible(result)
-            done += 1
-            progress(done, len(runs))
+            progress(before + done, len(runs))
 
         stream = (engine or LOCAL).map(train_run, planned, TrainingContext(recipe, in_memory, tuple(callbacks)), spec)
         trained += gather(stream, len(planned), finished)
@@ -272,7 +263,7 @@ def train_run(context: TrainingContext, run: StudentRun) -> TrainedRun:
 
 
 def reference_training_set(recipe: Recipe, synthetic_train: datasets.Dataset,
-                           teacher_shown: Sequence[str]) -> datasets.Dataset:
+                           teacher_shown: Sequence[str] | None) -> datasets.Dataset:
     """Real examples in the synthetic schema, as many per (language, label) as ``synthetic_train`` has (all there
     are when the pool is smaller): the human-data twin of a student's main training set. Never a text the teacher
     was shown (``teacher_shown``, and its few-shot demonstrations) nor a test text

@@ -22,7 +22,7 @@ import logging
 import shutil
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from hfsynth.errors import HfsynthError
 from hfsynth.evaluation.plots import plot_learning_curve, plot_synthetic_vs_human, plot_teacher_vs_students
 from hfsynth.evaluation.report import render_report
 from hfsynth.evaluation.summary import ScoredRun, build_results
-from hfsynth.execution import LOCAL, Engine, UnitSpec, gather
+from hfsynth.execution import LOCAL, Engine, UnitSpec, UnitsProgress, gather
 from hfsynth.hub.repo_ids import teacher_public_id
 from hfsynth.metrics import classification_scores
 from hfsynth.prompts import classification_prompt, prompt_fingerprint
@@ -236,7 +236,7 @@ def _quality(recipe: Recipe, run_folder: RunFolder, session: _TeacherSession) ->
 
 
 def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None, engine: Engine | None = None,
-                   on_progress: Callable[[int, int], None] | None = None) -> EvaluationResults:
+                   on_progress: UnitsProgress | None = None) -> EvaluationResults:
     """Evaluate the teacher and every trained student run on the recipe's real test sets; write the eval folder.
 
     ``teacher``: an already loaded teacher to use; by default the recipe's is loaded, and only when some answer is
@@ -268,8 +268,7 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
                     shared_folder=Path(out_dir), resources_field="execution.evaluation",
                     describe=lambda index: f"evaluation of {runs[index].directory}")
     stream = (engine or LOCAL).map(evaluate_run, runs, EvaluationContext(recipe, tuple(test_sets)), spec)
-    done = iter(range(1, len(runs) + 1))
-    per_run = gather(stream, len(runs), lambda index, rows: progress(next(done), len(runs)))
+    per_run = gather(stream, len(runs), lambda index, rows, done: progress(done, len(runs)))
     scored += [row for rows in per_run for row in rows]
 
     write_predictions(eval_dir.predictions, scored, test_sets)
