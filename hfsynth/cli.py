@@ -19,6 +19,7 @@ from hfsynth.cli_display import RecipeLines, RunDisplay, console
 from hfsynth.errors import HfsynthError
 from hfsynth.logs import apply_to_loaded_libraries
 from hfsynth.run_folder import RunFolder
+from hfsynth.storage import run_folder_on
 
 app = typer.Typer(help="Let a large LLM teach small models: synthetic data, students, evaluation, the Hub.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -28,7 +29,9 @@ app.add_typer(recipes_app, name="recipes")
 F = TypeVar("F", bound=Callable[..., Any])
 
 RecipeArg = Annotated[str, typer.Argument(help="A recipe YAML file (or hf://datasets/OWNER/NAME/recipe.yaml).")]
-OutOption = Annotated[Path, typer.Option("--out", help="The run folder: cache, dataset, students, eval.")]
+OutOption = Annotated[str, typer.Option(
+    "--out", help="The run folder (cache, dataset, students, eval): a folder, or object storage such as "
+                  "s3://BUCKET/PREFIX (worked on in a local copy; see hfsynth.storage).")]
 
 
 RayOption = Annotated[str | None, typer.Option(
@@ -135,14 +138,15 @@ def generate(recipe: RecipeArg, out: OutOption,
 
     _quiet_libraries()
     loaded = _load(recipe)
-    check_out_dir(out)
-    with _engine([loaded], ray) as engine, RunDisplay(engine) as display:
-        _, result = pipeline.generate(loaded, out, display.generation_progress(loaded), engine)
-        display.generated(loaded, out, result)
-    if push:
-        from hfsynth.hub.publish import push_dataset
+    with run_folder_on(out) as out_dir:
+        check_out_dir(out_dir)
+        with _engine([loaded], ray) as engine, RunDisplay(engine) as display:
+            _, result = pipeline.generate(loaded, out_dir, display.generation_progress(loaded), engine)
+            display.generated(loaded, out_dir, result)
+        if push:
+            from hfsynth.hub.publish import push_dataset
 
-        console.print(f"pushed dataset to {push_dataset(loaded, RunFolder(out).dataset.root)}")
+            console.print(f"pushed dataset to {push_dataset(loaded, RunFolder(out_dir).dataset.root)}")
 
 
 DatasetOption = Annotated[
@@ -158,11 +162,12 @@ def train(recipe: RecipeArg, out: OutOption, dataset: DatasetOption = None, ray:
 
     _quiet_libraries()
     loaded = _load(recipe)
-    check_out_dir(out)
-    with _engine([loaded], ray) as engine, RunDisplay(engine) as display:
-        runs = pipeline.train(loaded, out, dataset, callbacks=display.training_callbacks(loaded, engine),
-                              engine=engine, on_progress=display.progress_of(loaded, "students"))
-        display.trained(loaded, out, runs)
+    with run_folder_on(out) as out_dir:
+        check_out_dir(out_dir)
+        with _engine([loaded], ray) as engine, RunDisplay(engine) as display:
+            runs = pipeline.train(loaded, out_dir, dataset, callbacks=display.training_callbacks(loaded, engine),
+                                  engine=engine, on_progress=display.progress_of(loaded, "students"))
+            display.trained(loaded, out_dir, runs)
 
 
 @app.command(cls=_RayCommand)
@@ -173,10 +178,12 @@ def evaluate(recipe: RecipeArg, out: OutOption, ray: RayOption = None) -> None:
 
     _quiet_libraries()
     loaded = _load(recipe)
-    check_out_dir(out)
-    with _engine([loaded], ray) as engine, RunDisplay(engine) as display:
-        results = pipeline.evaluate(loaded, out, engine, on_progress=display.progress_of(loaded, "evaluations"))
-        display.evaluated(loaded, out, results)
+    with run_folder_on(out) as out_dir:
+        check_out_dir(out_dir)
+        with _engine([loaded], ray) as engine, RunDisplay(engine) as display:
+            results = pipeline.evaluate(loaded, out_dir, engine,
+                                        on_progress=display.progress_of(loaded, "evaluations"))
+            display.evaluated(loaded, out_dir, results)
 
 
 @app.command()
@@ -187,9 +194,10 @@ def publish(recipe: RecipeArg, out: OutOption) -> None:
 
     _quiet_libraries()
     loaded = _load(recipe)
-    check_run_dir(out)
-    for url in pipeline.publish(loaded, out):
-        console.print(f"pushed {url}")
+    with run_folder_on(out) as out_dir:
+        check_run_dir(out_dir)
+        for url in pipeline.publish(loaded, out_dir):
+            console.print(f"pushed {url}")
 
 
 @app.command(cls=_RayCommand)
@@ -206,11 +214,11 @@ def run(recipes: Annotated[list[str], typer.Argument(
 
     _quiet_libraries()
     loaded = [_load(recipe) for recipe in recipes]
-    pipeline.run_folders(loaded, out)  # the same name twice fails before anything starts
-    with _engine(loaded, ray) as engine:
+    pipeline.run_folders(loaded, Path(out))  # the same name twice fails before anything starts
+    with run_folder_on(out) as out_dir, _engine(loaded, ray) as engine:
         # Recipes running at the same time get a line per event: their bars would interleave.
         with (RecipeLines() if pipeline.runs_together(loaded, engine) else RunDisplay(engine)) as display:
-            pipeline.run(loaded, out, engine, display, push=push)
+            pipeline.run(loaded, out_dir, engine, display, push=push)
 
 
 space_app = typer.Typer(help="The Gradio Space that compares the teacher with its students.", no_args_is_help=True)
@@ -226,8 +234,9 @@ def space_serve(out: OutOption,
     """Serve the comparison Space on a local run folder."""
     from hfsynth.space.commands import serve
 
-    check_out_dir(out)
-    serve(out, port=port, host=host)
+    with run_folder_on(out) as out_dir:
+        check_out_dir(out_dir)
+        serve(out_dir, port=port, host=host)
 
 
 @space_app.command("deploy")
@@ -239,8 +248,9 @@ def space_deploy(recipe: RecipeArg, out: OutOption,
     from hfsynth.space.commands import deploy
 
     loaded = _load(recipe)
-    check_run_dir(out)
-    console.print(f"deployed {deploy(loaded, out, repo_id)}")
+    with run_folder_on(out) as out_dir:
+        check_run_dir(out_dir)
+        console.print(f"deployed {deploy(loaded, out_dir, repo_id)}")
 
 
 hub_app = typer.Typer(help="The loopback Hub-compatible server.", no_args_is_help=True)

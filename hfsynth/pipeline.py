@@ -35,6 +35,7 @@ from hfsynth.run_events import RunEvents
 from hfsynth.run_folder import CHECKPOINTS_DIR, RUN_FOLDER_LOCK, RunFolder
 from hfsynth.run_records import EvaluationResults
 from hfsynth.stage_stats import measured_stage
+from hfsynth.storage import push_if_mirrored
 from hfsynth.training import TrainedRun, train_students
 
 if TYPE_CHECKING:
@@ -45,13 +46,17 @@ Stage = TypeVar("Stage", bound=Callable[..., Any])
 
 def holds_run_folder(stage: Stage) -> Stage:
     """The stage ``stage(recipe, out_dir, ...)`` holds its run folder for its life: a second command on the same
-    folder is refused with one line naming the holder, instead of paying every call again and writing over it."""
+    folder is refused with one line naming the holder, instead of paying every call again and writing over it. When
+    the run folder is a copy of object storage (:mod:`hfsynth.storage`), what the stage wrote goes up as it ends."""
 
     @functools.wraps(stage)
     def locked(recipe: Recipe, out_dir: Path, *args: Any, **kwargs: Any) -> Any:
         check_out_dir(out_dir)  # a folder hfsynth can write into (one line otherwise), before it is created
         with locked_folder(Path(out_dir), RUN_FOLDER_LOCK, "run folder"):
-            return stage(recipe, out_dir, *args, **kwargs)
+            try:
+                return stage(recipe, out_dir, *args, **kwargs)
+            finally:
+                push_if_mirrored(out_dir)  # a run folder on object storage keeps what the stage wrote
 
     return locked  # type: ignore[return-value]
 

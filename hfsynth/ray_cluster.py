@@ -25,10 +25,12 @@ except ImportError:  # pragma: no cover - depends on the installation
 logger = logging.getLogger(__name__)
 
 #: The driver's environment variables that Ray workers get too (when set): Hub endpoint and offline mode, token,
-#: hfsynth's model cache, training threads and verbosity, and the import path.
+#: object storage credentials (a run folder on s3://), hfsynth's model cache, training threads and verbosity, and
+#: the import path. Not HFSYNTH_SCRATCH: each node keeps its own scratch folder.
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_TOKEN", "TRANSFORMERS_OFFLINE",
-                 "HF_DATASETS_OFFLINE", "HFSYNTH_CACHE", "HFSYNTH_TRAINING_THREADS", "HFSYNTH_VERBOSITY",
-                 "PYTHONPATH")
+                 "HF_DATASETS_OFFLINE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL", "GOOGLE_APPLICATION_CREDENTIALS",
+                 "HFSYNTH_CACHE", "HFSYNTH_TRAINING_THREADS", "HFSYNTH_VERBOSITY", "PYTHONPATH")
 #: How often the driver says it is still waiting for cluster resources.
 WAIT_NOTICE_SECONDS = 30.0
 

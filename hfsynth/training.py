@@ -36,6 +36,7 @@ from hfsynth.recipe import Recipe, StudentConfig
 from hfsynth.reproducibility import training_context
 from hfsynth.run_folder import RunFolder, StudentFolder
 from hfsynth.run_records import DataSource, TrainingRecord
+from hfsynth.storage import FolderAccess, unit_folders
 from hfsynth.students.base import read_meta, student_class
 from hfsynth.students.params import StudentParams
 from hfsynth.students.registry import student_kind
@@ -81,6 +82,8 @@ class TrainingContext:
     recipe: Recipe
     train_data: datasets.Dataset
     callbacks: tuple[TrainerCallback, ...] = ()
+    #: How the runs reach their folders (directly, or staged through the run folder's object storage).
+    folders: FolderAccess = field(default_factory=FolderAccess)
 
 
 def run_params(run: StudentRun) -> StudentParams:
@@ -175,6 +178,8 @@ def train_students(
         training_sets.append((human, reference_training_set(recipe, dataset["train"], teacher_shown)))
     progress = on_progress or (lambda done, total: None)
     progress(0, len(runs))
+    engine = engine or LOCAL
+    folders = unit_folders(out_dir, engine)
     trained: list[TrainedRun] = []
     # One engine call per training set: the synthetic data, then the human reference data (when the recipe has it).
     for planned, train_data in training_sets:
@@ -183,16 +188,18 @@ def train_students(
         # In memory: sent whole to a cluster's workers (a memory-mapped dataset would travel as a local path).
         in_memory = datasets.Dataset.from_dict(train_data.to_dict(), features=train_data.features)
         spec = UnitSpec("students", recipe.execution.students, recipe.execution.max_retries,
-                        shared_folder=Path(out_dir), resources_field="execution.students",
+                        shared_folder=Path(out_dir) if folders.direct else None, resources_field="execution.students",
                         describe=lambda index, planned=planned: f"student run {planned[index].directory}")
 
         before = len(trained)  # runs of the earlier training set
 
         def finished(index: int, result: TrainedRun, done: int) -> None:
+            folders.collect(result.run.directory)
             _check_visible(result)
             progress(before + done, len(runs))
 
-        stream = (engine or LOCAL).map(train_run, planned, TrainingContext(recipe, in_memory, tuple(callbacks)), spec)
+        context = TrainingContext(recipe, in_memory, tuple(callbacks), folders)
+        stream = engine.map(train_run, planned, context, spec)
         trained += gather(stream, len(planned), finished)
     return trained
 
@@ -210,7 +217,13 @@ def _check_visible(trained: TrainedRun) -> None:
 def train_run(context: TrainingContext, run: StudentRun) -> TrainedRun:
     """One student run, the training stage's unit of work (whichever engine runs it): trained, or skipped when its
     folder already holds it."""
-    recipe, train_data, callbacks = context.recipe, context.train_data, context.callbacks
+    with context.folders.staged(run.directory, write=True) as directory:
+        callbacks = (*context.callbacks, *context.folders.checkpoint_callbacks(run.directory, directory))
+        return _train_into(context.recipe, context.train_data, callbacks, run, directory)
+
+
+def _train_into(recipe: Recipe, train_data: datasets.Dataset, callbacks: Sequence[TrainerCallback], run: StudentRun,
+                directory: Path) -> TrainedRun:
     config = run.config
     params = run_params(run)
     subset = per_label_subset(train_data, run.train_size, params.seed)
@@ -220,10 +233,10 @@ def train_run(context: TrainingContext, run: StudentRun) -> TrainedRun:
         task=recipe.task.model_dump(mode="json"), labels=[label.model_dump(mode="json") for label in recipe.labels],
         train_size=run.train_size, data=data_fingerprint(subset),
     )
-    folder = StudentFolder(run.directory)
-    meta = read_meta(run.directory)
+    folder = StudentFolder(directory)
+    meta = read_meta(directory)
     if meta is not None and meta.training.fingerprint == fingerprint:
-        logger.info("student %s: already trained (%s), skipped", config.name, run.directory)
+        logger.info("student %s: already trained (%s), skipped", config.name, directory)
         return TrainedRun(run, skipped=True, seconds=meta.training.seconds, fingerprint=fingerprint)
 
     checkpoint_dir = folder.checkpoints
@@ -254,7 +267,7 @@ def train_run(context: TrainingContext, run: StudentRun) -> TrainedRun:
         hfsynth_version=__version__,
         data=run.data,
     )
-    student.save(run.directory)
+    student.save(directory)
     shutil.rmtree(checkpoint_dir)  # only needed to resume; a finished student is never retrained
     return TrainedRun(run, skipped=False, seconds=seconds, fingerprint=fingerprint)
 

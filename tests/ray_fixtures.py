@@ -33,22 +33,27 @@ ROOT = Path(__file__).resolve().parents[1]
 class RayCluster:
     cluster: object  # ray.cluster_utils.Cluster
     address: str
+    #: Each node's own scratch folder (HFSYNTH_SCRATCH), as on machines that share no disk.
+    node_scratch: list[Path]
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[RayCluster]:
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
     from ray.cluster_utils import Cluster
 
     saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "RAY_ADDRESS")}
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [saved["PYTHONPATH"]])])
     os.environ.pop("RAY_ADDRESS", None)
+    scratch = [tmp_path_factory.mktemp(f"node{index}-scratch") for index in range(3)]
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                             "resources": {"head": 1}})
+                                                             "resources": {"head": 1},
+                                                             "env_vars": {"HFSYNTH_SCRATCH": str(scratch[0])}})
     try:
-        for _ in range(2):
-            cluster.add_node(num_cpus=1, num_gpus=1, resources={"worker": 1})
+        for index in (1, 2):
+            cluster.add_node(num_cpus=1, num_gpus=1, resources={"worker": 1},
+                             env_vars={"HFSYNTH_SCRATCH": str(scratch[index])})
         cluster.wait_for_nodes()
-        yield RayCluster(cluster, cluster.address)
+        yield RayCluster(cluster, cluster.address, scratch)
     finally:
         import ray
 

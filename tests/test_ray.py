@@ -39,8 +39,8 @@ from tests.ray_fixtures import (
 )
 from tests.scripted_teacher import FailingMidBatch, ScriptedTeacher
 
-# The cluster and replica fixtures (ray_cluster, two_replicas).
-pytest_plugins = ["tests.ray_fixtures"]
+# The cluster and replica fixtures (ray_cluster, two_replicas), the loopback S3 server (s3_server).
+pytest_plugins = ["tests.ray_fixtures", "tests.storage_fixtures"]
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -189,6 +189,45 @@ def test_worker_killed_mid_sweep(local_run: tuple[Recipe, Path], ray_cluster: Ra
     assert len(trained) == 6 and len({run.run.directory for run in trained}) == 6
     assert not any(run.skipped for run in trained) and all(run.skipped for run in again)
     assert scores(out) == scores(local_out)
+
+
+def test_run_folder_on_object_storage(local_run: tuple[Recipe, Path], ray_cluster: RayCluster, s3_server: Any,
+                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--out s3://...: every node works in its own scratch folder, a training worker is killed mid-sweep, and a
+    driver on another machine (another scratch folder) evaluates from what reached storage: the local engine's
+    scores."""
+    from hfsynth.storage import RunStorage, run_folder_on
+
+    recipe, local_out = local_run
+    uri = s3_server.uri()
+    monkeypatch.setenv("HFSYNTH_SCRATCH", str(tmp_path / "driver"))
+    switch = KillSwitch(tmp_path / "switch")
+    watcher = switch.watch()
+    with run_folder_on(uri) as out, engine(ray_cluster) as ray_engine:
+        # The local run's teacher answers: generation pays nothing, the students and their storage are the point.
+        (out / "cache").mkdir(parents=True)
+        shutil.copyfile(local_out / "cache" / "teacher_calls.sqlite", out / "cache" / "teacher_calls.sqlite")
+        pipeline.generate(recipe, out, engine=ray_engine)
+        trained = pipeline.train(recipe, out, callbacks=[kill_on_first_step(tmp_path / "switch")],
+                                 engine=ray_engine)
+        watcher.join(timeout=1)
+        assert switch.killed
+    assert len(trained) == 6 and not any(run.skipped for run in trained)
+    assert not list(out.rglob(".hfsynth-ray-probe-*"))  # no shared folder was asked of the nodes
+    # The units worked in the nodes' own scratch folders and cleaned up after themselves, all but the killed one.
+    left = [unit for scratch in ray_cluster.node_scratch if (scratch / "units").is_dir()
+            for unit in (scratch / "units").iterdir() if any(path.is_file() for path in unit.rglob("*"))]
+    assert any((scratch / "units").is_dir() for scratch in ray_cluster.node_scratch) and len(left) <= 1
+    assert RunStorage(uri).exists("students/setfit-minilm/hfsynth_student.json")
+    assert not RunStorage(uri).exists("students/setfit-minilm/checkpoints")
+
+    monkeypatch.setenv("HFSYNTH_SCRATCH", str(tmp_path / "another-driver"))
+    with run_folder_on(uri) as elsewhere, engine(ray_cluster) as ray_engine:
+        assert elsewhere != out
+        again = pipeline.train(recipe, elsewhere, engine=ray_engine)
+        pipeline.evaluate(recipe, elsewhere, engine=ray_engine)
+    assert all(run.skipped for run in again)
+    assert scores(elsewhere) == scores(local_out)
 
 
 def test_student_folder_not_shared_with_the_driver_is_an_error(local_run: tuple[Recipe, Path],

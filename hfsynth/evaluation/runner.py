@@ -23,7 +23,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ from hfsynth.realdata import TestSet, load_test_sets, teacher_demonstrations
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import RunFolder
 from hfsynth.run_records import EvaluationResults, QualityReport, ResultRow
+from hfsynth.storage import FolderAccess, unit_folders
 from hfsynth.students.base import Student, read_meta
 from hfsynth.teachers.base import ClassifyUnit, LabelScores, Teacher
 from hfsynth.training import StudentRun, planned_runs, run_params
@@ -148,12 +149,15 @@ class EvaluationContext:
 
     recipe: Recipe
     test_sets: tuple[TestSet, ...]
+    #: How the evaluations reach the students' folders (directly, or staged from the run folder's object storage).
+    folders: FolderAccess = field(default_factory=FolderAccess)
 
 
 def evaluate_run(context: EvaluationContext, run: StudentRun) -> list[ScoredRun]:
     """One trained student run on every test set: the evaluation stage's unit of work (whichever engine runs it).
     The student is loaded once for all its languages."""
-    student = Student.load(run.directory)
+    with context.folders.staged(run.directory, write=False) as directory:
+        student = Student.load(directory)
     return [evaluate_student(context.recipe, run, student, test_set) for test_set in context.test_sets]
 
 
@@ -264,10 +268,12 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
 
     progress = on_progress or (lambda done, total: None)
     progress(0, len(runs))
+    engine = engine or LOCAL
+    folders = unit_folders(out_dir, engine)
     spec = UnitSpec("evaluations", recipe.execution.evaluation, recipe.execution.max_retries,
-                    shared_folder=Path(out_dir), resources_field="execution.evaluation",
+                    shared_folder=Path(out_dir) if folders.direct else None, resources_field="execution.evaluation",
                     describe=lambda index: f"evaluation of {runs[index].directory}")
-    stream = (engine or LOCAL).map(evaluate_run, runs, EvaluationContext(recipe, tuple(test_sets)), spec)
+    stream = engine.map(evaluate_run, runs, EvaluationContext(recipe, tuple(test_sets), folders), spec)
     per_run = gather(stream, len(runs), lambda index, rows, done: progress(done, len(runs)))
     scored += [row for rows in per_run for row in rows]
 
