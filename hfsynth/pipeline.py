@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,9 +33,10 @@ from hfsynth.hub.repo_ids import dataset_repo_id, student_repo_id
 from hfsynth.quality import teacher_classifier, write_quality
 from hfsynth.recipe import ExecutionConfig, Recipe, StudentConfig
 from hfsynth.run_events import RunEvents
-from hfsynth.run_folder import CHECKPOINTS_DIR, RUN_FOLDER_LOCK, RunFolder
+from hfsynth.run_folder import RUN_FOLDER_LOCK, RunFolder
 from hfsynth.run_records import EvaluationResults
 from hfsynth.stage_stats import measured_stage
+from hfsynth.students.base import Student
 from hfsynth.storage import push_if_mirrored
 from hfsynth.training import TrainedRun, train_students
 
@@ -167,9 +169,10 @@ def publish_student(recipe: Recipe, out_dir: Path, student: StudentConfig) -> st
     Its repo id is :func:`hfsynth.hub.repo_ids.student_repo_id`'s, where ``hfsynth space deploy`` finds it.
     """
     folder = RunFolder(out_dir).student(student.name).root
-    return push_folder(folder, student_repo_id(recipe, student), "model", recipe.publish.private,
-                       f"hfsynth: {student.kind} student {student.name} of {recipe.name}",
-                       ignore_patterns=[f"{CHECKPOINTS_DIR}/*"])
+    with tempfile.TemporaryDirectory(prefix="hfsynth-release-") as release:
+        Student.load(folder).release(folder, Path(release))  # e.g. an SFT student's merged model
+        return push_folder(Path(release), student_repo_id(recipe, student), "model", recipe.publish.private,
+                           f"hfsynth: {student.kind} student {student.name} of {recipe.name}")
 
 
 # --- the orchestrator -----------------------------------------------------------------------------------------------

@@ -1,15 +1,18 @@
-"""Talking to a Ray cluster, for the Ray engine (:mod:`hfsynth.ray_engine`): connecting (and failing at once where
-nothing listens), what its nodes offer, the environment and thread count its workers get, its errors unwrapped to
+"""Talking to a Ray cluster, for the Ray engine (:mod:`hfsynth.ray_engine`): connecting (failing at once where
+nothing listens, and naming a missing token), what its nodes offer, the environment and thread count its workers get, its errors unwrapped to
 the task's own, and the check that every node sees the run folder."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +37,16 @@ FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_TOKE
 #: How often the driver says it is still waiting for cluster resources.
 WAIT_NOTICE_SECONDS = 30.0
 
-def forwarded_runtime_env() -> dict[str, Any] | None:
-    env_vars = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
-    return {"env_vars": env_vars} if env_vars else None
+#: Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone in a task that asked for no GPU, so torch there sees every GPU of the
+#: node and picks GPU 0, beside the units that were given it. With this set, Ray gives each unit exactly the GPUs it
+#: asked for: none ("") for none.
+GPU_ISOLATION = {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}
+
+
+def forwarded_runtime_env() -> dict[str, Any]:
+    """The runtime environment of every task and actor hfsynth starts."""
+    return {"env_vars": {**{name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)},
+                         **GPU_ISOLATION}}
 
 
 def local_threads() -> int:
@@ -147,6 +157,60 @@ def check_reachable(address: str) -> None:
         raise HfsynthError(f"cannot connect to the Ray cluster at {address}: nothing answers there ({reason}): "
                            "check the address (ray status on the head node prints it), or leave --ray without an "
                            "address to start a local instance") from None
+
+
+#: Ray's own variables for its cluster token (its default file is ~/.ray/auth_token).
+AUTH_TOKEN_HELP = ("give this machine the cluster's token: RAY_AUTH_TOKEN=<the head's ~/.ray/auth_token> (or "
+                   "RAY_AUTH_TOKEN_PATH=<a copy of that file>), as every joining node and `ray job submit` need too; "
+                   "on a trusted network, start the cluster with RAY_AUTH_MODE=disabled instead")
+
+
+@contextlib.contextmanager
+def native_stderr() -> Iterator[Callable[[], str]]:
+    """Standard error at the file-descriptor level, kept aside for the block: Ray's core (C++) writes its connection
+    warnings there, past Python's logging; the block gets a function that reads what was written."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lambda: (capture.seek(0), capture.read().decode("utf-8", "replace"))[1]
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _use_token_when_there_is_one() -> None:
+    """Ray sends its token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) to a cluster found with "auto",
+    but not to an explicit address unless RAY_AUTH_MODE=token is set: then even the head's own machine is refused.
+    hfsynth sends it to any address when this machine has one (a cluster without token authentication ignores it)."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # another Ray: its own rules apply
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def connect(address: str | None, runtime_env: dict[str, Any]) -> None:
+    """``ray.init`` on ``address`` (None: a new local instance), failing with one line that names the cause: nothing
+    listening (at once, :func:`check_reachable`) or a cluster that wants a token this machine does not have."""
+    if address and address != "local":
+        check_reachable(address)
+        _use_token_when_there_is_one()
+    where = address if address and address != "local" else "a new local instance"
+    with native_stderr() as core_log:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env,
+                     logging_level=logging.WARNING)
+        except (ConnectionError, ValueError, RuntimeError) as error:
+            if "InvalidAuthToken" in core_log() or "authentication token" in str(error).lower():
+                raise HfsynthError(f"cannot connect to the Ray cluster at {where}: it uses token authentication and "
+                                   f"this machine's token is missing or another: {AUTH_TOKEN_HELP}") from None
+            raise HfsynthError(f"cannot connect to the Ray cluster at {where}: "
+                               f"{str(error).strip().splitlines()[0]}") from None
 
 
 def wait_for(ready: Any, what: str) -> None:

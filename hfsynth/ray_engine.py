@@ -39,7 +39,7 @@ from hfsynth.execution import Context, Engine, Item, Result, UnitSpec
 from hfsynth.ray_cluster import (
     SharedFolderProbe,
     check_fits,
-    check_reachable,
+    connect,
     describe_demand,
     forwarded_runtime_env,
     limit_threads,
@@ -250,19 +250,10 @@ class RayEngine(Engine):
         #: Torch threads of a unit whose recipe does not say: what the local engine uses on this machine.
         self.default_threads = local_threads()
         self._owns_connection = not ray.is_initialized()
-        if self._owns_connection and address:
-            check_reachable(address)
         if self._owns_connection:
             # Unset: the cluster of RAY_ADDRESS (as `ray job submit` sets it), else a new local instance, never a
             # cluster an earlier `ray start` may have left behind ("auto" asks for that one).
-            target = address or (None if os.environ.get("RAY_ADDRESS") else "local")
-            try:
-                ray.init(address=target, include_dashboard=False, log_to_driver=False,
-                         runtime_env=self.runtime_env, logging_level=logging.WARNING)
-            except (ConnectionError, ValueError, RuntimeError) as error:
-                where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
-                raise HfsynthError(f"cannot connect to the Ray cluster at {where}: "
-                                   f"{str(error).strip().splitlines()[0]}") from None
+            connect(address or os.environ.get("RAY_ADDRESS") or "local", self.runtime_env)
         nodes = [node for node in ray.nodes() if node.get("Alive")]
         started_here = self._owns_connection and not address and not os.environ.get("RAY_ADDRESS")
         where = ("a new local Ray instance" if started_here

@@ -99,6 +99,12 @@ class RunStorage:
         return {info.path[len(path) + 1:]: info for info in infos if info.type == pyarrow.fs.FileType.File}
 
     def exists(self, relative: str) -> bool:
+        """Whether storage has the file ``relative``, or files under the folder ``relative``."""
+        import pyarrow.fs
+
+        filesystem, path = self._path(relative)
+        if filesystem.get_file_info(path).type == pyarrow.fs.FileType.File:
+            return True
         return bool(self._files(relative))
 
     def upload(self, local: Path, relative: str, only_changed: bool = False) -> None:

@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +70,13 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def visible_gpus(context: object, item: int) -> tuple[str | None, list[str]]:
+    """A unit (for ``Engine.map``) that says which GPUs it sees (CUDA's variable) and which Ray gave it."""
+    import ray
+
+    return os.environ.get("CUDA_VISIBLE_DEVICES"), [str(gpu) for gpu in ray.get_gpu_ids()]
 
 
 # --- a teacher that records every answer it delivers and can be killed mid-unit -----------------------------------
@@ -215,3 +227,73 @@ def two_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
     finally:
         for replica in replicas:
             replica.stop()
+
+
+# --- a cluster started as the README says: `ray start`, token authentication, `ray job submit` --------------------
+
+
+@dataclass
+class StartedCluster:
+    gcs_address: str
+    dashboard: str
+    #: What a machine other than the head needs in its environment to reach the cluster (the README's steps).
+    client_env: dict[str, str]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"`ray start` exited with {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s")
+
+
+@pytest.fixture
+def started_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartedCluster]:
+    """A head and a joined worker node, each started with `ray start --block` (stopped with it, never with `ray
+    stop`, which would stop every Ray on the machine). The head's machine has Ray's stored token
+    (~/.ray/auth_token), so the cluster requires it: the joining node and every client get it through
+    RAY_AUTH_MODE=token and RAY_AUTH_TOKEN, from homes without the token file."""
+    from tests.cli_helpers import free_port
+
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    head_home, other_home = tmp_path_factory.mktemp("head-home"), tmp_path_factory.mktemp("node-home")
+    token = uuid.uuid4().hex + uuid.uuid4().hex
+    (head_home / ".ray").mkdir()
+    (head_home / ".ray" / "auth_token").write_text(token)
+    # No venv on PATH, as when `ray start` ran from a plain shell; the import path of this checkout for the workers.
+    base = {name: value for name, value in os.environ.items() if not name.startswith(("RAY_", "VIRTUAL_ENV"))}
+    base["PATH"] = os.pathsep.join(part for part in base.get("PATH", "").split(os.pathsep)
+                                   if not part.startswith(str(Path(sys.executable).parent)))
+    base["PYTHONPATH"] = str(ROOT)
+    client_env = {"HOME": str(other_home), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    port, dashboard_port = free_port(), free_port()
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    processes = []
+    try:
+        head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--port", str(port), "--num-cpus", "1",
+                                 "--num-gpus", "0", "--dashboard-host", "127.0.0.1", "--dashboard-port",
+                                 str(dashboard_port), "--temp-dir", str(temp_dir), "--disable-usage-stats"],
+                                env=base | {"HOME": str(head_home)}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        processes.append(head)
+        _wait_for_port(dashboard_port, head)
+        worker = subprocess.Popen([ray_bin, "start", "--block", "--address", f"127.0.0.1:{port}", "--num-cpus", "1",
+                                   "--disable-usage-stats"], env=base | client_env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        processes.append(worker)
+        yield StartedCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", client_env)
+    finally:
+        for process in reversed(processes):
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)

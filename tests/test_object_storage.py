@@ -36,6 +36,7 @@ def test_a_folder_goes_up_and_comes_down_the_same(s3_server: S3Server, tmp_path:
     write_files(tmp_path / "up", files)
     storage.upload(tmp_path / "up", "students/s")
     assert storage.exists("students/s") and not storage.exists("students/other")
+    assert storage.exists("students/s/hfsynth_student.json") and not storage.exists("students/s/nope.json")
     assert storage.download("students/s", tmp_path / "down")
     assert read_files(tmp_path / "down") == files
     assert not storage.download("students/other", tmp_path / "none")

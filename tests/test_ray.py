@@ -8,7 +8,9 @@ teacher, a SetFit student swept over 2 train sizes x 2 repeats, 14 real test sen
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,7 +37,9 @@ from tests.ray_fixtures import (
     PaidCallLog,
     RayCluster,
     RecordingTeacherFactory,
+    StartedCluster,
     kill_on_first_step,
+    visible_gpus,
 )
 from tests.scripted_teacher import FailingMidBatch, ScriptedTeacher
 
@@ -107,6 +111,20 @@ def test_teacher_replicas_land_on_separate_gpu_nodes(ray_cluster: RayCluster, tm
         assert all(replica["gpu_ids"] for replica in teacher.replicas)  # each got a GPU of its own node
         worker_nodes = {node.node_id for node in ray_cluster.cluster.worker_nodes}
         assert nodes == worker_nodes  # the head declares no GPU
+
+
+def test_a_unit_sees_exactly_the_gpus_it_was_given(ray_cluster: RayCluster) -> None:
+    from hfsynth.execution import UnitSpec
+    from hfsynth.recipe import WorkResources
+
+    with engine(ray_cluster) as ray_engine:
+        with_gpu = list(ray_engine.map(visible_gpus, range(4), None,
+                                       UnitSpec("gpu units", WorkResources(num_cpus=0.5, num_gpus=1))))
+        without = list(ray_engine.map(visible_gpus, range(4), None,
+                                      UnitSpec("cpu units", WorkResources(num_cpus=0.5, num_gpus=0))))
+    for _, (cuda_visible, given) in with_gpu:
+        assert len(given) == 1 and cuda_visible == given[0]  # its own GPU, and only it
+    assert all(result == ("", []) for _, result in without)  # none at all, not every GPU of the node
 
 
 def test_same_dataset_and_scores_as_the_local_engine(local_run: tuple[Recipe, Path], ray_cluster: RayCluster,
@@ -228,6 +246,28 @@ def test_run_folder_on_object_storage(local_run: tuple[Recipe, Path], ray_cluste
         pipeline.evaluate(recipe, elsewhere, engine=ray_engine)
     assert all(run.skipped for run in again)
     assert scores(elsewhere) == scores(local_out)
+
+
+def test_ray_job_submit_as_the_readme_says(local_run: tuple[Recipe, Path], started_cluster: StartedCluster,
+                                          tmp_path: Path) -> None:
+    """`ray start` (head, then a node joining with the token), then `ray job submit` with a runtime_env, as the
+    README's steps: the job runs with OMP_NUM_THREADS=1 and without the venv on its PATH, and its scores are the
+    local engine's."""
+    from hfsynth.embedded import cache_dir
+
+    _, local_out = local_run
+    recipe = tiny_quickstart(tmp_path, teacher={"replicas": 1, "num_cpus": 1})  # the cluster declares no GPU
+    out = tmp_path / "run"
+    runtime_env = {"env_vars": {"HF_HUB_OFFLINE": "1", "HFSYNTH_CACHE": str(cache_dir())}}
+    submitted = subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", started_cluster.dashboard,
+         "--runtime-env-json", json.dumps(runtime_env), "--",
+         str(Path(sys.executable).parent / "hfsynth"), "run", str(recipe), "--out", str(out), "--ray"],
+        env=os.environ | started_cluster.client_env, capture_output=True, text=True, timeout=1500, check=False)
+    output = submitted.stdout + submitted.stderr
+    assert submitted.returncode == 0 and "succeeded" in output, output[-3000:]
+    assert "running on the Ray cluster at" in output
+    assert scores(out) == scores(local_out)
 
 
 def test_student_folder_not_shared_with_the_driver_is_an_error(local_run: tuple[Recipe, Path],

@@ -113,23 +113,31 @@ def test_encoder_student(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sft_student_saves_merged_model_and_adapter(tmp_path: Path) -> None:
+def test_sft_student_saves_its_adapter_and_publishes_the_merged_model(tmp_path: Path) -> None:
     student = train_and_check(tmp_path, SFT)
     directory = tmp_path / "students" / "sft"
     adapter_config = json.loads((directory / "adapter" / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert adapter_config["r"] == 4
+    # The adapter alone, not a copy of the base model (whose weights are over 100 MB).
+    saved = sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+    assert not (directory / "config.json").exists() and saved < 20e6
 
-    # base + adapter computes what the merged model computes, up to the rounding of the merged weights (they are
-    # saved in the training dtype, bfloat16 on a CPU that has it): compared in float32.
+    # What a published repo holds: the folder plus the merged model, which computes what base + adapter computes
+    # (merged in float32, so up to float32 rounding) and loads back as the same student.
+    release = tmp_path / "release"
+    Student.load(directory).release(directory, release)
+    assert (release / "adapter" / "adapter_config.json").is_file() and (release / "config.json").is_file()
+    assert not (release / CHECKPOINTS_DIR).exists()
     inputs = student.tokenizer(["The election results were announced today."], return_tensors="pt")
-    merged = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
-    base = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2-135m-instruct"), dtype=student.model.dtype)
-    adapted = PeftModel.from_pretrained(base.float(), directory, subfolder="adapter")
+    merged = AutoModelForCausalLM.from_pretrained(release, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2-135m-instruct"), dtype=torch.float32)
+    adapted = PeftModel.from_pretrained(base, directory, subfolder="adapter")
     with torch.inference_mode():
         merged_logits, adapted_logits = merged(**inputs).logits, adapted(**inputs).logits
-    assert torch.equal(merged_logits.argmax(-1), adapted_logits.argmax(-1))
-    torch.testing.assert_close(merged_logits.softmax(-1), adapted_logits.softmax(-1), atol=0.02, rtol=0)
+    torch.testing.assert_close(merged_logits, adapted_logits, atol=1e-3, rtol=1e-4)
+    np.testing.assert_allclose(Student.load(release).predict_proba(TEST_TEXTS, TEST_LANGUAGES),
+                               Student.load(directory).predict_proba(TEST_TEXTS, TEST_LANGUAGES), atol=1e-5)
 
 
 @pytest.mark.slow

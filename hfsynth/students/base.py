@@ -9,6 +9,7 @@ last, so its presence means the student finished.
 from __future__ import annotations
 
 import importlib
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ import yaml
 from hfsynth.embedded import base_model_id
 from hfsynth.errors import HfsynthError
 from hfsynth.recipe import Recipe
-from hfsynth.run_folder import StudentFolder
+from hfsynth.run_folder import CHECKPOINTS_DIR, StudentFolder
 from hfsynth.run_records import StudentMeta, TrainingRecord
 from hfsynth.students.params import StudentParams
 from hfsynth.students.registry import StudentKind, student_kind
@@ -93,6 +94,11 @@ class Student(ABC):
         self.save_model(directory)
         folder.recipe.write_text(self.recipe.source_text, encoding="utf-8")
         self.meta().save(folder.meta)  # last: its presence marks a finished student
+
+    def release(self, directory: Path, target: Path) -> None:
+        """Write into ``target`` what the published repo of this student (loaded from ``directory``) holds: its
+        folder without checkpoints; a kind may add files (the SFT student its merged model)."""
+        shutil.copytree(directory, target, ignore=shutil.ignore_patterns(CHECKPOINTS_DIR), dirs_exist_ok=True)
 
     @classmethod
     def load(cls, directory: Path) -> Student:

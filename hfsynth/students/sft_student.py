@@ -4,8 +4,12 @@ The training prompt is the very classification prompt the teacher and the other 
 (:func:`hfsynth.prompts.classification_prompt`), and the completion is the label, so train and test prompts agree.
 Predictions score each label as the answer (:mod:`hfsynth.language_model`), never parse generated text.
 
-Saved as a merged model at the folder's root (loads with ``AutoModelForCausalLM.from_pretrained``) plus the LoRA
-adapter alone in ``adapter/`` (loads with ``PeftModel.from_pretrained(base, folder, subfolder="adapter")``).
+A trained student is saved as its LoRA adapter alone in ``adapter/`` (``PeftModel.from_pretrained(base, folder,
+subfolder="adapter")``) and the tokenizer: megabytes where the merged model takes the base model's size (536 MB for a
+135M model, 16 GB for an 8B one, times every learning-curve run and seed of a grid). Loading merges the adapter into
+the base model in float32, as training saw it, so the scores are those of a merged model. Publishing
+(:meth:`SFTStudent.release`) adds the merged model at the repo's root, which loads with
+``AutoModelForCausalLM.from_pretrained`` and needs no peft.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-from peft import LoraConfig, PeftConfig
-from transformers import TrainerCallback
+from peft import LoraConfig, PeftConfig, PeftModel
+from transformers import AutoTokenizer, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from hfsynth.embedded import base_model_id
@@ -105,13 +109,33 @@ class SFTStudent(Student):
         config = PeftConfig.from_pretrained(adapter_dir)
         config.base_model_name_or_path = base_model_id(self.model_name)
         config.save_pretrained(adapter_dir)
-        self.model = self.peft_model.merge_and_unload()
-        self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
+        self.model = self.peft_model.merge_and_unload()  # this object predicts with the merged model from now on
 
     def load_model(self, directory: Path) -> None:
         device, dtype = device_and_dtype(self.params.device, self.params.dtype)
-        self._load(directory, device, dtype)
+        if (directory / "config.json").is_file():  # a merged model (published, or saved by hfsynth before 0.x)
+            self._load(directory, device, dtype)
+            return
+        # Merged in float32, then the weights cast as from_pretrained(dtype=...) casts them: buffers such as the
+        # rotary frequencies stay float32 (Module.to(dtype) would round them too, and move the scores).
+        merged = self._merged_float32(directory)
+        for parameter in merged.parameters():
+            parameter.data = parameter.data.to(dtype)
+        merged.config.dtype = dtype
+        self.model = merged.to(device)
+
+    def release(self, directory: Path, target: Path) -> None:
+        """The published repo also holds the merged model (float32) at its root: no peft needed to use it."""
+        super().release(directory, target)
+        if not (directory / "config.json").is_file():
+            self._merged_float32(directory).save_pretrained(target)
+
+    def _merged_float32(self, directory: Path) -> torch.nn.Module:
+        """The base model in float32 with the saved adapter merged into it, and the tokenizer as training left it."""
+        self._load(self.model_name, torch.device("cpu"), torch.float32)
+        self.tokenizer = AutoTokenizer.from_pretrained(directory)
+        return PeftModel.from_pretrained(self.model, StudentFolder(directory).sft_adapter).merge_and_unload()
 
     def _load(self, name: str | Path, device: torch.device, dtype: torch.dtype) -> None:
         lm = LanguageModel.load(name, device, dtype)
