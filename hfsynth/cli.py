@@ -221,6 +221,21 @@ def run(recipes: Annotated[list[str], typer.Argument(
             pipeline.run(loaded, out_dir, engine, display, push=push)
 
 
+@app.command()
+@user_errors
+def plan(recipes: Annotated[list[str], typer.Argument(help="One or more recipe YAML files.")],
+         training_minutes: Annotated[float, typer.Option(
+             help="Minutes one student run takes on its resources (measure one on the target hardware).",
+             min=0)] = 30.0,
+         evaluation_minutes: Annotated[float, typer.Option(
+             help="Minutes one evaluation (a trained run on all its test sets) takes.", min=0)] = 2.0) -> None:
+    """What the recipes' whole grid will take (teacher prompts, units, GPU-hours, storage), without running it."""
+    from hfsynth.cli_display import show_plans
+    from hfsynth.grid_plan import plan_grid
+
+    show_plans([plan_grid(_load(recipe)) for recipe in recipes], training_minutes, evaluation_minutes)
+
+
 space_app = typer.Typer(help="The Gradio Space that compares the teacher with its students.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
 

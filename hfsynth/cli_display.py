@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from hfsynth.errors import HfsynthError
     from hfsynth.execution import Engine
     from hfsynth.generation import GenerationProgress, GenerationResult
+    from hfsynth.grid_plan import GridPlan
     from hfsynth.recipe import Recipe
     from hfsynth.run_records import EvaluationResults, SummaryEntry
     from hfsynth.training import TrainedRun
@@ -225,3 +226,42 @@ def _results_cell(entry: SummaryEntry) -> str:
     if entry.vs_human is not None:
         lines.append(escape(f"{entry.vs_human.ratio_text()} of human data"))
     return "\n".join(lines)
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return "?"
+    if size == 0:
+        return "its examples only"
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if size >= scale:
+            return f"{size / scale:,.1f} {unit}"
+    return f"{size / 1e3:,.1f} kB"
+
+
+def show_plans(plans: Sequence[GridPlan], training_minutes: float, evaluation_minutes: float) -> None:
+    """``hfsynth plan``: each recipe's grid, then the totals."""
+    table = Table(title="What the grid takes (hfsynth plan: nothing run)", title_justify="left")
+    for column in ("recipe", "teacher prompts: generation (max)", "evaluation", "student runs",
+                   "evaluations (x test sets)", "GPU-hours", "students on disk"):
+        table.add_column(column, justify="left" if column == "recipe" else "right")
+    for plan in plans:
+        table.add_row(plan.recipe, f"{plan.generation_prompts:,} ({plan.generation_prompts_max:,})",
+                      "?" if plan.test_texts is None else f"{plan.test_texts:,}", f"{plan.student_runs:,}",
+                      f"{plan.student_runs:,} ({plan.student_runs * plan.test_sets:,})", f"{plan.gpu_hours(training_minutes, evaluation_minutes):,.0f}",
+                      _size(plan.storage_bytes))
+    console.print(table)
+    for plan in plans:
+        for student in plan.students:
+            console.print(f"  {plan.recipe} / {student.name} ({student.kind}, {student.model}): {student.runs:,} "
+                          f"runs x {_size(student.bytes_per_run)}", highlight=False)
+    if any(plan.storage_bytes is None for plan in plans):
+        console.print("  ?: a base model's config.json cannot be reached from here (offline, or a gated model "
+                      "without a token)", highlight=False)
+    unknown = [plan.recipe for plan in plans if plan.test_texts is None]
+    if unknown:
+        console.print(f"  evaluation prompts: one per test text; the test sets' sizes of {', '.join(unknown)} are "
+                      "on the Hub (set evaluation.max_samples to bound them)", highlight=False)
+    console.print(f"  GPU-hours at {training_minutes:g} min per student run and {evaluation_minutes:g} min per "
+                  "evaluation on the GPUs the recipe's execution section gives them (--training-minutes, "
+                  "--evaluation-minutes: measure one run on the target hardware)", highlight=False)
