@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfsynth.errors import HfsynthError
+from hfsynth.run_folder import RUN_FOLDER_LOCK
 
 if TYPE_CHECKING:
     import pyarrow.fs
@@ -44,6 +45,8 @@ SCRATCH_VARIABLE = "HFSYNTH_SCRATCH"
 STORAGE_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "abfss://")
 #: Files that mark their folder finished, uploaded after the rest of it (a student's meta, a checkpoint's state).
 FINISHING_FILES = ("hfsynth_student.json", "trainer_state.json")
+#: The run folder's lock (held by the command working in this copy, meaningless elsewhere).
+NEVER_SYNCED = (RUN_FOLDER_LOCK,)
 
 
 def is_storage_uri(location: str) -> bool:
@@ -107,15 +110,16 @@ class RunStorage:
             return True
         return bool(self._files(relative))
 
-    def upload(self, local: Path, relative: str, only_changed: bool = False) -> None:
+    def upload(self, local: Path, relative: str, only_changed: bool = False, delete_missing: bool = True) -> None:
         """Make ``relative`` on storage hold what the local folder ``local`` holds: its files (with
-        ``only_changed``, those newer or of another size than storage's), the finishing files last, then storage's
-        files that are not in ``local`` any more are deleted."""
+        ``only_changed``, those newer or of another size than storage's), the finishing files last, then (with
+        ``delete_missing``) storage's files that are not in ``local`` any more are deleted."""
         import pyarrow.fs
 
         filesystem, root = self._path(relative)
         remote = self._files(relative)
-        local_files = {path.relative_to(local).as_posix(): path for path in sorted(local.rglob("*")) if path.is_file()}
+        local_files = {path.relative_to(local).as_posix(): path for path in sorted(local.rglob("*"))
+                       if path.is_file() and path.name not in NEVER_SYNCED}
         order = sorted(local_files, key=lambda name: (Path(name).name in FINISHING_FILES, name))
         for name in order:
             path, known = local_files[name], remote.get(name)
@@ -125,7 +129,7 @@ class RunStorage:
             filesystem.create_dir(f"{root}/{name}".rsplit("/", 1)[0], recursive=True)
             pyarrow.fs.copy_files(str(path), f"{root}/{name}", source_filesystem=pyarrow.fs.LocalFileSystem(),
                                   destination_filesystem=filesystem)
-        for name in sorted(set(remote) - set(local_files)):
+        for name in sorted(set(remote) - set(local_files)) if delete_missing else ():
             filesystem.delete_file(f"{root}/{name}")
 
     def download(self, relative: str, local: Path, only_changed: bool = False) -> bool:
@@ -165,7 +169,9 @@ class MirroredFolder:
         return Path(folder).relative_to(self.local).as_posix()
 
     def push(self) -> None:
-        self.storage.upload(self.local, "", only_changed=True)
+        # Nothing deleted: storage may hold what units sent up that this copy has not brought down yet (a stage that
+        # failed before collecting them, the checkpoints of units still running).
+        self.storage.upload(self.local, "", only_changed=True, delete_missing=False)
 
 
 #: The run folders of this process that are copies of storage (set by :func:`run_folder_on`).

@@ -75,16 +75,20 @@ def test_a_local_copy_resumes_from_storage_and_sends_back(s3_server: S3Server, t
     uri = s3_server.uri()
     with run_folder_on(uri) as out:
         assert out.is_relative_to(tmp_path / "scratch") and mirror_of(out / "recipe-a") is not None
-        write_files(out, {"dataset/data.arrow": "rows"})
+        write_files(out, {"dataset/data.arrow": "rows", "hfsynth.lock": ""})
+        # A unit on a node sent a student up that this copy has not brought down yet: a push keeps it.
+        write_files(tmp_path / "unit", {"hfsynth_student.json": "{}"})
+        RunStorage(uri).upload(tmp_path / "unit", "students/s")
         push_if_mirrored(out / "recipe-a")  # as a stage does when it ends
-        assert RunStorage(uri).exists("dataset")
+        assert RunStorage(uri).exists("dataset") and not RunStorage(uri).exists("hfsynth.lock")
         write_files(out, {"eval/results.json": "{}"})
     assert mirror_of(out) is None
     # Another machine (another scratch folder) starts from what reached storage.
     monkeypatch.setenv("HFSYNTH_SCRATCH", str(tmp_path / "elsewhere"))
     with run_folder_on(uri) as again:
         assert again != out
-        assert read_files(again) == {"dataset/data.arrow": "rows", "eval/results.json": "{}"}
+        assert read_files(again) == {"dataset/data.arrow": "rows", "eval/results.json": "{}",
+                                     "students/s/hfsynth_student.json": "{}"}
     with run_folder_on(str(tmp_path / "plain")) as plain:
         assert plain == tmp_path / "plain" and mirror_of(plain) is None
 
