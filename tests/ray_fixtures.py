@@ -288,7 +288,18 @@ def started_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Starte
                                    "--disable-usage-stats"], env=base | client_env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         processes.append(worker)
-        yield StartedCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", client_env)
+        cluster = StartedCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", client_env)
+        # Ready when a job runs: the head's job agent starts some seconds after the dashboard answers.
+        deadline = time.monotonic() + 180
+        while True:
+            probe = subprocess.run([ray_bin, "job", "submit", "--address", cluster.dashboard, "--", "true"],
+                                   env=os.environ | client_env, capture_output=True, text=True, check=False)
+            if probe.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster runs no job: {probe.stderr[-1000:]}")
+            time.sleep(3)
+        yield cluster
     finally:
         for process in reversed(processes):
             process.send_signal(signal.SIGTERM)
