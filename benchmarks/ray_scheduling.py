@@ -6,7 +6,11 @@ Per size and round: the wall time of the whole ``map`` (submitting, scheduling, 
 that time per unit, and the driver's resident memory before and after (RSS, psutil). Each size runs ``--rounds``
 times in one cluster, sizes interleaved; the load average is recorded before and after.
 
-    python benchmarks/ray_scheduling.py [--rounds 3] [--sizes 10,100,1000]
+Beside it, the same trivial units through Ray's own libraries, as the student grid could run on them: Ray Tune (one
+trial per unit, ``tune.Tuner`` over a grid search, results kept in a local ``storage_path``) and Ray Data (one row
+per unit, ``Dataset.map``), on the same cluster and sizes (``--libraries-up-to`` bounds their sizes).
+
+    python benchmarks/ray_scheduling.py [--rounds 3] [--sizes 10,100,1000] [--libraries-up-to 100]
         [--out benchmarks/results/ray_scheduling.json]
 """
 
@@ -16,8 +20,10 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,10 +35,34 @@ def trivial_unit(context: object, item: int) -> int:
     return item
 
 
+def tune_trial(config: dict) -> dict:
+    return {"item": config["item"]}
+
+
+def run_tune(size: int, storage: Path) -> None:
+    from ray import tune
+
+    tuner = tune.Tuner(tune.with_resources(tune_trial, {"cpu": 1}),
+                       param_space={"item": tune.grid_search(list(range(size)))},
+                       run_config=tune.RunConfig(storage_path=str(storage), name=f"grid-{size}", verbose=0))
+    results = tuner.fit()
+    assert sorted(result.metrics["item"] for result in results) == list(range(size))
+
+
+def run_data(size: int) -> None:
+    import ray.data
+
+    rows = ray.data.from_items([{"item": index} for index in range(size)]).map(
+        lambda row: {"item": row["item"]}, num_cpus=1).take_all()
+    assert sorted(row["item"] for row in rows) == list(range(size))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--libraries-up-to", type=int, default=100,
+                        help="The largest size Ray Tune and Ray Data run (a trial costs far more than a unit).")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ray_scheduling.json")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -52,6 +82,8 @@ def main() -> None:
     cluster.wait_for_nodes()
     driver = psutil.Process()
     measurements: dict[int, list[dict[str, float]]] = {size: [] for size in sizes}
+    library_seconds: dict[str, dict[int, list[float]]] = {"tune": {}, "data": {}}
+    storage = Path(tempfile.mkdtemp(prefix="hfsynth-tune-"))
     try:
         with RayEngine(cluster.address) as engine:
             spec = UnitSpec("trivial units")  # the default unit resources: one CPU
@@ -71,10 +103,21 @@ def main() -> None:
                     })
                     print(f"round {round_index + 1}: {size} units in {seconds:.2f} s "
                           f"({1000 * seconds / size:.1f} ms per unit)", flush=True)
+                    if size > args.libraries_up_to:
+                        continue
+                    for library, run in (("tune", lambda size=size: run_tune(size, storage)),
+                                         ("data", lambda size=size: run_data(size))):
+                        started = time.perf_counter()
+                        run()
+                        elapsed = time.perf_counter() - started
+                        library_seconds[library].setdefault(size, []).append(round(elapsed, 4))
+                        print(f"round {round_index + 1}: {size} units through Ray {library} in {elapsed:.2f} s",
+                              flush=True)
     finally:
         if ray.is_initialized():
             ray.shutdown()
         cluster.shutdown()
+        shutil.rmtree(storage, ignore_errors=True)
 
     summary = {}
     for size, rounds in measurements.items():
@@ -87,6 +130,15 @@ def main() -> None:
             "driver_rss_growth_mb_max": round(max(growth), 1),
             "driver_rss_mb_after_max": max(entry["driver_rss_mb_after"] for entry in rounds),
         }
+    libraries = {
+        library: {str(size): {"ms_per_unit_median": round(1000 * statistics.median(values) / size, 3),
+                              "ratio_to_engine_map_median": round(
+                                  statistics.median(values) / statistics.median(
+                                      entry["seconds"] for entry in measurements[size]), 2),
+                              "seconds": values}
+                  for size, values in by_size.items()}
+        for library, by_size in library_seconds.items()
+    }
     largest = summary[str(max(sizes))]["ms_per_unit_median"]
     grid_units = 2_800 + 31_000
     results = {
@@ -100,6 +152,7 @@ def main() -> None:
         "rounds": args.rounds,
         "measurements": {str(size): rounds for size, rounds in measurements.items()},
         "summary": summary,
+        "ray_libraries": libraries,
         "projection": {
             "grid_units": grid_units,
             "scheduling_hours_at_largest_size_rate": round(largest * grid_units / 1000 / 3600, 3),
@@ -112,6 +165,10 @@ def main() -> None:
         print(f"{size:>5} units: {entry['ms_per_unit_median']:.1f} ms per unit "
               f"({entry['ms_per_unit_min']:.1f}-{entry['ms_per_unit_max']:.1f}), driver RSS growth <= "
               f"{entry['driver_rss_growth_mb_max']} MB")
+    for library, by_size in libraries.items():
+        for size, entry in by_size.items():
+            print(f"Ray {library}, {size:>5} units: {entry['ms_per_unit_median']:.1f} ms per unit, "
+                  f"{entry['ratio_to_engine_map_median']}x Engine.map's time")
     print(f"wrote {args.out}")
 
 
