@@ -16,6 +16,7 @@ from typing import Any
 
 from hfsynth.errors import HfsynthError, SharedStorageError
 from hfsynth.recipe import WorkResources
+from hfsynth.reproducibility import compute_threads, pin_threads
 
 try:
     import ray
@@ -25,10 +26,11 @@ except ImportError:  # pragma: no cover - depends on the installation
 logger = logging.getLogger(__name__)
 
 #: The driver's environment variables that Ray workers get too (when set): Hub endpoint and offline mode, token,
-#: hfsynth's model cache, training threads and verbosity, and the import path.
+#: hfsynth's model cache, thread counts and verbosity, OpenMP's wait policy (read before torch loads), and the import
+#: path.
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_TOKEN", "TRANSFORMERS_OFFLINE",
-                 "HF_DATASETS_OFFLINE", "HFSYNTH_CACHE", "HFSYNTH_TRAINING_THREADS", "HFSYNTH_VERBOSITY",
-                 "PYTHONPATH")
+                 "HF_DATASETS_OFFLINE", "HFSYNTH_CACHE", "HFSYNTH_THREADS", "HFSYNTH_TRAINING_THREADS",
+                 "HFSYNTH_VERBOSITY", "OMP_WAIT_POLICY", "PYTHONPATH")
 #: How often the driver says it is still waiting for cluster resources.
 WAIT_NOTICE_SECONDS = 30.0
 
@@ -38,15 +40,14 @@ def forwarded_runtime_env() -> dict[str, Any] | None:
 
 
 def local_threads() -> int:
-    """Torch's thread count in this process: what the local engine computes with on the driver's machine."""
-    import torch
-
-    return torch.get_num_threads()
+    """The torch thread count the local engine computes with (hfsynth's fixed count, never the driver's launcher's
+    ``OMP_NUM_THREADS``): read on the driver, so that every unit uses the driver's setting."""
+    return compute_threads()
 
 
 def limit_threads(threads: int | None) -> None:
     if threads is not None and "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
+        pin_threads(threads)
 
 
 def resource_demand(spec: WorkResources) -> dict[str, float]:
