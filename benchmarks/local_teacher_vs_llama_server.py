@@ -29,7 +29,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -90,7 +90,7 @@ def wait_ready(url: str, process: subprocess.Popen, seconds: float = 300) -> Non
 class PeakMemory:
     """This process's peak resident memory while the block runs, sampled from /proc every 20 ms."""
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self) -> Self:
         self.peak, self._stop = self._rss(), threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()

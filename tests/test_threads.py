@@ -20,8 +20,14 @@ from tests.cli_helpers import cli_environment, one_error_line, run_cli
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def clean_environment(**extra: str) -> dict[str, str]:
+    environment = cli_environment()
+    environment.pop("OMP_WAIT_POLICY", None)  # this test process imported hfsynth, which set it
+    return environment | extra
+
+
 def python(code: str, **environment: str) -> str:
-    result = subprocess.run([sys.executable, "-c", code], env=cli_environment(**environment), capture_output=True,
+    result = subprocess.run([sys.executable, "-c", code], env=clean_environment(**environment), capture_output=True,
                             text=True, timeout=120, check=True)
     return result.stdout.strip()
 
@@ -48,6 +54,18 @@ def test_the_launchers_omp_num_threads_does_not_set_the_count_and_waits_are_pass
     assert python(code, **environment) == f"{DEFAULT_THREADS} PASSIVE"
     assert python(code, HFSYNTH_THREADS="3", **environment) == "3 PASSIVE"
     assert python(code, OMP_WAIT_POLICY="ACTIVE") == f"{DEFAULT_THREADS} ACTIVE"  # a policy already set is kept
+
+
+def test_openmp_really_stops_spinning_when_hfsynth_comes_first() -> None:
+    # libgomp prints the settings it loaded with: no spinning at barriers (GOMP_SPINCOUNT 0) only after hfsynth.
+    def spin_count(code: str) -> str:
+        result = subprocess.run([sys.executable, "-c", code], env=clean_environment(OMP_DISPLAY_ENV="VERBOSE"),
+                                capture_output=True, text=True, timeout=120, check=True)
+        return next(line.split("=")[1].strip() for line in result.stderr.splitlines() if "GOMP_SPINCOUNT" in line)
+
+    work = "torch.ones(64, 64) @ torch.ones(64, 64)"
+    assert spin_count(f"import hfsynth, torch; {work}") == "'0'"
+    assert spin_count(f"import torch; {work}") != "'0'"  # libgomp's default: spin first
 
 
 def test_a_bad_thread_setting_is_one_line_from_the_cli(tmp_path: Path) -> None:
