@@ -3,10 +3,11 @@ the machine's core count, the launcher (``ray job submit`` runs a job with ``OMP
 variables.
 
 **Thread count.** Floating-point sums split over a different number of threads round differently, so torch's
-intra-op thread count is part of a result. Measured (``benchmarks/teacher_under_load.py``): the embedded SmolLM2
-teacher in bfloat16 generates different texts with 1 and 2 threads; the all-MiniLM-L6-v2 SetFit student (48 SIB-200
-sentences, 5 iterations) trained body weights 7e-9 and probabilities 1.8e-7 apart, where two runs with the same count
-were bit-identical. Small, but enough to change a sampled token or flip a prediction near a tie. So every stage that
+intra-op thread count is part of a result. Measured: the embedded SmolLM2 teacher in bfloat16 sampled 1 of 8 texts
+differently with 1 and 2 threads (40 new tokens each; identical in float32; ``benchmarks/teacher_under_load.py``
+records it as ``same_texts_across_thread_counts``); the all-MiniLM-L6-v2 SetFit student (48 SIB-200 sentences, 5
+iterations) trained body weights 7e-9 and probabilities 1.8e-7 apart, where two runs with the same count were
+bit-identical. Small, but enough to change a sampled token or flip a prediction near a tie. So every stage that
 produces numbers takes its count from here, never from torch's default (the cores) nor from ``OMP_NUM_THREADS``:
 
 - teacher generation and classification, student evaluation and the quality report: :func:`pin_threads`, called
