@@ -4,10 +4,10 @@ variables.
 
 **Thread count.** Floating-point sums split over a different number of threads round differently, so torch's
 intra-op thread count is part of a result. Measured: the embedded SmolLM2 teacher in bfloat16 sampled 1 of 8 texts
-differently with 1 and 2 threads (40 new tokens each; identical in float32; ``benchmarks/teacher_under_load.py``
-records it as ``same_texts_across_thread_counts``); the all-MiniLM-L6-v2 SetFit student (48 SIB-200 sentences, 5
-iterations) trained body weights 7e-9 and probabilities 1.8e-7 apart, where two runs with the same count were
-bit-identical. Small, but enough to change a sampled token or flip a prediction near a tie. So every stage that
+differently with 1 and 2 threads in a probe (40 new tokens each; identical in float32; a shorter run, 4 prompts of
+24 tokens in ``benchmarks/teacher_under_load.py``, happened to match: ``same_texts_across_thread_counts``); the
+all-MiniLM-L6-v2 SetFit student (48 SIB-200 sentences, 5 iterations) trained body weights 7e-9 and probabilities
+1.8e-7 apart, where two runs with the same count were bit-identical. Small, but enough to change a sampled token or flip a prediction near a tie. So every stage that
 produces numbers takes its count from here, never from torch's default (the cores) nor from ``OMP_NUM_THREADS``:
 
 - teacher generation and classification, student evaluation and the quality report: :func:`pin_threads`, called
@@ -23,7 +23,7 @@ library versions, which are recorded beside each student).
 ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep at once) when hfsynth is imported, which must happen before torch
 loads its OpenMP runtime (torch's CPU wheel links libgomp): the CLI and Ray workers import hfsynth first; a script that
 imports torch first keeps libgomp's default. The policy changes how a wait is spent, never a result; an
-``OMP_WAIT_POLICY`` already set is kept. Measured in ``benchmarks/teacher_under_load.py``.
+``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` already set is kept. Measured in ``benchmarks/teacher_under_load.py``.
 
 :func:`training_context` wraps one training. Inside it:
 
@@ -92,7 +92,8 @@ def pin_threads(threads: int | None = None) -> int:
 
 def passive_openmp() -> None:
     """``OMP_WAIT_POLICY=PASSIVE`` unless set, for an OpenMP runtime not loaded yet (see the module's docstring)."""
-    if "torch" not in sys.modules:
+    # GOMP_SPINCOUNT set: the user tunes the spinning themselves (e.g. 300000, libgomp's default, on an idle box).
+    if "torch" not in sys.modules and "GOMP_SPINCOUNT" not in os.environ:
         os.environ.setdefault(WAIT_POLICY_VARIABLE, "PASSIVE")
 
 
