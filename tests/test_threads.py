@@ -54,6 +54,7 @@ def test_the_launchers_omp_num_threads_does_not_set_the_count_and_waits_are_pass
     assert python(code, **environment) == f"{DEFAULT_THREADS} PASSIVE"
     assert python(code, HFSYNTH_THREADS="3", **environment) == "3 PASSIVE"
     assert python(code, OMP_WAIT_POLICY="ACTIVE") == f"{DEFAULT_THREADS} ACTIVE"  # a policy already set is kept
+    assert python(code, GOMP_SPINCOUNT="300000") == f"{DEFAULT_THREADS} None"  # so is spinning the user tuned
 
 
 def test_openmp_really_stops_spinning_when_hfsynth_comes_first() -> None:
