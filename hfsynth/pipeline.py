@@ -32,6 +32,7 @@ from hfsynth.hub.publish import push_dataset, push_folder
 from hfsynth.hub.repo_ids import dataset_repo_id, student_repo_id
 from hfsynth.quality import teacher_classifier, write_quality
 from hfsynth.recipe import ExecutionConfig, Recipe, StudentConfig
+from hfsynth.reproducibility import pin_threads
 from hfsynth.run_events import RunEvents
 from hfsynth.run_folder import RUN_FOLDER_LOCK, RunFolder
 from hfsynth.run_records import EvaluationResults
@@ -48,12 +49,14 @@ Stage = TypeVar("Stage", bound=Callable[..., Any])
 
 def holds_run_folder(stage: Stage) -> Stage:
     """The stage ``stage(recipe, out_dir, ...)`` holds its run folder for its life: a second command on the same
-    folder is refused with one line naming the holder, instead of paying every call again and writing over it. When
-    the run folder is a copy of object storage (:mod:`hfsynth.storage`), what the stage wrote goes up as it ends."""
+    folder is refused with one line naming the holder, instead of paying every call again and writing over it.
+    Torch gets hfsynth's fixed thread count first, so the stage's numbers never depend on the launcher's. When the
+    run folder is a copy of object storage (:mod:`hfsynth.storage`), what the stage wrote goes up as it ends."""
 
     @functools.wraps(stage)
     def locked(recipe: Recipe, out_dir: Path, *args: Any, **kwargs: Any) -> Any:
         check_out_dir(out_dir)  # a folder hfsynth can write into (one line otherwise), before it is created
+        pin_threads()
         with locked_folder(Path(out_dir), RUN_FOLDER_LOCK, "run folder"):
             try:
                 return stage(recipe, out_dir, *args, **kwargs)

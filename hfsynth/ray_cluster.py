@@ -19,6 +19,7 @@ from typing import Any
 
 from hfsynth.errors import HfsynthError, SharedStorageError
 from hfsynth.recipe import WorkResources
+from hfsynth.reproducibility import compute_threads, pin_threads
 
 try:
     import ray
@@ -28,12 +29,13 @@ except ImportError:  # pragma: no cover - depends on the installation
 logger = logging.getLogger(__name__)
 
 #: The driver's environment variables that Ray workers get too (when set): Hub endpoint and offline mode, token,
-#: object storage credentials (a run folder on s3://), hfsynth's model cache, training threads and verbosity, and
-#: the import path. Not HFSYNTH_SCRATCH: each node keeps its own scratch folder.
+#: object storage credentials (a run folder on s3://), hfsynth's model cache, thread counts and verbosity, OpenMP's
+#: wait policy (read before torch loads), and the import path. Not HFSYNTH_SCRATCH: each node keeps its own.
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_TOKEN", "TRANSFORMERS_OFFLINE",
                  "HF_DATASETS_OFFLINE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                  "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL", "GOOGLE_APPLICATION_CREDENTIALS",
-                 "HFSYNTH_CACHE", "HFSYNTH_TRAINING_THREADS", "HFSYNTH_VERBOSITY", "PYTHONPATH")
+                 "HFSYNTH_CACHE", "HFSYNTH_THREADS", "HFSYNTH_TRAINING_THREADS", "HFSYNTH_VERBOSITY",
+                 "OMP_WAIT_POLICY", "PYTHONPATH")
 #: How often the driver says it is still waiting for cluster resources.
 WAIT_NOTICE_SECONDS = 30.0
 
@@ -50,15 +52,14 @@ def forwarded_runtime_env() -> dict[str, Any]:
 
 
 def local_threads() -> int:
-    """Torch's thread count in this process: what the local engine computes with on the driver's machine."""
-    import torch
-
-    return torch.get_num_threads()
+    """The torch thread count the local engine computes with (hfsynth's fixed count, never the driver's launcher's
+    ``OMP_NUM_THREADS``): read on the driver, so that every unit uses the driver's setting."""
+    return compute_threads()
 
 
 def limit_threads(threads: int | None) -> None:
     if threads is not None and "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
+        pin_threads(threads)
 
 
 def resource_demand(spec: WorkResources) -> dict[str, float]:

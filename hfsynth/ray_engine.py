@@ -18,10 +18,10 @@ file the driver has just written there; a set-up where that fails stops with a m
 partial results. The call cache stays with the driver.
 
 Reproducibility: a unit's answers depend only on its content (prompts, sampling, batch seed), never on the actor that
-ran it. On CPU, torch's results in bfloat16 also depend on its thread count, so each actor and task runs torch with
-as many threads as the local engine would on the driver's machine (torch's default there, or ``OMP_NUM_THREADS``),
-unless the recipe sets ``execution.<unit>.threads``: on the same kind of hardware, the dataset and the scores are
-then byte for byte the local engine's.
+ran it. On CPU, torch's results also depend on its thread count, so each actor and task runs torch with the fixed
+count the local engine uses (:mod:`hfsynth.reproducibility`: ``HFSYNTH_THREADS`` read on the driver, never the
+worker's ``OMP_NUM_THREADS``, which Ray sets from its CPUs), unless the recipe sets ``execution.<unit>.threads``: on
+the same kind of hardware, the dataset and the scores are then byte for byte the local engine's.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from hfsynth.ray_cluster import (
     wait_for,
 )
 from hfsynth.recipe import ExecutionConfig, Recipe, TeacherConfig
+from hfsynth.reproducibility import pin_threads
 from hfsynth.teachers import load_teacher
 from hfsynth.teachers.base import ClassifyUnit, GenerateUnit, LabelScores, Teacher, TeacherStats, UnitAnswerCallback
 
@@ -116,10 +117,7 @@ def run_unit(fn: Callable[[Context, Item], Result], context: Context, item: Item
              threads: int | None) -> Result:
     """One unit of ``RayEngine.map`` on a worker: torch threads as the driver would use, then the stage's own
     function."""
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    pin_threads(threads)  # also when torch is not loaded yet: it would start with Ray's OMP_NUM_THREADS
     if probe is not None:
         probe.check()
     return fn(context, item)

@@ -278,14 +278,17 @@ def started_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Starte
     processes = []
     try:
         head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--port", str(port), "--num-cpus", "1",
-                                 "--num-gpus", "0", "--dashboard-host", "127.0.0.1", "--dashboard-port",
-                                 str(dashboard_port), "--temp-dir", str(temp_dir), "--disable-usage-stats"],
+                                 "--num-gpus", "0", "--dashboard-port", str(dashboard_port),
+                                 # Each node's agent on a port of its own: two nodes share this machine.
+                                 "--dashboard-agent-listen-port", str(free_port()), "--temp-dir", str(temp_dir),
+                                 "--disable-usage-stats"],
                                 env=base | {"HOME": str(head_home)}, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         processes.append(head)
         _wait_for_port(dashboard_port, head)
         worker = subprocess.Popen([ray_bin, "start", "--block", "--address", f"127.0.0.1:{port}", "--num-cpus", "1",
-                                   "--disable-usage-stats"], env=base | client_env, stdout=subprocess.DEVNULL,
+                                   "--dashboard-agent-listen-port", str(free_port()), "--disable-usage-stats"],
+                                  env=base | client_env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         processes.append(worker)
         cluster = StartedCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", client_env)

@@ -102,6 +102,25 @@ def local_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Recipe, Path]:
     return recipe, folder / "run"
 
 
+def unit_threads(context: None, item: int) -> tuple[str | None, int]:
+    """A unit reporting the OMP_NUM_THREADS Ray gave its worker and the torch thread count it computes with."""
+    import os
+
+    import torch
+
+    return os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
+
+
+def test_ray_units_use_the_pinned_thread_count_not_rays_omp_num_threads(ray_cluster: RayCluster) -> None:
+    from hfsynth.execution import UnitSpec
+    from hfsynth.reproducibility import compute_threads
+
+    with engine(ray_cluster) as ray_engine:
+        results = dict(ray_engine.map(unit_threads, [0, 1], None, UnitSpec(stage="threads")))
+    # Ray runs a 1-CPU task with OMP_NUM_THREADS=1; the unit still computes with hfsynth's fixed count.
+    assert [results[index] for index in (0, 1)] == [("1", compute_threads())] * 2
+
+
 def test_teacher_replicas_land_on_separate_gpu_nodes(ray_cluster: RayCluster, tmp_path: Path) -> None:
     recipe = load_recipe(tiny_quickstart(tmp_path))
     with engine(ray_cluster, teacher_factory=lambda config: ScriptedTeacher()) as ray_engine, \

@@ -32,7 +32,7 @@ from hfsynth.teachers.base import Prompt
 from hfsynth.teachers.remote import (
     CLASSIFY_MAX_TOKENS,
     RemoteTeacher,
-    _completions_url,
+    _openai_url,
     _retry_after_seconds,
     request_seed,
 )
@@ -47,7 +47,7 @@ SENTIMENT = ["positive", "negative"]
 @pytest.fixture(autouse=True)
 def client_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
-    # The suite may run with HF_HUB_OFFLINE=1, which makes huggingface_hub refuse even loopback requests.
+    # The suite may run with HF_HUB_OFFLINE=1; offline mode has its own tests below.
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     # No telemetry request to huggingface.co from the client's first request.
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
@@ -94,7 +94,7 @@ def answer(text: str, prompt_format: str = "chat") -> Reply:
 
 
 def assert_token_not_leaked(logs: pytest.LogCaptureFixture, *texts: str) -> None:
-    assert "(authenticated: True)" in logs.text  # the debug logging really was on, and the token was sent
+    assert "httpcore2" in logs.text  # the HTTP stack's debug logging really was captured
     for text in (logs.text, *texts):
         assert FAKE_TOKEN not in text
 
@@ -411,6 +411,7 @@ def test_a_client_error_is_not_retried_and_an_echoed_token_is_redacted(debug_log
         teacher.classify([sentiment_prompt("fine")], SENTIMENT)
     message = str(raised.value)
     assert len(fake.bodies) == 1 and teacher.stats.retries == 0
+    assert fake.authorizations == [f"Bearer {FAKE_TOKEN}"]  # the token was sent, and is in no message or log line
     assert "HTTP 400 Bad Request: bad request (Authorization: Bearer <token>)" in message
     assert_token_not_leaked(debug_logs, message)
 
@@ -494,9 +495,24 @@ def test_classification_requests_run_with_bounded_concurrency() -> None:
     assert fake.max_in_flight == 3 and len(fake.bodies) == 7
 
 
-def test_offline_mode_is_reported_not_retried(monkeypatch: pytest.MonkeyPatch, closed_port_url: str) -> None:
+def test_offline_mode_does_not_stop_a_server_of_ones_own(monkeypatch: pytest.MonkeyPatch,
+                                                          transformers_server: ServedModel) -> None:
+    # HF_HUB_OFFLINE=1 is about the Hub: a base_url server (here loopback) is reached all the same, chat and completion.
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with make_teacher(closed_port_url, max_retries=3) as teacher, pytest.raises(TeacherError, match="HF_HUB_OFFLINE=1"):
+    with make_teacher(transformers_server.base_url, model=transformers_server.model) as teacher:
+        answers = teacher.generate([chat("Say hello.")], SamplingParams(max_new_tokens=8, temperature=0.0), seed=0)
+    with make_teacher(transformers_server.base_url, model=transformers_server.model,
+                      prompt_format="completion") as teacher:
+        completions = teacher.generate([chat("The capital of France is")],
+                                       SamplingParams(max_new_tokens=4, temperature=0.0), seed=0)
+    assert answers[0].strip() and completions[0].strip() and teacher.stats.retries == 0
+
+
+def test_offline_mode_refuses_a_provider_teacher_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    config = TeacherConfig(backend="remote", model="HuggingFaceTB/SmolLM2-135M-Instruct", provider="hf-inference",
+                           max_retries=3)
+    with RemoteTeacher(config, backoff_base=0.01) as teacher, pytest.raises(TeacherError, match="HF_HUB_OFFLINE=1"):
         teacher.generate([chat("hello")], SamplingParams(), seed=0)
     assert teacher.stats.retries == 0
 
@@ -519,7 +535,9 @@ def test_configuration_mistakes_are_teacher_errors() -> None:
      ("http://host:1/v1/completions?key=1", "http://host:1/v1/completions?key=1")],
 )
 def test_completions_url(base_url: str, expected: str) -> None:
-    assert _completions_url(base_url) == expected
+    assert _openai_url(base_url, "completions") == expected
+    assert _openai_url(base_url.replace("/v1/completions", "/v1/chat/completions"), "chat/completions") == \
+        expected.replace("/v1/completions", "/v1/chat/completions")
 
 
 # --- pure helpers --------------------------------------------------------------------------------------------------

@@ -12,12 +12,15 @@ from hfsynth.errors import HfsynthError, TeacherError
 from hfsynth.language_model import LanguageModel, PrefixCache, device_and_dtype
 from hfsynth.parsing import COMPLETION_STOPS, cut_completion
 from hfsynth.recipe import SamplingParams, TeacherConfig
+from hfsynth.reproducibility import pin_threads
 from hfsynth.teachers.base import LabelScores, Prompt, Teacher
 
 
 class LocalTeacher(Teacher):
     def __init__(self, config: TeacherConfig) -> None:
         super().__init__()
+        # Its texts and scores depend on torch's thread count: hfsynth's fixed one, also when used outside a stage.
+        pin_threads()
         self.config = config
         self.model_id = base_model_id(config.model)
         device, dtype = device_and_dtype(config.device, config.dtype)

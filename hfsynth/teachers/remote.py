@@ -6,16 +6,19 @@ instruction-tuned model gets chat requests (``/v1/chat/completions``); a base mo
 gets its few-shot document as a legacy completion request (``/v1/completions``, which needs a ``base_url``), cut
 where its next item would begin, as the local teacher does.
 
-Chat requests go through ``huggingface_hub.InferenceClient``; completion requests through huggingface_hub's pooled
-HTTP session and headers (the client has no OpenAI ``/v1/completions`` route: its ``text_generation`` speaks TGI's
-native API). Both run from a small thread pool rather than ``AsyncInferenceClient``: the Teacher interface is
+A ``base_url`` server gets both kinds of request from the teacher's own pooled HTTP client (httpx2, what
+huggingface_hub uses), posted to ``/v1/chat/completions`` or ``/v1/completions``: it is the recipe's own server, not
+the Hub, so ``HF_HUB_OFFLINE=1`` (which makes huggingface_hub's session refuse every request) does not stop it, and a
+local llama-server or ``transformers serve`` works offline. Only an Inference Provider (no ``base_url``), or a
+``base_url`` on a Hugging Face host (an Inference Endpoint), goes through ``huggingface_hub.InferenceClient``, which
+offline mode refuses, with one line saying so. Requests run from a small thread pool rather than ``AsyncInferenceClient``: the Teacher interface is
 synchronous, so threads need no event loop of their own (and still work when the caller already runs one, as Gradio
 or Jupyter do), and the pooled session reuses connections from one batch to the next. Requests are I/O-bound and few
 at a time, so threads cost nothing.
 
 The token comes from the usual places (``HF_TOKEN``, a stored login) and is sent to the server, never logged:
-httpx2 logs only the request line, httpcore2 (DEBUG) the request object without headers, and huggingface_hub
-(DEBUG) whether a request is authenticated, replacing the header by ``<TOKEN>`` even with ``HF_DEBUG``.
+httpx2 logs only the request line, httpcore2 (DEBUG) the request object without headers, and huggingface_hub (DEBUG,
+provider requests) whether a request is authenticated, replacing the header by ``<TOKEN>`` even with ``HF_DEBUG``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from urllib.parse import urlparse, urlunparse
 import httpx2
 from huggingface_hub import ChatCompletionOutput, InferenceClient, get_token
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled
-from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
 from hfsynth.errors import TeacherError
 from hfsynth.parsing import COMPLETION_STOPS, cut_completion, label_scores
@@ -51,6 +54,8 @@ _BACKOFF_CAP_SECONDS = 30.0
 # A server asking for a longer pause (a daily quota) will not be helped by waiting inside one run.
 _RETRY_AFTER_CAP_SECONDS = 300.0
 _DETAIL_CHARS = 200
+# Hosts of Hugging Face's own inference (Inference Endpoints): offline mode applies to them as to the Hub.
+_HUGGING_FACE_HOSTS = ("huggingface.co", "hf.co", "huggingface.cloud", "hf.space")
 
 
 class RemoteTeacher(Teacher):
@@ -76,13 +81,17 @@ class RemoteTeacher(Teacher):
         self._backoff_base = backoff_base
         self._token = get_token()
         self._target = config.base_url or f"provider {config.provider or 'auto'}"
-        self._completions_url = _completions_url(config.base_url) if config.base_url else ""
         self._client = InferenceClient(
             base_url=config.base_url,
             provider=config.provider,
             token=self._token,
             timeout=config.timeout,
         )
+        # The recipe's own server: our own pooled client, which offline mode does not block (see the docstring).
+        self._own_server = bool(config.base_url) and not _is_hugging_face_host(config.base_url)
+        self._session = httpx2.Client(follow_redirects=True, timeout=config.timeout) if self._own_server else None
+        route = "chat/completions" if self.uses_chat else "completions"
+        self._url = _openai_url(config.base_url, route) if config.base_url else ""
         self._pool = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="remote-teacher")
         self._stats_lock = threading.Lock()
         # A private generator: jitter drawn from worker threads must not disturb a seeded global `random`.
@@ -125,6 +134,8 @@ class RemoteTeacher(Teacher):
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._session is not None:
+            self._session.close()
 
     # --- requests ---------------------------------------------------------------------------------------------------
 
@@ -195,20 +206,22 @@ class RemoteTeacher(Teacher):
 
     def _send(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """One attempt: the answer text and the token usage the server reports."""
-        if self.uses_chat:
+        if self._session is None:  # a provider or a Hugging Face endpoint: through huggingface_hub
             output = self._client.chat_completion(model=self.config.model, **request)
             return _chat_text(output), dict(output.usage or {})
         payload = {"model": self.config.model, **{key: value for key, value in request.items() if value is not None}}
-        response = get_session().post(self._completions_url, json=payload, headers=build_hf_headers(token=self._token),
-                                      timeout=self.config.timeout)
+        response = self._session.post(self._url, json=payload, headers=build_hf_headers(token=self._token))
         hf_raise_for_status(response)
-        return _completion_text(response)
+        if not self.uses_chat:
+            return _completion_text(response)
+        output = ChatCompletionOutput.parse_obj_as_instance(response.content)
+        return _chat_text(output), dict(output.usage or {})
 
     def _failure(self, error: Exception) -> _Failure:
         if isinstance(error, OfflineModeIsEnabled):
-            # huggingface_hub refuses every request in offline mode, also to a loopback base_url.
-            return _Failure("HF_HUB_OFFLINE=1 blocks huggingface_hub's HTTP client; unset it for a remote teacher",
-                            retryable=False)
+            # Only Hugging Face's own inference gets here (a base_url server has its own client).
+            return _Failure("HF_HUB_OFFLINE=1 blocks requests to Hugging Face; unset it for this teacher, or serve "
+                            "the model yourself and give its base_url", retryable=False)
         if isinstance(error, HfHubHTTPError):
             response = error.response
             status = response.status_code
@@ -277,14 +290,19 @@ def _completion_text(response: httpx2.Response) -> tuple[str, dict[str, Any]]:
     return cut_completion(choices[0]["text"]), usage if isinstance(usage, dict) else {}
 
 
-def _completions_url(base_url: str) -> str:
-    """``base_url`` + ``/v1/completions``, as huggingface_hub appends ``/v1/chat/completions`` for chat (a base_url
-    that already ends in ``/v1`` gets ``/completions`` only)."""
+def _openai_url(base_url: str, route: str) -> str:
+    """``base_url`` + ``/v1/<route>``, as huggingface_hub builds it for chat (a base_url that already ends in ``/v1``
+    gets ``/<route>`` only; one that ends in the route is kept)."""
     parsed = urlparse(base_url)
     path = parsed.path.rstrip("/")
-    if not path.endswith("/completions"):
-        path += "/completions" if path.endswith("/v1") else "/v1/completions"
+    if not path.endswith("/" + route):
+        path += f"/{route}" if path.endswith("/v1") else f"/v1/{route}"
     return urlunparse(parsed._replace(path=path))
+
+
+def _is_hugging_face_host(url: str) -> bool:
+    host = (urlparse(url).hostname or "").lower()
+    return any(host == name or host.endswith("." + name) for name in _HUGGING_FACE_HOSTS)
 
 
 def _one_line(text: str) -> str:
