@@ -90,7 +90,13 @@ def _resolve_local_paths(recipe: Recipe, base_dir: Path, source: str) -> Recipe:
             resolved.append(seed_set)
         return resolved
 
-    generation = recipe.generation.model_copy(update={"seeds": resolve(recipe.generation.seeds, "generation.seeds")})
+    update: dict[str, object] = {"seeds": resolve(recipe.generation.seeds, "generation.seeds")}
+    feedback = recipe.generation.feedback
+    if feedback is not None:
+        sets = resolve(feedback.validation.sets, "generation.feedback.validation.sets")
+        update["feedback"] = feedback.model_copy(update={"validation": feedback.validation.model_copy(
+            update={"sets": sets})})
+    generation = recipe.generation.model_copy(update=update)
     reference = recipe.evaluation.reference.model_copy(
         update={"sets": resolve(recipe.evaluation.reference.sets, "evaluation.reference.sets")}
     )

@@ -68,6 +68,11 @@ class DatasetFolder:
         return self.root / TEACHER_SHOWN_FILE
 
     @property
+    def feedback(self) -> Path:
+        """Error-driven generation's rounds and learning curve (``hfsynth.run_records.FeedbackReport``)."""
+        return self.root / "feedback.json"
+
+    @property
     def quality(self) -> Path:
         """The quality report (``hfsynth.run_records.QualityReport``): diversity, coverage, fidelity, leaks."""
         return self.root / "quality.json"

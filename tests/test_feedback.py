@@ -1,0 +1,195 @@
+"""Error-driven generation (S3 / ProGen) on a scripted teacher and a scripted steering student: the exact prompts
+built from known errors, the budget, resuming after a kill mid-round, and the validation-leak guard. One slow test
+runs the loop with the embedded teacher and the real head-only SetFit steering student."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hfsynth.cache import CallCache
+from hfsynth.curation import normalize
+from hfsynth.errors import RecipeError
+from hfsynth.feedback import allocate, load_validation, round_budgets, round_of
+from hfsynth.generation import generate_samples
+from hfsynth.prompts import GenerationRequest, generation_prompt
+from hfsynth.recipe import SamplingParams
+from hfsynth.recipe_files import parse_recipe
+from hfsynth.teachers.base import Prompt
+from tests.scripted_teacher import ScriptedTeacher
+
+LABELS = ("sports", "health", "travel")
+TOPIC_WORDS = {"sports": "the match ended with a late goal for the home team",
+               "health": "the doctor said the new medicine helps patients sleep well",
+               "travel": "our flight to the coast was delayed by almost three hours"}
+
+
+def write_validation(path: Path, language: str) -> Path:
+    """Three real texts per label, each long enough (9+ words) for the 8-gram leak check."""
+    rows = [{"text": f"{TOPIC_WORDS[label]} number {index} in {language}", "label": label}
+            for label in LABELS for index in range(3)]
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    return path
+
+
+def recipe(tmp_path: Path, **feedback):  # noqa: ANN003, ANN201
+    sets = [{"language": language, "path": str(write_validation(tmp_path / f"val-{language}.jsonl", language))}
+            for language in ("en", "de")]
+    return parse_recipe({
+        "name": "t",
+        "task": {"name": "topic", "description": "Classify the topic."},
+        "labels": [{"name": label} for label in LABELS],
+        "languages": ["en", "de"],
+        "teacher": {"model": "smollm2-135m-instruct"},
+        "generation": {"samples_per_label": 6, "samples_per_call": 2, "min_words": 3, "max_words": 10,
+                       "feedback": {"rounds": 2, "budget": 0.5, "validation": {"sets": sets, "examples_per_label": 3},
+                                    **feedback}},
+        "curation": {"language_id": False, "min_words": 3},
+        "dataset": {"repo_id": "me/t"},
+    })
+
+
+class MajorityStudent:
+    """Predicts its training data's most frequent label (ties: the first by name): its errors are known exactly, and
+    they change as the rounds change the data."""
+
+    name = "scripted-majority"
+
+    def __init__(self) -> None:
+        self.fitted: list[int] = []
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> None:
+        self.fitted.append(len(texts))
+        counts = Counter(labels)
+        self.majority = min(counts, key=lambda label: (-counts[label], label))
+
+    def predict(self, texts: Sequence[str], languages: Sequence[str]) -> list[str]:
+        return [self.majority] * len(texts)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = np.array([[len(text), sum(map(ord, text)) % 97, 1.0] for text in texts], dtype=float)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def feedback_prompts(teacher: ScriptedTeacher) -> list[str]:
+    return [prompt.messages[0][1] for prompt in teacher.prompts_seen if "taken for:" in prompt.messages[0][1]
+            or "good examples" in prompt.messages[0][1]]
+
+
+def test_round_one_prompts_are_built_from_the_known_errors(tmp_path: Path) -> None:
+    r = recipe(tmp_path)
+    teacher = ScriptedTeacher()
+    result = generate_samples(r, teacher, tmp_path / "cache.sqlite", steerer=MajorityStudent())
+    report = result.feedback
+    assert report is not None and [round.round for round in report.rounds] == [1, 2]
+    # Balanced first pass: the student always says "health" (first by name), so every sports and travel text is an
+    # error taken for health, and health's F1 is 2 * (1/3) / (1 + 1/3) = 0.5.
+    first = {(c.language, c.label): c for c in report.rounds[0].choices}
+    assert first[("en", "health")].f1 == 0.5 and first[("en", "sports")].f1 == 0.0
+    assert first[("en", "sports")].confused_with == "health"
+    # 9 samples over weights 0.5 / 1 / 1 per language: floors 0,1,1 then the largest remainders.
+    assert {cell: c.asked for cell, c in first.items()} == {
+        ("en", "health"): 1, ("en", "sports"): 2, ("en", "travel"): 2,
+        ("de", "health"): 1, ("de", "sports"): 2, ("de", "travel"): 1}
+    validation = load_validation(r, [])
+    sports = sorted(text for text, label, language in zip(validation.texts, validation.labels, validation.languages,
+                                                          strict=True) if (language, label) == ("en", "sports"))
+    expected = generation_prompt(r, GenerationRequest("sports", "en", 2, 0, feedback_round=1,
+                                                      errors=((sports[0], "health"), (sports[1], "health"))))
+    assert expected.messages[0][1] in feedback_prompts(teacher)
+    assert f"- {sports[0]} (taken for: health)" in expected.messages[0][1]
+    # A cell with no misclassified text of its own (health) is shown its synthetic demonstrations instead.
+    assert first[("en", "health")].shown_errors == [] and first[("en", "health")].shown_demonstrations
+    # Every feedback sample says which round made it.
+    assert Counter(round_of(sample.prompt_id) for sample in result.samples)[1] == report.rounds[0].kept > 0
+
+
+def test_budget_is_exact_and_recorded(tmp_path: Path) -> None:
+    r = recipe(tmp_path, rounds=3, budget=0.5)
+    assert round_budgets(r) == [6, 6, 6]  # 0.5 x 36 first-pass samples
+    student = MajorityStudent()
+    result = generate_samples(r, ScriptedTeacher(), tmp_path / "cache.sqlite", steerer=student)
+    report = result.feedback
+    assert [round.asked for round in report.rounds] == [6, 6, 6] and report.budget == 18
+    assert result.asked == 36 + 18  # nothing dropped in the first pass: no top-up round
+    assert all(round.asked == sum(c.asked for c in round.choices) for round in report.rounds)
+    assert len(report.learning_curve) == 4  # the first pass, then after each round
+    assert student.fitted[0] == 36 and student.fitted == sorted(student.fitted)  # each round trains on more data
+    assert len(result.samples) == 36 + sum(round.kept for round in report.rounds)
+
+
+def test_allocation_is_proportional_and_deterministic() -> None:
+    from hfsynth.feedback import Scores
+
+    cells = [("en", "a"), ("en", "b"), ("en", "c")]
+    scores = Scores(0.5, {("en", "a"): 1.0, ("en", "b"): 0.5, ("en", "c"): 0.0}, {})
+    assert allocate(scores, cells, 3) == {("en", "b"): 1, ("en", "c"): 2}
+    perfect = Scores(1.0, dict.fromkeys(cells, 1.0), {})
+    assert allocate(perfect, cells, 4) == {("en", "a"): 2, ("en", "b"): 1, ("en", "c"): 1}
+
+
+@pytest.mark.parametrize("signal", ["errors", "demonstrations", "both"])
+def test_killed_mid_round_resumes_to_the_same_data(tmp_path: Path, signal: str) -> None:
+    r = recipe(tmp_path, signal=signal)
+    uninterrupted = generate_samples(r, ScriptedTeacher(), tmp_path / "full.sqlite", steerer=MajorityStudent())
+    # First pass: 18 calls = 6 batches of 3; round 1: 6 calls = 2 batches; the 10th batch is inside round 2.
+    cache = tmp_path / "killed.sqlite"
+    with pytest.raises(KeyboardInterrupt):
+        generate_samples(r, ScriptedTeacher(crash_after_batches=9), cache, steerer=MajorityStudent())
+    with CallCache(cache) as stored:
+        assert len(stored) == 27
+    again = ScriptedTeacher()
+    resumed = generate_samples(r, again, cache, steerer=MajorityStudent())
+    assert resumed.cached_calls == 27 and again.stats.calls == resumed.calls - 27 > 0
+    assert [(s.text, s.label, s.language, s.prompt_id) for s in resumed.samples] == [
+        (s.text, s.label, s.language, s.prompt_id) for s in uninterrupted.samples]
+    assert resumed.feedback == uninterrupted.feedback
+
+
+class CopyingTeacher(ScriptedTeacher):
+    """Writes back, word for word, every text its prompt shows (a teacher that copies instead of extrapolating)."""
+
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int,
+                 on_answer: Callable[[int, str], None] | None = None) -> list[str]:
+        answers = super().generate(prompts, sampling, seed, on_answer=None)
+        for position, prompt in enumerate(prompts):
+            shown = [line[2:].split(" (taken for:")[0] for line in prompt.messages[0][1].splitlines()
+                     if line.startswith("- ")]
+            if shown:
+                answers[position] = "\n".join(f"{n}. {text}" for n, text in enumerate(shown, 1))
+            if on_answer is not None:
+                on_answer(position, answers[position])
+        return answers
+
+
+def test_no_validation_text_reaches_the_dataset(tmp_path: Path) -> None:
+    r = recipe(tmp_path, signal="errors")
+    result = generate_samples(r, CopyingTeacher(), tmp_path / "cache.sqlite", steerer=MajorityStudent())
+    validation = {normalize(text) for text in load_validation(r, []).texts}
+    assert not validation & {normalize(sample.text) for sample in result.samples}
+    leaks = Counter(record.reason for record in result.dropped if normalize(record.text) in validation)
+    assert leaks["validation_overlap"] > 0 and set(leaks) == {"validation_overlap"}
+    # The human-data reference never trains on them either: they are recorded as shown to the teacher.
+    assert validation <= {normalize(text) for text in result.teacher_shown}
+
+
+def test_validation_sets_must_not_be_test_sets(tmp_path: Path) -> None:
+    data = write_validation(tmp_path / "real.jsonl", "en")
+    base = {"name": "t", "task": {"name": "topic", "description": "Classify."},
+            "labels": [{"name": label} for label in LABELS], "languages": ["en"],
+            "teacher": {"model": "smollm2-135m-instruct"}, "dataset": {"repo_id": "me/t"},
+            "evaluation": {"sets": [{"language": "en", "path": str(data)}]}}
+    with pytest.raises(RecipeError, match=r"generation\.feedback\.validation\.sets\[0\].*evaluation\.sets"):
+        parse_recipe({**base, "generation": {"feedback": {"validation": {"sets": [{"language": "en",
+                                                                                   "path": str(data)}]}}}})
+    with pytest.raises(RecipeError, match=r"generation\.feedback\.validation\.sets.*reference"):
+        parse_recipe({**base, "generation": {"feedback": {}}})
+    with pytest.raises(RecipeError, match=r"generation\.feedback\.student.*not a setfit student"):
+        parse_recipe({**base, "evaluation": {**base["evaluation"], "reference": {"sets": [
+            {"language": "en", "path": str(write_validation(tmp_path / "train.jsonl", "en"))}]}},
+            "generation": {"feedback": {"student": "nope"}}})
