@@ -31,6 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from hfsynth.curation import Sample, normalize
+from hfsynth.errors import HfsynthError
 from hfsynth.metrics import classification_scores
 from hfsynth.prompts import GenerationRequest
 from hfsynth.realdata import load_labelled_set
@@ -75,6 +76,9 @@ def load_validation(recipe: Recipe, excluded: Sequence[str]) -> ValidationSet:
                 texts.append(text)
                 labels.append(label)
                 languages.append(language)
+    if not texts:
+        raise HfsynthError("generation.feedback.validation: no real texts left to score the steering student on "
+                           "(test texts and seed texts the teacher may be shown are left out): give other sets")
     return ValidationSet(texts, labels, languages)
 
 
@@ -216,21 +220,21 @@ def plan_round(recipe: Recipe, round_index: int, budget: int, scores: Scores, st
         # A cell with no misclassified text of its own (its F1 lost to false positives) is shown demonstrations.
         needs_demos = config.signal != "errors" or not errors
         demos = demonstrations(steerer, scores, validation, data, cell) if needs_demos else []
-        taken = Counter(label for _, label in errors).most_common(1)
-        choice = FeedbackChoice(language=cell[0], label=cell[1], f1=round(scores.f1.get(cell, 0.0), 4),
-                                confused_with=taken[0][0] if taken else None, asked=asked, kept=0)
+        requests = []
         for call in range(math.ceil(asked / per_call)):
             use_errors = bool(errors) and (config.signal == "errors" or (config.signal == "both" and call % 2 == 0))
             turn = call // 2 if config.signal == "both" else call
             shown = _window(errors if use_errors else demos, turn, config.examples_per_call)
-            request = GenerationRequest(
+            requests.append(GenerationRequest(
                 cell[1], cell[0], min(per_call, asked - call * per_call), call, feedback_round=round_index,
-                errors=tuple(shown) if use_errors else (), demonstrations=() if use_errors else tuple(shown))
-            plan.requests.append(request)
-            choice.shown_errors.extend(text for text, _ in request.errors if text not in choice.shown_errors)
-            choice.shown_demonstrations.extend(text for text in request.demonstrations
-                                               if text not in choice.shown_demonstrations)
-        plan.choices[cell] = choice
+                errors=tuple(shown) if use_errors else (), demonstrations=() if use_errors else tuple(shown)))
+        plan.requests += requests
+        taken = Counter(label for _, label in errors).most_common(1)
+        plan.choices[cell] = FeedbackChoice(
+            language=cell[0], label=cell[1], f1=round(scores.f1.get(cell, 0.0), 4),
+            confused_with=taken[0][0] if taken else None, asked=asked, kept=0,
+            shown_errors=list(dict.fromkeys(text for request in requests for text, _ in request.errors)),
+            shown_demonstrations=list(dict.fromkeys(text for request in requests for text in request.demonstrations)))
     return plan
 
 
@@ -262,7 +266,7 @@ def run_feedback(recipe: Recipe, raw: list[Sample], ask: Ask, select: Select, st
     kept = Counter((round_of(sample.prompt_id), sample.language, sample.label) for sample in final)
     rounds = []
     for round_index, plan in enumerate(plans, 1):
-        choices = [choice.model_copy(update={"kept": kept[(round_index, *cell)]})
+        choices = [FeedbackChoice(**{**choice.model_dump(), "kept": kept[(round_index, *cell)]})
                    for cell, choice in plan.choices.items()]
         rounds.append(FeedbackRound(round=round_index, asked=sum(choice.asked for choice in choices),
                                     kept=sum(choice.kept for choice in choices), choices=choices))

@@ -193,14 +193,15 @@ def generate_samples(
     seed_texts = [text for by_label in seed_examples.values() for texts in by_label.values() for text in texts]
     # Every real test text, not only the evaluated subset: a leak of any of them is a leak.
     test_texts = labelled_texts(recipe, recipe.evaluation.sets)
-    validation = load_validation(recipe, [*seed_texts, *test_texts]) if config.feedback else None
+    plan_shown = seed_texts_the_plan_may_show(recipe, seed_examples)
+    validation = load_validation(recipe, [*plan_shown, *test_texts]) if config.feedback else None
     validation_texts = validation.texts if validation else []
     chatter = ChatterCheck.for_task(recipe.label_names, instruction_texts(recipe),
                                     recipe.curation.instruction_echo_share)
     targets = {(language, label): config.samples_per_label
                for language in recipe.languages for label in recipe.label_names}
     # The validation texts may all be shown (S3's errors): the human-data reference never trains on them either.
-    shown = sorted({*seed_texts_the_plan_may_show(recipe, seed_examples), *validation_texts})
+    shown = sorted({*plan_shown, *validation_texts})
     result = GenerationResult([], [], config.strategy, teacher.model_id, targets=targets, teacher_shown=shown)
     chat = teacher.uses_chat
     parse = functools.lru_cache(maxsize=None)(lambda answer: parse_answer(answer, chat))  # progress parses too

@@ -433,6 +433,8 @@ class EvaluationResults(_Record):
     synthetic_vs_human: list[SyntheticVsHuman] = []
     #: The synthetic dataset's quality report (``dataset/quality.json``) at evaluation time.
     quality: QualityReport | None = None
+    #: Error-driven generation's rounds (``dataset/feedback.json``), when the recipe turned it on.
+    feedback: FeedbackReport | None = None
 
     @property
     def headline(self) -> list[SummaryEntry]:

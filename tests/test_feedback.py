@@ -193,3 +193,74 @@ def test_validation_sets_must_not_be_test_sets(tmp_path: Path) -> None:
         parse_recipe({**base, "evaluation": {**base["evaluation"], "reference": {"sets": [
             {"language": "en", "path": str(write_validation(tmp_path / "train.jsonl", "en"))}]}},
             "generation": {"feedback": {"student": "nope"}}})
+
+
+@pytest.mark.slow
+def test_embedded_teacher_feedback_round(tmp_path: Path) -> None:
+    """The whole loop for real: the embedded SmolLM2 teacher, the head-only SetFit steering student, through
+    ``pipeline.generate`` (the engine interface); the same recipe run twice writes the same data."""
+    from hfsynth.dataset import load_synthetic_dataset
+    from hfsynth.pipeline import generate
+    from hfsynth.recipe_files import load_recipe
+    from hfsynth.run_records import FeedbackReport
+
+    quickstart = load_recipe(Path(__file__).parents[1] / "recipes" / "quickstart.yaml")
+    data = quickstart.model_dump()
+    data["generation"].update(samples_per_label=2, feedback={"rounds": 1, "budget": 0.5, "signal": "both",
+                                                             "validation": {"examples_per_label": 2}})
+    data["students"] = [student for student in data["students"] if student["kind"] == "setfit"]
+    data["quality"] = {"enabled": False}
+    r = parse_recipe(data)
+    _, result = generate(r, tmp_path / "run")
+    report = FeedbackReport.load(tmp_path / "run" / "dataset" / "feedback.json")
+    assert report.budget == 7 and report.rounds[0].asked == 7 and len(report.learning_curve) == 2
+    assert report.student == "all-minilm-l6-v2" and report.validation_texts == 14
+    dataset = load_synthetic_dataset(tmp_path / "run" / "dataset")
+    texts = [*dataset["train"]["text"], *(dataset["validation"]["text"] if "validation" in dataset else [])]
+    assert sum(prompt_id.startswith("feedback1/") for split in dataset.values()
+               for prompt_id in split["prompt_id"]) == report.rounds[0].kept
+    assert not {normalize(text) for text in texts} & {normalize(text) for text in load_validation(r, []).texts}
+    card = (tmp_path / "run" / "dataset" / "README.md").read_text()
+    assert "2310.13671" in card and "2210.12329" in card
+
+    _, again = generate(r, tmp_path / "run")  # served from the cache: the same prompts, the same data
+    assert again.cached_calls == again.calls and again.samples == result.samples
+
+
+def test_card_report_and_space_show_the_rounds(tmp_path: Path) -> None:
+    from hfsynth.cards import write_dataset_card
+    from hfsynth.dataset import save_dataset
+    from hfsynth.evaluation import run_evaluation
+    from hfsynth.run_folder import RunFolder
+    from hfsynth.space.app import _results_summary
+    from tests.student_helpers import sib200_rows
+    from tests.test_evaluation import AnswerKeyTeacher, eval_recipe
+
+    sets = []
+    for language in ("en", "de"):
+        path = tmp_path / f"train-{language}.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in sib200_rows(language, "train")))
+        sets.append({"language": language, "path": str(path)})
+    r = eval_recipe(tmp_path, generation={
+        "samples_per_label": 4, "samples_per_call": 2, "min_words": 3,
+        "feedback": {"rounds": 2, "budget": 1.0, "signal": "errors", "validation": {"sets": sets,
+                                                                                   "examples_per_label": 2}}})
+    r = r.model_copy(update={"curation": r.curation.model_copy(update={"language_id": False}),
+                             "quality": r.quality.model_copy(update={"enabled": False})})
+    run = RunFolder(tmp_path / "run")
+    result = generate_samples(r, ScriptedTeacher(), run.cache, steerer=MajorityStudent())
+    save_dataset(r, result, run.dataset.root)
+    card = write_dataset_card(r, run.dataset.root).content
+    assert "Feedback rounds" in card and "2310.13671" in card and "wang-etal-2023-lets" in card
+    assert "2210.12329" not in card.split("## Citation")[0]  # errors only: S3 is named, ProGen is not
+    first = result.feedback.rounds[0]
+    assert f"| 1 | {result.feedback.learning_curve[0]:.3f} | {first.asked} | {first.kept} |" in card
+
+    results = run_evaluation(r, tmp_path / "run", teacher=AnswerKeyTeacher())
+    assert results.feedback == result.feedback
+    report = run.eval.report.read_text()
+    assert "## Feedback rounds (error-driven generation)" in report and "![feedback rounds]" in report
+    assert f"| 2 | {result.feedback.learning_curve[2]:.3f} | {result.feedback.rounds[1].asked} |" in report
+    assert run.eval.feedback_plot.is_file()
+    curve = " → ".join(f"{value:.3f}" for value in result.feedback.learning_curve)
+    assert curve in _results_summary(results)
