@@ -173,11 +173,11 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown(document: dict[str, Any]) -> str:
+    students = ", ".join(f"{recipe}: {', '.join(names)}" for recipe, names in document["students"].items())
     lines = ["### Error-driven generation vs plain generation at equal teacher samples", "",
-             f"Seeds {document['seeds']}; {document['rounds']} feedback rounds, budget {document['budget']} of the first "
-             "pass; students: " + ", ".join(f"{recipe}: {', '.join(names)}" for recipe, names in
-                                           document["students"].items()) + " (one training each). Macro-F1 on real "
-             "test data, mean ± std over seeds; 'vs plain' is the paired bootstrap verdict of each seed.", "",
+             (f"Seeds {document['seeds']}; {document['rounds']} feedback rounds, budget {document['budget']} of the "
+              f"first pass; students: {students} (one training each). Macro-F1 on real test data, mean ± std over "
+              "seeds; 'vs plain' is the paired bootstrap verdict of each seed."), "",
              "| recipe | configuration | student | language | teacher samples asked | macro-F1 | synthetic / human "
              "| vs plain (per seed) |", "|---|---|---|---|---|---|---|---|"]
     for row in document["summary"]:
@@ -208,7 +208,8 @@ def main() -> None:
     seeds = [int(seed) for seed in args.seeds.split(",")]
     signals = args.signals.split(",")
     out = Path(args.out)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                            check=False).stdout.strip()
     document: dict[str, Any] = {
         "benchmark": "plain vs error-driven generation at an equal number of teacher samples",
         "commit": commit, "seeds": seeds, "rounds": args.rounds, "budget": args.budget,

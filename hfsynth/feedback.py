@@ -26,7 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -155,7 +155,7 @@ def score(recipe: Recipe, steerer: Steerer, validation: ValidationSet) -> Scores
             if predicted[i] != validation.labels[i]:
                 errors[(language, validation.labels[i])].append((validation.texts[i], predicted[i]))
     # The most confused pair first, then by text: a stable order whatever order the set was read in.
-    for cell, pairs in errors.items():
+    for pairs in errors.values():
         taken = Counter(label for _, label in pairs)
         pairs.sort(key=lambda pair: (-taken[pair[1]], pair[1], pair[0]))
     return Scores(float(np.mean(macro)) if macro else 0.0, f1, dict(errors))
@@ -238,7 +238,7 @@ def plan_round(recipe: Recipe, round_index: int, budget: int, scores: Scores, st
     return plan
 
 
-def _window(pool: Sequence, turn: int, size: int) -> list:  # noqa: ANN401 - texts or (text, label) pairs
+def _window(pool: Sequence[Any], turn: int, size: int) -> list[Any]:  # texts, or (text, label) pairs
     """The ``turn``-th window of ``size`` items, cycling through ``pool`` (empty pool: nothing to show)."""
     if not pool:
         return []

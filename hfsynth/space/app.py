@@ -362,9 +362,9 @@ def _results_summary(results: EvaluationResults) -> str:
     feedback = results.feedback
     if feedback is not None:
         curve = " → ".join(f"{value:.3f}" for value in feedback.learning_curve)
-        lines += ["", f"**Feedback rounds** ({feedback.signal}, {feedback.budget} extra teacher samples after "
-                      f"{feedback.first_pass_asked}): validation macro-F1 of `{feedback.student}` per round (0: the "
-                      f"first pass), on {feedback.validation_texts} real validation texts: {curve}."]
+        lines += ["", (f"**Feedback rounds** ({feedback.signal}, {feedback.budget} extra teacher samples after "
+                       f"{feedback.first_pass_asked}): validation macro-F1 of `{feedback.student}` per round (0: the "
+                       f"first pass), on {feedback.validation_texts} real validation texts: {curve}.")]
     return "\n".join(lines)
 
 
