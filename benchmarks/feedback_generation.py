@@ -178,8 +178,8 @@ def markdown(document: dict[str, Any]) -> str:
              (f"Seeds {document['seeds']}; {document['rounds']} feedback rounds, budget {document['budget']} of the "
               f"first pass; students: {students} (one training each). Macro-F1 on real test data, mean ± std over "
               "seeds; 'vs plain' is the paired bootstrap verdict of each seed."), "",
-             "| recipe | configuration | student | language | teacher samples asked | macro-F1 | synthetic / human "
-             "| vs plain (per seed) |", "|---|---|---|---|---|---|---|---|"]
+             ("| recipe | configuration | student | language | teacher samples asked | macro-F1 | synthetic / human "
+              "| vs plain (per seed) |"), "|---|---|---|---|---|---|---|---|"]
     for row in document["summary"]:
         ratio = "-" if row["synthetic_over_human_mean"] is None else f"{row['synthetic_over_human_mean']:.0%}"
         verdicts = ", ".join(row["vs_plain_verdicts"]) or "-"
