@@ -196,35 +196,72 @@ def test_validation_sets_must_not_be_test_sets(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_embedded_teacher_feedback_round(tmp_path: Path) -> None:
-    """The whole loop for real: the embedded SmolLM2 teacher, the head-only SetFit steering student, through
-    ``pipeline.generate`` (the engine interface); the same recipe run twice writes the same data."""
+def test_embedded_teacher_feedback_killed_mid_round_resumes(tmp_path: Path) -> None:
+    """The whole loop for real: the embedded SmolLM2 teacher and the head-only SetFit steering student, through
+    ``pipeline.generate`` (the engine interface); an ``hfsynth generate`` SIGKILLed inside the second feedback round
+    resumes to the same dataset as an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import datasets
+
     from hfsynth.dataset import load_synthetic_dataset
     from hfsynth.pipeline import generate
+    from hfsynth.recipe import dump_recipe
     from hfsynth.recipe_files import load_recipe
     from hfsynth.run_records import FeedbackReport
 
     quickstart = load_recipe(Path(__file__).parents[1] / "recipes" / "quickstart.yaml")
-    data = quickstart.model_dump()
-    data["generation"].update(samples_per_label=2, feedback={"rounds": 1, "budget": 0.5, "signal": "both",
+    data = quickstart.model_dump(mode="json", exclude_defaults=True)
+    data["generation"].update(samples_per_label=2, feedback={"rounds": 2, "budget": 1.0, "signal": "both",
                                                              "validation": {"examples_per_label": 2}})
     data["students"] = [student for student in data["students"] if student["kind"] == "setfit"]
     data["quality"] = {"enabled": False}
     r = parse_recipe(data)
-    _, result = generate(r, tmp_path / "run")
-    report = FeedbackReport.load(tmp_path / "run" / "dataset" / "feedback.json")
-    assert report.budget == 7 and report.rounds[0].asked == 7 and len(report.learning_curve) == 2
-    assert report.student == "all-minilm-l6-v2" and report.validation_texts == 14
-    dataset = load_synthetic_dataset(tmp_path / "run" / "dataset")
-    texts = [*dataset["train"]["text"], *(dataset["validation"]["text"] if "validation" in dataset else [])]
-    assert sum(prompt_id.startswith("feedback1/") for split in dataset.values()
-               for prompt_id in split["prompt_id"]) == report.rounds[0].kept
-    assert not {normalize(text) for text in texts} & {normalize(text) for text in load_validation(r, []).texts}
-    card = (tmp_path / "run" / "dataset" / "README.md").read_text()
+    _, result = generate(r, tmp_path / "whole")
+    report = FeedbackReport.load(tmp_path / "whole" / "dataset" / "feedback.json")
+    assert report.budget == 14 and [round.asked for round in report.rounds] == [7, 7]
+    assert len(report.learning_curve) == 3 and report.student == "all-minilm-l6-v2"
+    assert report.validation_texts == 14  # 2 per label, from the reference sets (the default)
+    whole = load_synthetic_dataset(tmp_path / "whole" / "dataset")
+    prompt_ids = [prompt_id for split in whole.values() for prompt_id in split["prompt_id"]]
+    assert sum(prompt_id.startswith("feedback1/") for prompt_id in prompt_ids) == report.rounds[0].kept
+    texts = {normalize(text) for split in whole.values() for text in split["text"]}
+    assert not texts & {normalize(text) for text in load_validation(r, []).texts}
+    card = (tmp_path / "whole" / "dataset" / "README.md").read_text()
     assert "2310.13671" in card and "2210.12329" in card
 
-    _, again = generate(r, tmp_path / "run")  # served from the cache: the same prompts, the same data
-    assert again.cached_calls == again.calls and again.samples == result.samples
+    # Killed once the first round's answers are cached and before the second round's are: mid-way through round 2.
+    feedback_calls = [-(-choice.asked // r.generation.samples_per_call) for round in report.rounds
+                      for choice in round.choices]
+    first_calls = result.calls - sum(feedback_calls)
+    recipe_file = tmp_path / "feedback.yaml"
+    recipe_file.write_text(dump_recipe(r))
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "hfsynth.cli", "generate", str(recipe_file), "--out", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache, stored = out / "cache" / "teacher_calls.sqlite", 0
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline and process.poll() is None:
+        if cache.is_file():
+            with CallCache(cache) as calls:
+                stored = len(calls)
+            if stored > first_calls:
+                break
+        time.sleep(0.2)
+    assert process.poll() is None and first_calls < stored < result.calls, "not killed inside the feedback rounds"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "dataset").exists()
+
+    _, resumed = generate(r, out)
+    assert resumed.cached_calls >= stored and resumed.samples == result.samples
+    assert FeedbackReport.load(out / "dataset" / "feedback.json") == report
+    again = datasets.load_from_disk(str(out / "dataset"))
+    for split in whole:
+        assert again[split].to_list() == whole[split].to_list()
 
 
 def test_card_report_and_space_show_the_rounds(tmp_path: Path) -> None:
