@@ -404,10 +404,11 @@ class Recipe(_Strict):
             raise ValueError("evaluation.reference.students needs evaluation.reference.sets (real training data)")
         if self.quality.label_fidelity == "reference" and not self.evaluation.reference.sets:
             raise ValueError("quality.label_fidelity 'reference' needs evaluation.reference.sets")
-        self._check_feedback()
+        self.check_feedback()
         return self
 
-    def _check_feedback(self) -> None:
+    def check_feedback(self) -> None:
+        """Feedback's cross-field checks (ValueError 'field: problem'); the test-set guard compares set sources."""
         feedback = self.generation.feedback
         if feedback is None:
             return

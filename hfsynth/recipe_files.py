@@ -67,6 +67,11 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
         raise RecipeError(f"{source}: {_describe(first)}{more}") from None
     if base_dir is not None:
         recipe = _resolve_local_paths(recipe, base_dir, source)
+        try:
+            recipe.check_feedback()  # again on resolved paths: "../x.jsonl" and "/abs/x.jsonl" are the same file
+        except ValueError as error:
+            field, _, problem = str(error).partition(": ")
+            raise RecipeError(f"{source}: field '{field}': {problem}") from None
     _check_model_names(recipe, source)
     _check_repo_ids(recipe, source)
     if base_dir is not None:  # a recipe file: its data files, labels, installed engine and planned work

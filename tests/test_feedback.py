@@ -301,3 +301,19 @@ def test_card_report_and_space_show_the_rounds(tmp_path: Path) -> None:
     assert run.eval.feedback_plot.is_file()
     curve = " → ".join(f"{value:.3f}" for value in result.feedback.learning_curve)
     assert curve in _results_summary(results)
+
+
+def test_a_test_set_named_by_another_path_is_still_refused(tmp_path: Path) -> None:
+    from hfsynth.recipe_files import load_recipe
+
+    data = write_validation(tmp_path / "real.jsonl", "en")
+    (tmp_path / "sub").mkdir()
+    recipe_file = tmp_path / "sub" / "r.yaml"
+    recipe_file.write_text(json.dumps({
+        "name": "t", "task": {"name": "topic", "description": "Classify."},
+        "labels": [{"name": label} for label in LABELS], "languages": ["en"],
+        "teacher": {"model": "smollm2-135m-instruct"}, "dataset": {"repo_id": "me/t"},
+        "generation": {"feedback": {"validation": {"sets": [{"language": "en", "path": "../real.jsonl"}]}}},
+        "evaluation": {"sets": [{"language": "en", "path": str(data)}]}}))
+    with pytest.raises(RecipeError, match=r"r\.yaml: field 'generation\.feedback\.validation\.sets\[0\]'"):
+        load_recipe(recipe_file)
