@@ -122,10 +122,16 @@ class SetFitSteerer:
             self.student.train(data, Path(checkpoints))
 
     def predict(self, texts: Sequence[str], languages: Sequence[str]) -> list[str]:
-        return self.student.predict(texts, languages)
+        from hfsynth.reproducibility import training_context
+
+        with training_context(self.params.seed):  # the fixed thread count: a near tie must not flip on resume
+            return self.student.predict(texts, languages)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.student.model.model_body.encode(list(texts), normalize_embeddings=True))
+        from hfsynth.reproducibility import training_context
+
+        with training_context(self.params.seed):
+            return np.asarray(self.student.model.model_body.encode(list(texts), normalize_embeddings=True))
 
 
 @dataclass(frozen=True)
