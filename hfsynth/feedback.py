@@ -57,7 +57,8 @@ class ValidationSet:
 
 def load_validation(recipe: Recipe, excluded: Sequence[str]) -> ValidationSet:
     """``examples_per_label`` texts per (language, label) of the feedback validation sets, drawn with the recipe's
-    seed from those not in ``excluded`` (test texts, seed texts: compared case-, punctuation- and space-blind)."""
+    seed from those not in ``excluded`` (test texts, seed texts the plan may show: compared case-, punctuation- and
+    space-blind)."""
     config = _config(recipe)
     skip = {normalize(text) for text in excluded}
     pool: dict[Cell, list[str]] = defaultdict(list)
