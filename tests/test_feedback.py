@@ -292,6 +292,7 @@ def test_card_report_and_space_show_the_rounds(tmp_path: Path) -> None:
     assert "2210.12329" not in card.split("## Citation")[0]  # errors only: S3 is named, ProGen is not
     first = result.feedback.rounds[0]
     assert f"| 1 | {result.feedback.learning_curve[0]:.3f} | {first.asked} | {first.kept} |" in card
+    assert f"|\n| after the last round | {result.feedback.learning_curve[-1]:.3f} |" in card  # one table
 
     results = run_evaluation(r, tmp_path / "run", teacher=AnswerKeyTeacher())
     assert results.feedback == result.feedback
