@@ -22,7 +22,8 @@ samples asked and kept, the feedback learning curve, wall times and the load ave
 
 The default (the quickstart recipe, 3 seeds, 4 runs each) is about 45 minutes on 2 idle CPU cores: one seed's four
 runs took 15 minutes at a load average of 3-5. ``--recipes quickstart,sib200-multilingual`` adds the multilingual
-recipe, whose Gemma teacher makes it about 25 minutes more per seed.
+recipe: by the stage times of benchmarks/results/students_vs_teacher-sib200-multilingual.json, an estimated 25
+minutes more per seed (not measured with feedback yet).
 """
 
 from __future__ import annotations
