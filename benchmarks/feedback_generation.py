@@ -99,6 +99,7 @@ def run_one(recipe: Recipe, out: Path, shared_cache: Path) -> dict[str, Any]:
     stats = GenerationStats.load(folder.dataset.stats)
     results = EvaluationResults.load(folder.eval.results)
     feedback = FeedbackReport.load_if_present(folder.dataset.feedback)
+    dropped = [json.loads(line) for line in folder.dataset.dropped.read_text(encoding="utf-8").splitlines()]
     students = [entry for entry in results.headline if entry.role == "student"]
     human = {(row.student, row.language): row for row in results.synthetic_vs_human}
     return {
@@ -118,8 +119,7 @@ def run_one(recipe: Recipe, out: Path, shared_cache: Path) -> dict[str, Any]:
         } for entry in students],
         "teacher_macro_f1": {entry.language: entry.macro_f1 for entry in results.headline if entry.role == "teacher"},
         "feedback": None if feedback is None else {
-            "drop_reasons": dict(Counter(record["reason"] for record in map(json.loads, folder.dataset.dropped.open())
-                                         if record["prompt_id"].startswith("feedback"))),
+            "drop_reasons": dict(Counter(record["reason"] for record in dropped if record["prompt_id"].startswith("feedback"))),
             "learning_curve": feedback.learning_curve, "budget": feedback.budget,
             "asked_per_round": [round_.asked for round_ in feedback.rounds],
             "kept_per_round": [round_.kept for round_ in feedback.rounds]},
