@@ -119,7 +119,8 @@ def run_one(recipe: Recipe, out: Path, shared_cache: Path) -> dict[str, Any]:
         } for entry in students],
         "teacher_macro_f1": {entry.language: entry.macro_f1 for entry in results.headline if entry.role == "teacher"},
         "feedback": None if feedback is None else {
-            "drop_reasons": dict(Counter(record["reason"] for record in dropped if record["prompt_id"].startswith("feedback"))),
+            "drop_reasons": dict(Counter(record["reason"] for record in dropped
+                                         if record["prompt_id"].startswith("feedback"))),
             "learning_curve": feedback.learning_curve, "budget": feedback.budget,
             "asked_per_round": [round_.asked for round_ in feedback.rounds],
             "kept_per_round": [round_.kept for round_ in feedback.rounds]},
