@@ -18,6 +18,7 @@ from hfsynth.recipe import Recipe
 from hfsynth.run_folder import DatasetFolder, SpaceFolder, StudentFolder
 from hfsynth.run_records import (
     EvaluationResults,
+    FeedbackReport,
     GenerationStats,
     QualityReport,
     StudentMeta,
@@ -65,6 +66,8 @@ class SyntheticDatasetCardData:
     #: The quality report and its plot beside the card (``None`` before the pipeline computed them).
     quality: QualityReport | None = None
     quality_plot: str | None = None
+    #: Error-driven generation's rounds (``feedback.json``), when the recipe turned it on.
+    feedback: FeedbackReport | None = None
 
     @property
     def pretty_name(self) -> str:
@@ -100,6 +103,8 @@ class SyntheticDatasetCardData:
             "quality_lines": self.quality.table_lines() if self.quality else [],
             "quality_file": _DATASET_FILES.quality.name,
             "quality_plot": self.quality_plot,
+            "feedback": self.feedback,
+            "feedback_file": _DATASET_FILES.feedback.name,
         }
 
 

@@ -26,7 +26,7 @@ from hfsynth.embedded import EMBEDDED_MODELS
 from hfsynth.hub.repo_ids import dataset_repo_id
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import DatasetFolder, StudentFolder
-from hfsynth.run_records import EvaluationResults, GenerationStats, QualityReport, SummaryEntry
+from hfsynth.run_records import EvaluationResults, FeedbackReport, GenerationStats, QualityReport, SummaryEntry
 from hfsynth.students.base import read_meta
 from hfsynth.students.registry import student_kind
 from hfsynth.templates import render_file, template_path
@@ -91,6 +91,7 @@ def dataset_card(recipe: Recipe, dataset_dir: Path, results: list[SummaryEntry] 
         recipe, stats, dataset_repo_id(recipe), list(results or []), quality,
         # Relative to the card: the plot beside it.
         folder.quality_plot.name if quality is not None and folder.quality_plot.is_file() else None,
+        FeedbackReport.load_if_present(folder.feedback),
     ))
 
 

@@ -93,6 +93,11 @@ class RunDisplay(RunEvents):
         drops = ", ".join(f"{reason} {count}" for reason, count in result.drop_counts().items())
         console.print(f"{result.calls} teacher calls ({result.cached_calls} from the cache), {result.parsed} samples "
                       f"parsed, {len(result.samples)} kept; dropped: {drops or 'none'}", highlight=False)
+        if result.feedback is not None:
+            curve = " -> ".join(f"{value:.3f}" for value in result.feedback.learning_curve)
+            console.print(f"feedback ({result.feedback.signal}): {len(result.feedback.rounds)} rounds, "
+                          f"{result.feedback.budget} extra samples asked; validation macro-F1 of the steering "
+                          f"student per round: {curve}", highlight=False)
         console.print(f"dataset saved to {RunFolder(out_dir).dataset.root}")
 
     def training_callbacks(self, recipe: Recipe, engine: Engine) -> Sequence[TrainerCallback]:

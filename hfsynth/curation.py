@@ -38,7 +38,7 @@ class DropRecord:
     label: str
     language: str
     prompt_id: str
-    # teacher_chatter | test_overlap | too_short | too_long | wrong_language | duplicate | seed_copy | near_duplicate
+    # teacher_chatter | test_overlap | validation_overlap | too_short | too_long | wrong_language | duplicate | seed_copy | near_duplicate
     # | self_check
     reason: str
     detail: str = ""
@@ -232,22 +232,30 @@ def curate(
     seed_texts: Sequence[str] = (),
     test_texts: Sequence[str] = (),
     chatter: ChatterCheck | None = None,
+    validation_texts: Sequence[str] = (),
 ) -> CurationResult:
     """Apply the filters in order. ``test_texts``: every real test text (for ``test_overlap``); ``chatter``: the
-    task's check (default: meta-talk patterns only, no instructions, no label names)."""
+    task's check (default: meta-talk patterns only, no instructions, no label names); ``validation_texts``: the real
+    texts error-driven generation scores its steering student on (``validation_overlap``, the same n-gram check)."""
     kept: list[Sample] = []
     dropped: list[DropRecord] = []
     chatter = chatter or ChatterCheck(frozenset(), frozenset(), config.instruction_echo_share)
     overlap = TestOverlap(test_texts, config.test_overlap_ngram) if test_texts and config.drop_test_overlap else None
+    # Always on: a validation text copied into the data would make the feedback rounds' scores meaningless.
+    validation = TestOverlap(validation_texts, config.test_overlap_ngram) if validation_texts else None
 
     for sample in samples:
         words = word_count(sample.text)
         chatter_detail = chatter.why(sample.text) if config.drop_teacher_chatter else None
         shared = overlap.shared(sample.text) if overlap else None
+        shared_validation = validation.shared(sample.text) if validation else None
         if chatter_detail:
             dropped.append(DropRecord.of(sample, "teacher_chatter", chatter_detail))
         elif shared:
             dropped.append(DropRecord.of(sample, "test_overlap", f"shares {shared[:60]!r} with a test text"))
+        elif shared_validation:
+            dropped.append(DropRecord.of(sample, "validation_overlap",
+                                         f"shares {shared_validation[:60]!r} with a feedback validation text"))
         elif words < config.min_words:
             dropped.append(DropRecord.of(sample, "too_short", f"{words} words < {config.min_words}"))
         elif words > config.max_words:

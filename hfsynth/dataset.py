@@ -78,6 +78,7 @@ def generation_stats(recipe: Recipe, result: GenerationResult, dataset: datasets
         calls=result.calls,
         cached_calls=result.cached_calls,
         rounds=result.rounds,
+        asked_samples=result.asked,
         parsed_samples=result.parsed,
         kept_samples=len(result.samples),
         dropped_samples=len(result.dropped),
@@ -127,6 +128,10 @@ def save_dataset(recipe: Recipe, result: GenerationResult, out_dir: Path) -> dat
             handle.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
     generation_stats(recipe, result, dataset).save(folder.stats)
     TeacherShown(seed_texts=result.teacher_shown).save(folder.teacher_shown)
+    if result.feedback is not None:
+        result.feedback.save(folder.feedback)
+    else:
+        folder.feedback.unlink(missing_ok=True)  # from an earlier run of a recipe that had feedback on
     return dataset
 
 

@@ -25,10 +25,12 @@ from hfsynth.curation import (
     curate,
     instruction_texts,
 )
+from hfsynth.feedback import SetFitSteerer, Steerer, load_validation, round_of, run_feedback
 from hfsynth.parsing import parse_answer
 from hfsynth.prompts import GenerationRequest, classification_prompt, generation_prompt, prompt_fingerprint
 from hfsynth.realdata import examples_by_label, labelled_texts, load_labelled_set
 from hfsynth.recipe import Recipe
+from hfsynth.run_records import FeedbackReport
 from hfsynth.teachers.base import ClassifyUnit, GenerateUnit, Prompt, Teacher
 
 #: Extra rounds for (label, language) cells that curation left short of their target.
@@ -57,8 +59,10 @@ class GenerationResult:
     targets: dict[tuple[str, str], int] = field(default_factory=dict)
     #: The real seed texts the plan may show the teacher (every top-up round included): kept out of the human-data
     #: reference. A superset of what this run showed, fixed by the recipe, so the reference never depends on how a
-    #: run went.
+    #: run went. With feedback, every feedback validation text too.
     teacher_shown: list[str] = field(default_factory=list)
+    asked: int = 0  # samples asked of the teacher, every round (top-up and feedback) included
+    feedback: FeedbackReport | None = None
 
     def counts(self) -> Counter[tuple[str, str]]:
         return Counter((sample.language, sample.label) for sample in self.samples)
@@ -179,32 +183,33 @@ class CachedTeacher:
 
 
 def generate_samples(
-    recipe: Recipe, teacher: Teacher, cache_path: Path, progress: GenerationProgress | None = None
+    recipe: Recipe, teacher: Teacher, cache_path: Path, progress: GenerationProgress | None = None,
+    steerer: Steerer | None = None,
 ) -> GenerationResult:
-    """Run generation and curation to the recipe's targets (within ``MAX_TOP_UP_ROUNDS`` extra rounds)."""
+    """Run generation and curation to the recipe's targets (within ``MAX_TOP_UP_ROUNDS`` extra rounds), then the
+    recipe's feedback rounds (:mod:`hfsynth.feedback`; ``steerer``: its steering student, default a head-only SetFit)."""
     config = recipe.generation
     seed_examples = load_seed_examples(recipe) if config.strategy == "few-shot" else {}
     seed_texts = [text for by_label in seed_examples.values() for texts in by_label.values() for text in texts]
     # Every real test text, not only the evaluated subset: a leak of any of them is a leak.
     test_texts = labelled_texts(recipe, recipe.evaluation.sets)
+    plan_shown = seed_texts_the_plan_may_show(recipe, seed_examples)
+    validation = load_validation(recipe, [*plan_shown, *test_texts]) if config.feedback else None
+    validation_texts = validation.texts if validation else []
     chatter = ChatterCheck.for_task(recipe.label_names, instruction_texts(recipe),
                                     recipe.curation.instruction_echo_share)
     targets = {(language, label): config.samples_per_label
                for language in recipe.languages for label in recipe.label_names}
-    result = GenerationResult([], [], config.strategy, teacher.model_id, targets=targets,
-                              teacher_shown=seed_texts_the_plan_may_show(recipe, seed_examples))
+    # The validation texts may all be shown (S3's errors): the human-data reference never trains on them either.
+    shown = sorted({*plan_shown, *validation_texts})
+    result = GenerationResult([], [], config.strategy, teacher.model_id, targets=targets, teacher_shown=shown)
     chat = teacher.uses_chat
     parse = functools.lru_cache(maxsize=None)(lambda answer: parse_answer(answer, chat))  # progress parses too
 
-    raw_samples: list[Sample] = []
-    curated = CurationResult([], [])
-    needed = dict(targets)
     with CallCache(cache_path) as cache:
         cached_teacher = CachedTeacher(teacher, cache, recipe)
-        for round_index in range(1 + MAX_TOP_UP_ROUNDS):
-            requests = plan_requests(recipe, needed, round_index, seed_examples)
-            if not requests:
-                break
+
+        def ask(requests: list[GenerationRequest]) -> list[Sample]:
             prompts = [generation_prompt(recipe, request) for request in requests]
             # What the result will count: at most the texts each request asked for.
             answers, cached = cached_teacher.generate(
@@ -212,30 +217,58 @@ def generate_samples(
                 count_samples=lambda i, answer: min(len(parse(answer)), requests[i].count))
             result.calls += len(prompts)
             result.cached_calls += cached
-            result.rounds = round_index + 1
-            for request, answer in zip(requests, answers, strict=True):
-                # A chatty teacher may write more than asked: keep only what was asked for.
-                for text in parse(answer)[: request.count]:
-                    raw_samples.append(Sample(text, request.label, request.language, request.prompt_id))
-            result.parsed = len(raw_samples)
+            result.asked += sum(request.count for request in requests)
+            # A chatty teacher may write more than asked: keep only what was asked for.
+            return [Sample(text, request.label, request.language, request.prompt_id)
+                    for request, answer in zip(requests, answers, strict=True) for text in parse(answer)[: request.count]]
 
-            curated = curate(raw_samples, recipe.curation, seed_texts, test_texts, chatter)
+        def curate_all(raw: list[Sample]) -> CurationResult:
+            curated = curate(raw, recipe.curation, [*seed_texts, *validation_texts], test_texts, chatter,
+                             validation_texts)
             if recipe.curation.self_check and curated.kept:
                 curated = _self_check(recipe, cached_teacher, curated)
+            return curated
+
+        raw_samples: list[Sample] = []
+        curated = CurationResult([], [])
+        needed = dict(targets)
+        for round_index in range(1 + MAX_TOP_UP_ROUNDS):
+            requests = plan_requests(recipe, needed, round_index, seed_examples)
+            if not requests:
+                break
+            raw_samples += ask(requests)
+            result.rounds = round_index + 1
+            curated = curate_all(raw_samples)
             if progress:
                 progress.on_round_done(round_index, len(curated.kept), len(curated.dropped))
             counts = Counter((sample.language, sample.label) for sample in curated.kept)
             needed = {cell: target - counts[cell] for cell, target in targets.items() if counts[cell] < target}
 
-    # Keep at most the target per cell, in plan order: over-generation is a reserve, not extra data.
-    taken: Counter[tuple[str, str]] = Counter()
-    for sample in curated.kept:
-        cell = (sample.language, sample.label)
-        if taken[cell] < targets[cell]:
-            taken[cell] += 1
-            result.samples.append(sample)
+        if validation is not None:
+            raw_samples, result.feedback = run_feedback(
+                recipe, raw_samples, ask, lambda raw: _dataset_samples(curate_all(raw).kept, targets),
+                steerer or SetFitSteerer(recipe), validation)
+            curated = curate_all(raw_samples)
+        result.parsed = len(raw_samples)
+
+    result.samples = _dataset_samples(curated.kept, targets)
     result.dropped = curated.dropped
     return result
+
+
+def _dataset_samples(kept: Sequence[Sample], targets: dict[tuple[str, str], int]) -> list[Sample]:
+    """The first pass's samples up to the target per cell, in plan order (over-generation is a reserve, not extra
+    data), and every kept sample of the feedback rounds (their budget is extra data by design)."""
+    taken: Counter[tuple[str, str]] = Counter()
+    samples = []
+    for sample in kept:
+        cell = (sample.language, sample.label)
+        if round_of(sample.prompt_id):
+            samples.append(sample)
+        elif taken[cell] < targets[cell]:
+            taken[cell] += 1
+            samples.append(sample)
+    return samples
 
 
 def _self_check(recipe: Recipe, teacher: CachedTeacher, curated: CurationResult) -> CurationResult:

@@ -38,11 +38,22 @@ class GenerationRequest:
     count: int
     call_index: int  # position of this call among the calls for (label, language); drives diversity rotation
     seed_examples: tuple[str, ...] = ()  # real texts of this label (few-shot), shown to be imitated, not copied
+    #: Error-driven generation (hfsynth.feedback): the round (0: the first pass), the real validation texts of this
+    #: label a student mistook (with the label each was taken for: S3), synthetic demonstrations (ProGen).
+    feedback_round: int = 0
+    errors: tuple[tuple[str, str], ...] = ()
+    demonstrations: tuple[str, ...] = ()
 
     @property
     def prompt_id(self) -> str:
         """Stable id recorded with every sample made from this request (provenance)."""
-        return f"{self.language}/{self.label}/{self.call_index}"
+        round_tag = f"feedback{self.feedback_round}/" if self.feedback_round else ""
+        return f"{round_tag}{self.language}/{self.label}/{self.call_index}"
+
+    @property
+    def examples(self) -> tuple[str, ...]:
+        """Every text the prompt shows the teacher, as items of a completion document too."""
+        return self.seed_examples + tuple(text for text, _ in self.errors) + self.demonstrations
 
 
 def _label(recipe: Recipe, name: str) -> Label:
@@ -72,6 +83,14 @@ def generation_prompt(recipe: Recipe, request: GenerationRequest) -> Prompt:
     if request.seed_examples:
         lines.append("Here are real examples with this label. Imitate their kind and tone, but do not copy them:")
         lines.extend(f"- {example}" for example in request.seed_examples)
+    if request.errors:  # S3's extrapolation: new texts like those a small model got wrong
+        lines.append("A classifier took these real texts with this label for another label. Write new, different "
+                     "texts like them, whose label is unmistakable; do not copy them:")
+        lines.extend(f"- {text} (taken for: {taken_for})" for text, taken_for in request.errors)
+    if request.demonstrations:  # ProGen: the synthetic examples that helped a small model most
+        lines.append("Here are good examples with this label. Write new, different texts like them; do not copy "
+                     "them:")
+        lines.extend(f"- {example}" for example in request.demonstrations)
     if diversity:
         lines.append(diversity)
     lines.append(f"Write only the texts, one per line, numbered 1 to {request.count}, all in {language}.")
@@ -80,7 +99,7 @@ def generation_prompt(recipe: Recipe, request: GenerationRequest) -> Prompt:
     # Base model: a document of labelled items it continues with one more item of the requested label.
     header = f"{task.description} Language: {language}. Label: {label.name}."
     document = [header, ""]
-    for example in request.seed_examples:
+    for example in request.examples:
         document += [f"{ITEM_MARKER} {example}", ""]
     document.append(ITEM_MARKER)
     return Prompt(messages=messages, completion="\n".join(document))

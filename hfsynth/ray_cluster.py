@@ -202,6 +202,9 @@ def connect(address: str | None, runtime_env: dict[str, Any]) -> None:
         check_reachable(address)
         _use_token_when_there_is_one()
     where = address if address and address != "local" else "a new local instance"
+    # Under `ray job submit` the job's runtime_env already set some of the variables hfsynth forwards (they reached
+    # this driver's environment through it): Ray refuses the same key twice unless told to combine them.
+    os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
     with native_stderr() as core_log:
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env,

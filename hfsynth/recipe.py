@@ -122,6 +122,32 @@ class SeedSet(_Strict):
         return self
 
 
+class FeedbackValidation(_Strict):
+    # Small real labelled sets the steering student is scored on; empty: evaluation.reference.sets. Never test sets.
+    sets: list[SeedSet] = []
+    # Real texts per label and language drawn from them (fixed by generation.seed; test and seed texts left out).
+    examples_per_label: int = Field(8, ge=1, le=1000)
+
+
+class FeedbackConfig(_Strict):
+    """Error-driven generation (S3, Wang et al. 2023; ProGen, Ye et al. 2022): after the first pass, each round
+    trains a cheap steering student, scores it on real validation texts and asks the teacher for more where it
+    fails."""
+
+    rounds: int = Field(3, ge=1, le=20)
+    # Extra samples asked of the teacher over all rounds, as a share of the first pass's.
+    budget: float = Field(0.5, gt=0.0, le=10.0)
+    # errors: S3's extrapolation of misclassified real texts; demonstrations: ProGen's most helpful synthetic
+    # examples as in-context demonstrations; both: alternating per call.
+    signal: Literal["errors", "demonstrations", "both"] = "errors"
+    validation: FeedbackValidation = FeedbackValidation()
+    # A setfit student of the recipe, trained head-only (body_training none) to steer; default: the first setfit
+    # student, else the quality report's embedding model.
+    student: str | None = None
+    # Misclassified texts or demonstrations shown per teacher call.
+    examples_per_call: int = Field(2, ge=1, le=10)
+
+
 class GenerationConfig(_Strict):
     strategy: Literal["zero-shot", "few-shot"] = "zero-shot"
     samples_per_label: int = Field(20, ge=1, le=MAX_SAMPLES_PER_LABEL,
@@ -138,6 +164,7 @@ class GenerationConfig(_Strict):
     seeds: list[SeedSet] = []
     seed: int = 0
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    feedback: FeedbackConfig | None = None
 
     @model_validator(mode="after")
     def _few_shot_needs_seeds(self) -> GenerationConfig:
@@ -342,7 +369,8 @@ class Recipe(_Strict):
     def _cross_checks(self) -> Recipe:
         label_names = {label.name for label in self.labels}
         for field, sets in (("generation.seeds", self.generation.seeds), ("evaluation.sets", self.evaluation.sets),
-                            ("evaluation.reference.sets", self.evaluation.reference.sets)):
+                            ("evaluation.reference.sets", self.evaluation.reference.sets),
+                            ("generation.feedback.validation.sets", self.feedback_validation_sets)):
             for index, seed_set in enumerate(sets):
                 if seed_set.language not in self.languages:
                     raise ValueError(
@@ -376,7 +404,35 @@ class Recipe(_Strict):
             raise ValueError("evaluation.reference.students needs evaluation.reference.sets (real training data)")
         if self.quality.label_fidelity == "reference" and not self.evaluation.reference.sets:
             raise ValueError("quality.label_fidelity 'reference' needs evaluation.reference.sets")
+        self.check_feedback()
         return self
+
+    def check_feedback(self) -> None:
+        """Feedback's cross-field checks (ValueError 'field: problem'); the test-set guard compares set sources."""
+        feedback = self.generation.feedback
+        if feedback is None:
+            return
+        field = "generation.feedback.validation.sets"
+        if not self.feedback_validation_sets:
+            raise ValueError(f"{field}: feedback needs real labelled validation texts: give sets, or "
+                             "evaluation.reference.sets (the default)")
+        tests = {(s.path, s.hub_id, s.config, s.split) for s in self.evaluation.sets}
+        for index, seed_set in enumerate(self.feedback_validation_sets):
+            if (seed_set.path, seed_set.hub_id, seed_set.config, seed_set.split) in tests:
+                raise ValueError(f"{field}[{index}]: is one of evaluation.sets: the validation texts steer "
+                                 "generation, so the test sets would no longer be unseen")
+        setfit = [student.name for student in self.students if student.kind == "setfit"]
+        if feedback.student is not None and feedback.student not in setfit:
+            raise ValueError(f"generation.feedback.student: {feedback.student!r} is not a setfit student of the "
+                             f"recipe (setfit students: {setfit or 'none'}); leave it out for the default")
+
+    @property
+    def feedback_validation_sets(self) -> list[SeedSet]:
+        """The real sets feedback rounds score the steering student on (none without feedback)."""
+        feedback = self.generation.feedback
+        if feedback is None:
+            return []
+        return feedback.validation.sets or self.evaluation.reference.sets
 
     @property
     def planned_calls(self) -> int:

@@ -71,7 +71,9 @@ def _check_planned_work(recipe: Recipe) -> str | None:
 
 def _data_sets(recipe: Recipe) -> Iterator[tuple[str, SeedSet]]:
     for field, sets in (("generation.seeds", recipe.generation.seeds), ("evaluation.sets", recipe.evaluation.sets),
-                        ("evaluation.reference.sets", recipe.evaluation.reference.sets)):
+                        ("evaluation.reference.sets", recipe.evaluation.reference.sets),
+                        ("generation.feedback.validation.sets",
+                         recipe.generation.feedback.validation.sets if recipe.generation.feedback else [])):
         for index, seed_set in enumerate(sets):
             yield f"{field}[{index}]", seed_set
 

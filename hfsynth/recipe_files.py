@@ -67,6 +67,11 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
         raise RecipeError(f"{source}: {_describe(first)}{more}") from None
     if base_dir is not None:
         recipe = _resolve_local_paths(recipe, base_dir, source)
+        try:
+            recipe.check_feedback()  # again on resolved paths: "../x.jsonl" and "/abs/x.jsonl" are the same file
+        except ValueError as error:
+            field, _, problem = str(error).partition(": ")
+            raise RecipeError(f"{source}: field '{field}': {problem}") from None
     _check_model_names(recipe, source)
     _check_repo_ids(recipe, source)
     if base_dir is not None:  # a recipe file: its data files, labels, installed engine and planned work
@@ -90,7 +95,13 @@ def _resolve_local_paths(recipe: Recipe, base_dir: Path, source: str) -> Recipe:
             resolved.append(seed_set)
         return resolved
 
-    generation = recipe.generation.model_copy(update={"seeds": resolve(recipe.generation.seeds, "generation.seeds")})
+    update: dict[str, object] = {"seeds": resolve(recipe.generation.seeds, "generation.seeds")}
+    feedback = recipe.generation.feedback
+    if feedback is not None:
+        sets = resolve(feedback.validation.sets, "generation.feedback.validation.sets")
+        update["feedback"] = feedback.model_copy(update={"validation": feedback.validation.model_copy(
+            update={"sets": sets})})
+    generation = recipe.generation.model_copy(update=update)
     reference = recipe.evaluation.reference.model_copy(
         update={"sets": resolve(recipe.evaluation.reference.sets, "evaluation.reference.sets")}
     )

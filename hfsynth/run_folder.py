@@ -68,6 +68,11 @@ class DatasetFolder:
         return self.root / TEACHER_SHOWN_FILE
 
     @property
+    def feedback(self) -> Path:
+        """Error-driven generation's rounds and learning curve (``hfsynth.run_records.FeedbackReport``)."""
+        return self.root / "feedback.json"
+
+    @property
     def quality(self) -> Path:
         """The quality report (``hfsynth.run_records.QualityReport``): diversity, coverage, fidelity, leaks."""
         return self.root / "quality.json"
@@ -174,8 +179,13 @@ class EvalFolder:
         return self.root / _QUALITY_PLOT
 
     @property
+    def feedback_plot(self) -> Path:
+        """The steering student's validation macro-F1 per feedback round (error-driven generation)."""
+        return self.root / "feedback_rounds.png"
+
+    @property
     def plots(self) -> tuple[Path, ...]:
-        return (self.bars_plot, self.curve_plot, self.human_plot, self.quality_plot)
+        return (self.bars_plot, self.curve_plot, self.human_plot, self.quality_plot, self.feedback_plot)
 
     @property
     def predictions(self) -> Path:

@@ -70,6 +70,8 @@ class GenerationStats(_Record):
     calls: int
     cached_calls: int
     rounds: int
+    #: Samples asked of the teacher over every round (first pass, top-ups, feedback): the equal-cost measure.
+    asked_samples: int | None = None
     parsed_samples: int
     kept_samples: int
     dropped_samples: int
@@ -85,6 +87,41 @@ class TeacherShown(_Record):
     seeds), which the human-data reference must never train on. Travels with the dataset, to the Hub too."""
 
     seed_texts: list[str]
+
+
+class FeedbackChoice(_Record):
+    """Where one feedback round spent samples: one (language, label) cell, and why."""
+
+    language: str
+    label: str
+    f1: float  # the steering student's F1 on the cell's validation texts, which chose it
+    confused_with: str | None = None  # the label its validation errors were most often taken for
+    asked: int
+    kept: int
+    #: What the prompts showed: misclassified real validation texts (errors) and synthetic examples (demonstrations).
+    shown_errors: list[str] = []
+    shown_demonstrations: list[str] = []
+
+
+class FeedbackRound(_Record):
+    round: int  # 1, 2, ...: the first pass is round 0
+    asked: int
+    kept: int
+    choices: list[FeedbackChoice]
+
+
+class FeedbackReport(_Record):
+    """``dataset/feedback.json``: error-driven generation's rounds and learning curve (the card, report and Space
+    read it)."""
+
+    signal: str
+    student: str  # the steering student's base model, trained head-only
+    validation_texts: int
+    first_pass_asked: int
+    budget: int  # extra samples asked over all rounds
+    #: The steering student's validation macro-F1 trained on the first pass, then after each round's samples.
+    learning_curve: list[float]
+    rounds: list[FeedbackRound]
 
 
 # --- hfsynth_student.json -------------------------------------------------------------------------------------------
@@ -396,6 +433,8 @@ class EvaluationResults(_Record):
     synthetic_vs_human: list[SyntheticVsHuman] = []
     #: The synthetic dataset's quality report (``dataset/quality.json``) at evaluation time.
     quality: QualityReport | None = None
+    #: Error-driven generation's rounds (``dataset/feedback.json``), when the recipe turned it on.
+    feedback: FeedbackReport | None = None
 
     @property
     def headline(self) -> list[SummaryEntry]:

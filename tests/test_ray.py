@@ -453,3 +453,18 @@ def test_an_address_where_nothing_listens_fails_at_once(tmp_path: Path) -> None:
     assert time.monotonic() - started < 30
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert result.exit_code == 1 and len(errors) == 1 and f"cannot connect to the Ray cluster at {address}" in errors[0]
+
+
+def test_feedback_rounds_write_the_same_data_as_on_the_local_engine(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    """Error-driven generation through the engine interface: the teacher a pool of Ray actors, the steering student
+    in the driver; the same prompts, answers and rounds as on the local engine."""
+    from tests.test_feedback import MajorityStudent
+    from tests.test_feedback import recipe as feedback_recipe
+
+    recipe = feedback_recipe(tmp_path, signal="both")
+    local = generate_samples(recipe, ScriptedTeacher(), tmp_path / "local.sqlite", steerer=MajorityStudent())
+    with engine(ray_cluster, teacher_factory=lambda config: ScriptedTeacher()) as ray_engine, \
+            ray_engine.load_teacher(recipe) as teacher:
+        on_ray = generate_samples(recipe, teacher, tmp_path / "ray.sqlite", steerer=MajorityStudent())
+    assert on_ray.feedback is not None and on_ray.feedback == local.feedback
+    assert on_ray.samples == local.samples and on_ray.asked == local.asked

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from hfsynth.run_records import EvaluationResults, SummaryEntry
+from hfsynth.run_records import EvaluationResults, FeedbackReport, SummaryEntry
 
 
 def _error_bars(entries: Sequence[SummaryEntry | None]) -> np.ndarray:
@@ -136,4 +136,27 @@ def plot_synthetic_vs_human(results: EvaluationResults, path: Path) -> None:
     axes.grid(axis="y", alpha=0.3)
     figure.legend(fontsize="small", loc="lower center", ncol=min(4, 2 * len(students)))
     figure.tight_layout(rect=(0, 0.06 * (1 + (2 * len(students) - 1) // 4), 1, 1))
+    figure.savefig(path, dpi=120)
+
+
+def plot_feedback_rounds(feedback: FeedbackReport, path: Path) -> None:
+    """The feedback learning curve: the steering student's macro-F1 on the real validation texts after the first
+    pass (round 0) and after each feedback round's samples, with the samples asked so far on a second axis."""
+    rounds = list(range(len(feedback.learning_curve)))
+    asked = np.cumsum([feedback.first_pass_asked, *(round.asked for round in feedback.rounds)])
+    figure = Figure(figsize=(6.0, 3.8))
+    axis = figure.subplots()
+    axis.plot(rounds, feedback.learning_curve, marker="o", color="C0", label="validation macro-F1")
+    axis.set_xlabel("feedback round (0: the first pass)")
+    axis.set_ylabel(f"macro-F1 of {feedback.student} (head-only)")
+    axis.set_ylim(0, 1)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.grid(alpha=0.3)
+    samples = axis.twinx()
+    samples.bar(rounds, asked, alpha=0.15, color="C1", label="teacher samples asked so far")
+    samples.set_ylabel("teacher samples asked so far")
+    axis.set_zorder(samples.get_zorder() + 1)
+    axis.patch.set_visible(False)
+    axis.set_title(f"Error-driven generation ({feedback.signal}): {feedback.validation_texts} validation texts")
+    figure.tight_layout()
     figure.savefig(path, dpi=120)

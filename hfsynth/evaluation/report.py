@@ -93,7 +93,7 @@ def render_report(results: EvaluationResults, eval_folder: EvalFolder) -> str:
     # The report sits beside its plots in the eval folder: linked by name, and only those that were drawn.
     plots = {name: path.name if path.is_file() else None for name, path in (
         ("bars", eval_folder.bars_plot), ("curve", eval_folder.curve_plot), ("human", eval_folder.human_plot),
-        ("quality", eval_folder.quality_plot))}
+        ("quality", eval_folder.quality_plot), ("feedback", eval_folder.feedback_plot))}
     text = render(
         REPORT_TEMPLATE,
         recipe=results.recipe,
@@ -109,6 +109,7 @@ def render_report(results: EvaluationResults, eval_folder: EvalFolder) -> str:
         speed=speed_lines,
         curve=curve if any(entry.train_size is not None for entry in results.learning_curve) else [],
         quality=results.quality,
+        feedback=results.feedback,
         quality_lines=results.quality.table_lines() if results.quality else [],
         per_label=per_label,
         confusion=confusion,

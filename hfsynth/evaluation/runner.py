@@ -32,7 +32,12 @@ from tqdm.auto import tqdm
 from hfsynth.cache import CallCache, call_key
 from hfsynth.embedded import base_model_id
 from hfsynth.errors import HfsynthError
-from hfsynth.evaluation.plots import plot_learning_curve, plot_synthetic_vs_human, plot_teacher_vs_students
+from hfsynth.evaluation.plots import (
+    plot_feedback_rounds,
+    plot_learning_curve,
+    plot_synthetic_vs_human,
+    plot_teacher_vs_students,
+)
 from hfsynth.evaluation.report import render_report
 from hfsynth.evaluation.summary import ScoredRun, build_results
 from hfsynth.execution import LOCAL, Engine, UnitSpec, UnitsProgress, gather
@@ -43,7 +48,7 @@ from hfsynth.quality import teacher_classifier, write_quality
 from hfsynth.realdata import TestSet, load_test_sets, teacher_demonstrations
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import RunFolder
-from hfsynth.run_records import EvaluationResults, QualityReport, ResultRow
+from hfsynth.run_records import EvaluationResults, FeedbackReport, QualityReport, ResultRow
 from hfsynth.storage import FolderAccess, unit_folders
 from hfsynth.students.base import Student, read_meta
 from hfsynth.teachers.base import ClassifyUnit, LabelScores, Teacher
@@ -278,7 +283,8 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
     scored += [row for rows in per_run for row in rows]
 
     write_predictions(eval_dir.predictions, scored, test_sets)
-    results = build_results(recipe, scored, test_sets, session.model_id, quality)
+    feedback = FeedbackReport.load_if_present(run_folder.dataset.feedback)
+    results = build_results(recipe, scored, test_sets, session.model_id, quality, feedback)
     results.save(eval_dir.results)
     plot_teacher_vs_students(results, eval_dir.bars_plot)
     plot_learning_curve(results, eval_dir.curve_plot)
@@ -288,5 +294,9 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
         eval_dir.human_plot.unlink(missing_ok=True)  # from an earlier run with reference data
     if quality is None:
         eval_dir.quality_plot.unlink(missing_ok=True)
+    if feedback is not None:
+        plot_feedback_rounds(feedback, eval_dir.feedback_plot)
+    else:
+        eval_dir.feedback_plot.unlink(missing_ok=True)
     eval_dir.report.write_text(render_report(results, eval_dir), encoding="utf-8")
     return results

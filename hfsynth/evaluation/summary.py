@@ -29,7 +29,7 @@ from hfsynth.evaluation.bootstrap import (
 )
 from hfsynth.realdata import TestSet
 from hfsynth.recipe import Recipe
-from hfsynth.run_records import EvaluationResults, QualityReport, ResultRow, Verdict
+from hfsynth.run_records import EvaluationResults, FeedbackReport, QualityReport, ResultRow, Verdict
 
 #: The verdicts in words; anything else is "no clear difference".
 _STATEMENTS = {
@@ -115,6 +115,7 @@ def build_results(
     test_sets: Sequence[TestSet],
     teacher_model: str,
     quality: QualityReport | None = None,
+    feedback: FeedbackReport | None = None,
 ) -> EvaluationResults:
     """The results file's content from every scored run (teacher rows first)."""
     settings = recipe.evaluation
@@ -172,6 +173,7 @@ def build_results(
                       "seed": settings.seed},
         "synthetic_vs_human": comparisons,
         "quality": quality.to_json() if quality is not None else None,
+        **({"feedback": feedback.to_json()} if feedback is not None else {}),
     })
 
 

@@ -359,6 +359,12 @@ def _results_summary(results: EvaluationResults) -> str:
         overlap, chatter = quality.test_overlap, quality.teacher_chatter
         lines.append(f"- Test-set overlap: {overlap.dropped} dropped, {overlap.kept} left; "
                      f"teacher chatter: {chatter.dropped} dropped, {chatter.kept} left.")
+    feedback = results.feedback
+    if feedback is not None:
+        curve = " → ".join(f"{value:.3f}" for value in feedback.learning_curve)
+        lines += ["", (f"**Feedback rounds** ({feedback.signal}, {feedback.budget} extra teacher samples after "
+                       f"{feedback.first_pass_asked}): validation macro-F1 of `{feedback.student}` per round (0: the "
+                       f"first pass), on {feedback.validation_texts} real validation texts: {curve}.")]
     return "\n".join(lines)
 
 
