@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from hfsynth.feedback import round_budgets
 from hfsynth.generation import MAX_TOP_UP_ROUNDS, plan_requests
 from hfsynth.recipe import Recipe
 from hfsynth.training import planned_runs, run_params
@@ -85,7 +86,7 @@ def plan_grid(recipe: Recipe) -> GridPlan:
         labels=len(recipe.label_names),
         samples=sum(full.values()),
         generation_prompts=first_pass,
-        generation_prompts_max=first_pass * (1 + MAX_TOP_UP_ROUNDS) + _feedback_prompts(recipe, first_pass),
+        generation_prompts_max=first_pass * (1 + MAX_TOP_UP_ROUNDS) + _feedback_prompts(recipe),
         test_texts=_test_texts(recipe),
         test_sets=len({test_set.language for test_set in recipe.evaluation.sets}),
         students=tuple(students),
@@ -94,12 +95,14 @@ def plan_grid(recipe: Recipe) -> GridPlan:
     )
 
 
-def _feedback_prompts(recipe: Recipe, first_pass: int) -> int:
-    """The extra prompts feedback rounds may send: their budget is a share of the first pass's samples."""
-    feedback = getattr(recipe.generation, "feedback", None)
-    if feedback is None:
+def _feedback_prompts(recipe: Recipe) -> int:
+    """The most prompts feedback rounds may send: each round's samples (:func:`hfsynth.feedback.round_budgets`)
+    spread over the cells, each cell's share asked ``samples_per_call`` at a time (one short call per cell at most)."""
+    if recipe.generation.feedback is None:
         return 0
-    return math.ceil(first_pass * feedback.budget)
+    cells = len(recipe.languages) * len(recipe.label_names)
+    per_call = recipe.generation.samples_per_call
+    return sum(math.ceil(budget / per_call) + min(cells, budget) for budget in round_budgets(recipe))
 
 
 def _test_texts(recipe: Recipe) -> int | None:

@@ -44,3 +44,21 @@ def test_plan_command_prints_the_grid() -> None:
     assert result.returncode == 0, result.stderr
     assert "pecher2026-topic" in result.stderr and "quickstart-topic-en" in result.stderr
     assert "at 10 min per student run" in result.stderr
+
+
+def test_feedback_rounds_count_in_the_most_generation_may_cost(tmp_path) -> None:  # noqa: ANN001
+    raw = yaml.safe_load((REPO_ROOT / "recipes" / "quickstart.yaml").read_text())
+    for entry in (*raw["generation"]["seeds"], *raw["evaluation"]["sets"], *raw["evaluation"]["reference"]["sets"]):
+        entry["path"] = str(REPO_ROOT / "recipes" / entry["path"])
+    plain = plan_grid(load_recipe(_written(tmp_path / "plain.yaml", raw)))
+    raw["generation"]["feedback"] = {"rounds": 2, "budget": 0.5}
+    steered = plan_grid(load_recipe(_written(tmp_path / "feedback.yaml", raw)))
+    extra = steered.generation_prompts_max - plain.generation_prompts_max
+    cells = steered.languages * steered.labels
+    least = math.ceil(0.5 * steered.samples / raw["generation"]["samples_per_call"])
+    assert steered.generation_prompts == plain.generation_prompts and least <= extra <= least + 2 * (cells + 1)
+
+
+def _written(path, data: dict):  # noqa: ANN001, ANN202
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
