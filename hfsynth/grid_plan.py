@@ -18,11 +18,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hfsynth.feedback import round_budgets
 from hfsynth.generation import MAX_TOP_UP_ROUNDS, plan_requests
 from hfsynth.recipe import Recipe
-from hfsynth.training import planned_runs, run_params
+from hfsynth.training import StudentRun, planned_runs, run_params
+
+if TYPE_CHECKING:
+    import torch
 
 #: Bytes per saved parameter (safetensors, float32).
 FLOAT32_BYTES = 4
@@ -121,7 +125,7 @@ def _test_texts(recipe: Recipe) -> int | None:
     return total
 
 
-def _saved_bytes(runs: list, name: str) -> int | None:
+def _saved_bytes(runs: list[StudentRun], name: str) -> int | None:
     run = next(run for run in runs if run.config.name == name)
     config, params = run.config, run_params(run)
     if config.kind == "in-context":
@@ -134,7 +138,7 @@ def _saved_bytes(runs: list, name: str) -> int | None:
     return _lora_parameters(model, params.r, params.target_modules) * FLOAT32_BYTES
 
 
-def _meta_model(name: str):  # noqa: ANN202 - a torch module on the meta device, or None
+def _meta_model(name: str) -> torch.nn.Module | None:
     """The model ``name`` built from its config alone on torch's meta device (no memory, no weights), or None when
     its config cannot be reached (a Hub id offline, a gated model without a token)."""
     import torch
@@ -153,7 +157,7 @@ def _meta_model(name: str):  # noqa: ANN202 - a torch module on the meta device,
             return AutoModel.from_config(config)
 
 
-def _lora_parameters(model: object, rank: int, target_modules: list[str] | str) -> int:
+def _lora_parameters(model: torch.nn.Module, rank: int, target_modules: list[str] | str) -> int:
     """Parameters of a LoRA adapter on ``model``: r x (in + out) per adapted linear layer; "all-linear" adapts every
     linear layer but the output head, as peft does."""
     import torch

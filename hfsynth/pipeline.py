@@ -37,8 +37,8 @@ from hfsynth.run_events import RunEvents
 from hfsynth.run_folder import RUN_FOLDER_LOCK, RunFolder
 from hfsynth.run_records import EvaluationResults
 from hfsynth.stage_stats import measured_stage
-from hfsynth.students.base import Student
 from hfsynth.storage import push_if_mirrored
+from hfsynth.students.base import Student
 from hfsynth.training import TrainedRun, train_students
 
 if TYPE_CHECKING:

@@ -46,7 +46,7 @@ def test_plan_command_prints_the_grid() -> None:
     assert "at 10 min per student run" in result.stderr
 
 
-def test_feedback_rounds_count_in_the_most_generation_may_cost(tmp_path) -> None:  # noqa: ANN001
+def test_feedback_rounds_count_in_the_most_generation_may_cost(tmp_path) -> None:
     raw = yaml.safe_load((REPO_ROOT / "recipes" / "quickstart.yaml").read_text())
     for entry in (*raw["generation"]["seeds"], *raw["evaluation"]["sets"], *raw["evaluation"]["reference"]["sets"]):
         entry["path"] = str(REPO_ROOT / "recipes" / entry["path"])
@@ -59,6 +59,6 @@ def test_feedback_rounds_count_in_the_most_generation_may_cost(tmp_path) -> None
     assert steered.generation_prompts == plain.generation_prompts and least <= extra <= least + 2 * (cells + 1)
 
 
-def _written(path, data: dict):  # noqa: ANN001, ANN202
+def _written(path, data: dict):
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

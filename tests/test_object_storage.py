@@ -95,9 +95,9 @@ def test_a_local_copy_resumes_from_storage_and_sends_back(s3_server: S3Server, t
 
 def test_storage_nobody_answers_is_one_line(tmp_path: Path) -> None:
     uri = f"s3://bucket/run?endpoint_override=127.0.0.1:{free_port()}&scheme=http&region=us-east-1"
-    with pytest.raises(HfsynthError, match=r"^--out s3://bucket/run: cannot read the run folder there"):
-        with run_folder_on(uri):
-            pass
+    with pytest.raises(HfsynthError, match=r"^--out s3://bucket/run: cannot read the run folder there"), \
+            run_folder_on(uri):
+        pass
     line = one_error_line(run_cli("evaluate", "recipes/quickstart.yaml", "--out", "s3://", timeout=60,
                                   HFSYNTH_SCRATCH=str(tmp_path)))
     assert line.startswith("error: --out s3://: name a bucket")
