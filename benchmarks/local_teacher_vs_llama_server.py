@@ -10,7 +10,7 @@ never used in an earlier round), the configurations taking turns within the roun
 resident memory of the local teacher during a round is sampled every 20 ms; the load average is recorded per round.
 
     pip install xllamacpp   # or the ``bench`` extra
-    flock /tmp/hfsynth-heavy.lock python benchmarks/local_teacher_vs_llama_server.py [--rounds 3] [--prompts 32]
+    python benchmarks/local_teacher_vs_llama_server.py [--rounds 3] [--prompts 32]
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Wait policies: "default" (libgomp spins a while before sleeping at each barrier)
 at once: ``OMP_WAIT_POLICY=PASSIVE``, what hfsynth sets). The same texts under every policy are checked, since a
 policy must not change results.
 
-    flock /tmp/hfsynth-heavy.lock python benchmarks/teacher_under_load.py [--rounds 3] [--hogs 2]
+    python benchmarks/teacher_under_load.py [--rounds 3] [--hogs 2]
 """
 
 from __future__ import annotations
