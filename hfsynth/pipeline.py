@@ -173,7 +173,7 @@ def publish_student(recipe: Recipe, out_dir: Path, student: StudentConfig) -> st
     """
     folder = RunFolder(out_dir).student(student.name).root
     with tempfile.TemporaryDirectory(prefix="hfsynth-release-") as release:
-        Student.load(folder).release(folder, Path(release))  # e.g. an SFT student's merged model
+        Student.release_any(folder, Path(release))  # e.g. an SFT student's merged model
         return push_folder(Path(release), student_repo_id(recipe, student), "model", recipe.publish.private,
                            f"hfsynth: {student.kind} student {student.name} of {recipe.name}")
 

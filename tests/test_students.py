@@ -126,7 +126,7 @@ def test_sft_student_saves_its_adapter_and_publishes_the_merged_model(tmp_path: 
     # What a published repo holds: the folder plus the merged model, which computes what base + adapter computes
     # (merged in float32, so up to float32 rounding) and loads back as the same student.
     release = tmp_path / "release"
-    Student.load(directory).release(directory, release)
+    Student.release_any(directory, release)
     assert (release / "adapter" / "adapter_config.json").is_file() and (release / "config.json").is_file()
     assert not (release / CHECKPOINTS_DIR).exists()
     inputs = student.tokenizer(["The election results were announced today."], return_tensors="pt")

@@ -95,18 +95,22 @@ class Student(ABC):
         folder.recipe.write_text(self.recipe.source_text, encoding="utf-8")
         self.meta().save(folder.meta)  # last: its presence marks a finished student
 
-    def release(self, directory: Path, target: Path) -> None:
-        """Write into ``target`` what the published repo of this student (loaded from ``directory``) holds: its
-        folder without checkpoints; a kind may add files (the SFT student its merged model)."""
+    @classmethod
+    def release(cls, directory: Path, target: Path) -> None:
+        """Write into ``target`` what the published repo of the student saved in ``directory`` holds: its folder
+        without checkpoints; a kind may add files (the SFT student its merged model)."""
         shutil.copytree(directory, target, ignore=shutil.ignore_patterns(CHECKPOINTS_DIR), dirs_exist_ok=True)
+
+    @staticmethod
+    def release_any(directory: Path, target: Path) -> None:
+        """:meth:`release` of whatever kind the meta file names (nothing is loaded unless the kind needs it)."""
+        student_class(student_kind(_finished_meta(directory).kind)).release(directory, target)
 
     @classmethod
     def load(cls, directory: Path) -> Student:
         """Any saved student, whatever its kind (the meta file names it)."""
         folder = StudentFolder(directory)
-        meta = read_meta(directory)
-        if meta is None:
-            raise FileNotFoundError(f"{directory}: no finished student ({folder.meta.name} is missing)")
+        meta = _finished_meta(directory)
         try:
             # Validated, but its model names and file paths not checked: only its task and labels matter here.
             recipe = Recipe.model_validate(yaml.safe_load(folder.recipe.read_text(encoding="utf-8")))
@@ -126,6 +130,13 @@ class Student(ABC):
                 f"student folder {directory} is damaged: delete the folder and run `hfsynth train` again to retrain "
                 f"it ({type(error).__name__}: {reason})") from error
         return student
+
+
+def _finished_meta(directory: Path) -> StudentMeta:
+    meta = read_meta(directory)
+    if meta is None:
+        raise FileNotFoundError(f"{directory}: no finished student ({StudentFolder(directory).meta.name} is missing)")
+    return meta
 
 
 def read_meta(directory: Path) -> StudentMeta | None:

@@ -125,11 +125,14 @@ class SFTStudent(Student):
         merged.config.dtype = dtype
         self.model = merged.to(device)
 
-    def release(self, directory: Path, target: Path) -> None:
+    @classmethod
+    def release(cls, directory: Path, target: Path) -> None:
         """The published repo also holds the merged model (float32) at its root: no peft needed to use it."""
         super().release(directory, target)
         if not (directory / "config.json").is_file():
-            self._merged_float32(directory).save_pretrained(target)
+            student = Student.load(directory)
+            assert isinstance(student, SFTStudent)
+            student._merged_float32(directory).save_pretrained(target)
 
     def _merged_float32(self, directory: Path) -> torch.nn.Module:
         """The base model in float32 with the saved adapter merged into it, and the tokenizer as training left it."""
