@@ -23,9 +23,9 @@ from hfsynth.hub.repo_ids import dataset_repo_id, student_repo_id, teacher_publi
 from hfsynth.realdata import load_labelled_set
 from hfsynth.recipe import Recipe, StudentConfig, TeacherConfig
 from hfsynth.recipe_files import load_detached_recipe
-from hfsynth.run_folder import CHECKPOINTS_DIR, EvalFolder, RunFolder, SpaceFolder
+from hfsynth.run_folder import EvalFolder, RunFolder, SpaceFolder
 from hfsynth.space.manifest import ExampleText, SpaceManifest, StudentSource
-from hfsynth.students.base import read_meta
+from hfsynth.students.base import Student, read_meta
 
 #: The package that holds the Space's entry files (``spaces/compare/`` in the project), copied unchanged.
 SPACE_TEMPLATE_PACKAGE = "hfsynth.space_template"
@@ -137,7 +137,9 @@ def stage_space(recipe: Recipe, run_dir: Path, space_dir: Path, for_hub: bool) -
             if read_meta(folder) is None:
                 raise HfsynthError(f"student {config.name!r} is neither trained ({folder}) nor published on the Hub")
             copy = space.student(config.name).root
-            shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(CHECKPOINTS_DIR))
+            # What a published repo would hold: an SFT student's merged model too, so that the Space needs no base
+            # model by an embedded name that only exists in this installation.
+            Student.release_any(folder, copy)
             folder = copy
         # A missing local student stays listed: the app shows why it cannot load in its column.
         students.append(StudentSource(name=config.name, kind=config.kind, path=_relative(folder, space_dir)))
