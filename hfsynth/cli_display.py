@@ -253,7 +253,8 @@ def show_plans(plans: Sequence[GridPlan], training_minutes: float, evaluation_mi
     for plan in plans:
         table.add_row(plan.recipe, f"{plan.generation_prompts:,} ({plan.generation_prompts_max:,})",
                       "?" if plan.test_texts is None else f"{plan.test_texts:,}", f"{plan.student_runs:,}",
-                      f"{plan.student_runs:,} ({plan.student_runs * plan.test_sets:,})", f"{plan.gpu_hours(training_minutes, evaluation_minutes):,.0f}",
+                      f"{plan.student_runs:,} ({plan.student_runs * plan.test_sets:,})",
+                      f"{plan.gpu_hours(training_minutes, evaluation_minutes):,.0f}",
                       _size(plan.storage_bytes))
     console.print(table)
     for plan in plans:

@@ -38,8 +38,8 @@ class DropRecord:
     label: str
     language: str
     prompt_id: str
-    # teacher_chatter | test_overlap | validation_overlap | too_short | too_long | wrong_language | duplicate | seed_copy | near_duplicate
-    # | self_check
+    # teacher_chatter | test_overlap | validation_overlap | too_short | too_long | wrong_language | duplicate
+    # | seed_copy | near_duplicate | self_check
     reason: str
     detail: str = ""
 

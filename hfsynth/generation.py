@@ -187,7 +187,8 @@ def generate_samples(
     steerer: Steerer | None = None,
 ) -> GenerationResult:
     """Run generation and curation to the recipe's targets (within ``MAX_TOP_UP_ROUNDS`` extra rounds), then the
-    recipe's feedback rounds (:mod:`hfsynth.feedback`; ``steerer``: its steering student, default a head-only SetFit)."""
+    recipe's feedback rounds (:mod:`hfsynth.feedback`; ``steerer``: its steering student, default a head-only
+    SetFit)."""
     config = recipe.generation
     seed_examples = load_seed_examples(recipe) if config.strategy == "few-shot" else {}
     seed_texts = [text for by_label in seed_examples.values() for texts in by_label.values() for text in texts]
@@ -220,7 +221,8 @@ def generate_samples(
             result.asked += sum(request.count for request in requests)
             # A chatty teacher may write more than asked: keep only what was asked for.
             return [Sample(text, request.label, request.language, request.prompt_id)
-                    for request, answer in zip(requests, answers, strict=True) for text in parse(answer)[: request.count]]
+                    for request, answer in zip(requests, answers, strict=True)
+                    for text in parse(answer)[: request.count]]
 
         def curate_all(raw: list[Sample]) -> CurationResult:
             curated = curate(raw, recipe.curation, [*seed_texts, *validation_texts], test_texts, chatter,

@@ -1,6 +1,6 @@
 """Talking to a Ray cluster, for the Ray engine (:mod:`hfsynth.ray_engine`): connecting (failing at once where
-nothing listens, and naming a missing token), what its nodes offer, the environment and thread count its workers get, its errors unwrapped to
-the task's own, and the check that every node sees the run folder."""
+nothing listens, and naming a missing token), what its nodes offer, the environment and thread count its workers
+get, its errors unwrapped to the task's own, and the check that every node sees the run folder."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from hfsynth.errors import HfsynthError, SharedStorageError
 from hfsynth.recipe import WorkResources
-from hfsynth.reproducibility import compute_threads, pin_threads
+from hfsynth.reproducibility import pin_threads
 
 try:
     import ray
@@ -49,12 +49,6 @@ def forwarded_runtime_env() -> dict[str, Any]:
     """The runtime environment of every task and actor hfsynth starts."""
     return {"env_vars": {**{name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)},
                          **GPU_ISOLATION}}
-
-
-def local_threads() -> int:
-    """The torch thread count the local engine computes with (hfsynth's fixed count, never the driver's launcher's
-    ``OMP_NUM_THREADS``): read on the driver, so that every unit uses the driver's setting."""
-    return compute_threads()
 
 
 def limit_threads(threads: int | None) -> None:
@@ -195,13 +189,13 @@ def _use_token_when_there_is_one() -> None:
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
-def connect(address: str | None, runtime_env: dict[str, Any]) -> None:
-    """``ray.init`` on ``address`` (None: a new local instance), failing with one line that names the cause: nothing
-    listening (at once, :func:`check_reachable`) or a cluster that wants a token this machine does not have."""
-    if address and address != "local":
+def connect(address: str, runtime_env: dict[str, Any]) -> None:
+    """``ray.init`` on ``address`` ("local": a new local instance), failing with one line that names the cause:
+    nothing listening (at once, :func:`check_reachable`) or a cluster that wants a token this machine does not have."""
+    if address != "local":
         check_reachable(address)
         _use_token_when_there_is_one()
-    where = address if address and address != "local" else "a new local instance"
+    where = address if address != "local" else "a new local instance"
     # Under `ray job submit` the job's runtime_env already set some of the variables hfsynth forwards (they reached
     # this driver's environment through it): Ray refuses the same key twice unless told to combine them.
     os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")

@@ -43,13 +43,12 @@ from hfsynth.ray_cluster import (
     describe_demand,
     forwarded_runtime_env,
     limit_threads,
-    local_threads,
     reraise,
     resource_demand,
     wait_for,
 )
 from hfsynth.recipe import ExecutionConfig, Recipe, TeacherConfig
-from hfsynth.reproducibility import pin_threads
+from hfsynth.reproducibility import compute_threads, pin_threads
 from hfsynth.teachers import load_teacher
 from hfsynth.teachers.base import ClassifyUnit, GenerateUnit, LabelScores, Teacher, TeacherStats, UnitAnswerCallback
 
@@ -245,8 +244,8 @@ class RayEngine(Engine):
         #: Builds the teacher inside each actor (default: hfsynth's ``load_teacher``); tests script one.
         self.teacher_factory = teacher_factory
         self.runtime_env = forwarded_runtime_env()
-        #: Torch threads of a unit whose recipe does not say: what the local engine uses on this machine.
-        self.default_threads = local_threads()
+        #: Torch threads of a unit whose recipe does not say: the local engine's fixed count, read on the driver.
+        self.default_threads = compute_threads()
         self._owns_connection = not ray.is_initialized()
         if self._owns_connection:
             # Unset: the cluster of RAY_ADDRESS (as `ray job submit` sets it), else a new local instance, never a

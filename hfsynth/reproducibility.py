@@ -7,8 +7,9 @@ intra-op thread count is part of a result. Measured: the embedded SmolLM2 teache
 differently with 1 and 2 threads in a probe (40 new tokens each; identical in float32; a shorter run, 4 prompts of
 24 tokens in ``benchmarks/teacher_under_load.py``, happened to match: ``same_texts_across_thread_counts``); the
 all-MiniLM-L6-v2 SetFit student (48 SIB-200 sentences, 5 iterations) trained body weights 7e-9 and probabilities
-1.8e-7 apart, where two runs with the same count were bit-identical. Small, but enough to change a sampled token or flip a prediction near a tie. So every stage that
-produces numbers takes its count from here, never from torch's default (the cores) nor from ``OMP_NUM_THREADS``:
+1.8e-7 apart, where two runs with the same count were bit-identical. Small, but enough to change a sampled token or
+flip a prediction near a tie. So every stage that produces numbers takes its count from here, never from torch's
+default (the cores) nor from ``OMP_NUM_THREADS``:
 
 - teacher generation and classification, student evaluation and the quality report: :func:`pin_threads`, called
   when a stage starts (:func:`hfsynth.pipeline.holds_run_folder`), by the local teacher, and in every Ray unit and

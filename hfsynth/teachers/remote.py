@@ -11,10 +11,10 @@ huggingface_hub uses), posted to ``/v1/chat/completions`` or ``/v1/completions``
 the Hub, so ``HF_HUB_OFFLINE=1`` (which makes huggingface_hub's session refuse every request) does not stop it, and a
 local llama-server or ``transformers serve`` works offline. Only an Inference Provider (no ``base_url``), or a
 ``base_url`` on a Hugging Face host (an Inference Endpoint), goes through ``huggingface_hub.InferenceClient``, which
-offline mode refuses, with one line saying so. Requests run from a small thread pool rather than ``AsyncInferenceClient``: the Teacher interface is
-synchronous, so threads need no event loop of their own (and still work when the caller already runs one, as Gradio
-or Jupyter do), and the pooled session reuses connections from one batch to the next. Requests are I/O-bound and few
-at a time, so threads cost nothing.
+offline mode refuses, with one line saying so. Requests run from a small thread pool rather than
+``AsyncInferenceClient``: the Teacher interface is synchronous, so threads need no event loop of their own (and still
+work when the caller already runs one, as Gradio or Jupyter do), and the pooled session reuses connections from one
+batch to the next. Requests are I/O-bound and few at a time, so threads cost nothing.
 
 The token comes from the usual places (``HF_TOKEN``, a stored login) and is sent to the server, never logged:
 httpx2 logs only the request line, httpcore2 (DEBUG) the request object without headers, and huggingface_hub (DEBUG,
