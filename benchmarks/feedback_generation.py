@@ -59,7 +59,8 @@ STUDENTS = {"quickstart": ["setfit-minilm"], "sib200-multilingual": ["setfit-e5-
 def variant(recipe: Recipe, students: list[str], seed: int, signal: str | None, rounds: int,
             budget: float) -> Recipe:
     """The recipe for one run: its SetFit students once each (reference runs too), no quality report, the
-    generation seed, and either feedback on or the same number of teacher samples in one pass."""
+    generation seed, no top-up rounds (so that every run asks exactly its plan's samples, whatever curation drops),
+    and either feedback on or the same number of teacher samples in one pass."""
     generation = recipe.generation
     cells = len(recipe.languages) * len(recipe.labels)
     extra = round(budget * generation.samples_per_label * cells)
@@ -68,10 +69,10 @@ def variant(recipe: Recipe, students: list[str], seed: int, signal: str | None, 
                          "generation could not ask for the same number: choose another budget")
     if signal is None:
         generation = generation.model_copy(update={"samples_per_label": generation.samples_per_label + extra // cells,
-                                                   "seed": seed})
+                                                   "seed": seed, "top_up_rounds": 0})
     else:
         feedback = FeedbackConfig(rounds=rounds, budget=budget, signal=signal, student=students[0])
-        generation = generation.model_copy(update={"feedback": feedback, "seed": seed})
+        generation = generation.model_copy(update={"feedback": feedback, "seed": seed, "top_up_rounds": 0})
     kept = [student.model_copy(update={"repeats": 1}) for student in recipe.students if student.name in students]
     reference = recipe.evaluation.reference.model_copy(update={"students": students})
     evaluation = recipe.evaluation.model_copy(update={"reference": reference})
@@ -206,7 +207,7 @@ def markdown(document: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", default="quickstart", help="comma-separated: quickstart, sib200-multilingual")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated, of: " + ", ".join(RECIPES))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--signals", default="errors,demonstrations,both")
     parser.add_argument("--rounds", type=int, default=3)
@@ -224,7 +225,8 @@ def main() -> None:
         "commit": commit, "seeds": seeds, "rounds": args.rounds, "budget": args.budget,
         "recipes": args.recipes.split(","), "signals": signals,
         "students": {name: STUDENTS[name] for name in args.recipes.split(",")},
-        "reductions": "each recipe's SetFit students only, one training each (repeats 1); quality report off",
+        "reductions": "each recipe's SetFit students only, one training each (repeats 1); quality report off; "
+                      "no top-up rounds (every run asks the teacher exactly its plan's samples)",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "runs": [],
     }
@@ -250,7 +252,7 @@ def main() -> None:
                 document["summary"] = summarise(document["runs"])
                 document["total_minutes"] = round((time.perf_counter() - started) / 60, 1)
                 Path(args.results).write_text(json.dumps(document, indent=2))  # after every run: a partial result
-    Path(args.results).with_suffix(".md").write_text(markdown(document))
+                Path(args.results).with_suffix(".md").write_text(markdown(document))
     print(markdown(document))
 
 

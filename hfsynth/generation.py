@@ -33,10 +33,6 @@ from hfsynth.recipe import Recipe
 from hfsynth.run_records import FeedbackReport
 from hfsynth.teachers.base import ClassifyUnit, GenerateUnit, Prompt, Teacher
 
-#: Extra rounds for (label, language) cells that curation left short of their target.
-MAX_TOP_UP_ROUNDS = 2
-
-
 @dataclass
 class GenerationProgress:
     """Callbacks the CLI uses for its progress display; the library itself stays silent."""
@@ -106,11 +102,11 @@ def plan_requests(
 
 
 def seed_texts_the_plan_may_show(recipe: Recipe, seed_examples: dict[str, dict[str, list[str]]]) -> list[str]:
-    """Every seed text any call of the recipe's plan could show, in all ``1 + MAX_TOP_UP_ROUNDS`` rounds (a top-up
+    """Every seed text any call of the recipe's plan could show, in all ``1 + top_up_rounds`` rounds (a top-up
     round asks for at most a first round's calls), sorted."""
     full = {(language, label): recipe.generation.samples_per_label
             for language in recipe.languages for label in recipe.label_names}
-    return sorted({text for round_index in range(1 + MAX_TOP_UP_ROUNDS)
+    return sorted({text for round_index in range(1 + recipe.generation.top_up_rounds)
                    for request in plan_requests(recipe, full, round_index, seed_examples)
                    for text in request.seed_examples})
 
@@ -186,8 +182,8 @@ def generate_samples(
     recipe: Recipe, teacher: Teacher, cache_path: Path, progress: GenerationProgress | None = None,
     steerer: Steerer | None = None,
 ) -> GenerationResult:
-    """Run generation and curation to the recipe's targets (within ``MAX_TOP_UP_ROUNDS`` extra rounds), then the
-    recipe's feedback rounds (:mod:`hfsynth.feedback`; ``steerer``: its steering student, default a head-only
+    """Run generation and curation to the recipe's targets (within ``generation.top_up_rounds`` extra rounds), then
+    the recipe's feedback rounds (:mod:`hfsynth.feedback`; ``steerer``: its steering student, default a head-only
     SetFit)."""
     config = recipe.generation
     seed_examples = load_seed_examples(recipe) if config.strategy == "few-shot" else {}
@@ -234,7 +230,7 @@ def generate_samples(
         raw_samples: list[Sample] = []
         curated = CurationResult([], [])
         needed = dict(targets)
-        for round_index in range(1 + MAX_TOP_UP_ROUNDS):
+        for round_index in range(1 + config.top_up_rounds):
             requests = plan_requests(recipe, needed, round_index, seed_examples)
             if not requests:
                 break

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hfsynth.feedback import round_budgets
-from hfsynth.generation import MAX_TOP_UP_ROUNDS, plan_requests
+from hfsynth.generation import plan_requests
 from hfsynth.recipe import Recipe
 from hfsynth.training import StudentRun, planned_runs, run_params
 
@@ -90,7 +90,7 @@ def plan_grid(recipe: Recipe) -> GridPlan:
         labels=len(recipe.label_names),
         samples=sum(full.values()),
         generation_prompts=first_pass,
-        generation_prompts_max=first_pass * (1 + MAX_TOP_UP_ROUNDS) + _feedback_prompts(recipe),
+        generation_prompts_max=first_pass * (1 + recipe.generation.top_up_rounds) + _feedback_prompts(recipe),
         test_texts=_test_texts(recipe),
         test_sets=len({test_set.language for test_set in recipe.evaluation.sets}),
         students=tuple(students),

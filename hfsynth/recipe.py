@@ -66,7 +66,7 @@ class TeacherConfig(_Strict):
     prompt_format: Literal["auto", "chat", "completion"] = "auto"
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(16, ge=1)
     max_concurrency: int = Field(4, ge=1)
     timeout: float = Field(120.0, gt=0)
     max_retries: int = Field(4, ge=0)
@@ -164,6 +164,9 @@ class GenerationConfig(_Strict):
     seeds: list[SeedSet] = []
     seed: int = 0
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    # Rounds that ask again for what curation dropped, until each cell has samples_per_label (0: ask once, exactly
+    # the plan's samples).
+    top_up_rounds: int = Field(2, ge=0, le=5)
     feedback: FeedbackConfig | None = None
 
     @model_validator(mode="after")

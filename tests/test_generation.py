@@ -64,6 +64,13 @@ def test_top_up_rounds_replace_dropped_duplicates(tmp_path: Path) -> None:
     assert len(result.samples) == 36
 
 
+def test_no_top_up_rounds_asks_exactly_the_plan(tmp_path: Path) -> None:
+    """top_up_rounds: 0 asks each cell's samples once, so two set-ups can be compared at equal teacher samples."""
+    result = generate_samples(recipe(top_up_rounds=0), ScriptedTeacher(repeat_every=4), tmp_path / "cache.sqlite")
+    assert result.rounds == 1 and result.asked == 36 and result.calls == 18
+    assert Counter(r.reason for r in result.dropped)["duplicate"] > 0 and len(result.samples) < 36
+
+
 def test_second_run_is_served_from_the_cache(tmp_path: Path) -> None:
     first = generate_samples(recipe(), ScriptedTeacher(), tmp_path / "cache.sqlite")
     again = ScriptedTeacher()
