@@ -293,8 +293,8 @@ class WorkResources(_Strict):
     num_gpus: float = Field(0, ge=0)
     # Custom resources declared by the cluster's nodes, e.g. {"teacher_node": 1}.
     resources: dict[str, float] = {}
-    # Torch threads in each unit. Unset: as many as the local engine uses on the driver's machine, so that results
-    # match it byte for byte (on CPU, bfloat16 results depend on the thread count).
+    # Torch threads in each unit. Unset: the fixed count every engine uses (HFSYNTH_THREADS, read on the driver),
+    # so that results match the local engine's byte for byte (on CPU, results depend on the thread count).
     threads: int | None = Field(None, ge=1)
 
 
