@@ -38,8 +38,31 @@ ROOT = Path(__file__).resolve().parents[1]
 class RayCluster:
     cluster: object  # ray.cluster_utils.Cluster
     address: str
-    #: Each node's own scratch folder (HFSYNTH_SCRATCH), as on machines that share no disk.
+    #: Each node's own scratch folder (HFSYNTH_SCRATCH), as on machines that share no disk; the head's first.
     node_scratch: list[Path]
+
+    def add_worker(self) -> None:
+        """A worker node: one CPU, one declared GPU, the custom ``worker`` resource, a scratch folder of its own."""
+        scratch = self.node_scratch[0].parent / f"node{len(self.node_scratch)}-scratch"
+        scratch.mkdir()
+        self.node_scratch.append(scratch)
+        self.cluster.add_node(num_cpus=1, num_gpus=1, resources={"worker": 1},
+                              env_vars={"HFSYNTH_SCRATCH": str(scratch)})
+
+    def worker_node_ids(self) -> list[str]:
+        return [node.node_id for node in self.cluster.worker_nodes]
+
+    def lose_node(self, node_id: str) -> None:
+        """Kill every process of a worker node at once, as when a machine is lost."""
+        node = next(node for node in self.cluster.worker_nodes if node.node_id == node_id)
+        self.cluster.remove_node(node, allow_graceful=False)
+
+    def restore_workers(self, count: int = 2) -> None:
+        """Fresh worker nodes in place of lost ones (as a cluster's autoscaler adds them), so that later tests find
+        the cluster they expect. From the main thread only: a Ray node registers signal handlers."""
+        while len(self.cluster.worker_nodes) < count:
+            self.add_worker()
+        self.cluster.wait_for_nodes()
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +72,17 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
     saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "RAY_ADDRESS")}
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [saved["PYTHONPATH"]])])
     os.environ.pop("RAY_ADDRESS", None)
-    scratch = [tmp_path_factory.mktemp(f"node{index}-scratch") for index in range(3)]
+    head_scratch = tmp_path_factory.mktemp("scratch") / "node0-scratch"
+    head_scratch.mkdir()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
                                                              "resources": {"head": 1},
-                                                             "env_vars": {"HFSYNTH_SCRATCH": str(scratch[0])}})
+                                                             "env_vars": {"HFSYNTH_SCRATCH": str(head_scratch)}})
     try:
-        for index in (1, 2):
-            cluster.add_node(num_cpus=1, num_gpus=1, resources={"worker": 1},
-                             env_vars={"HFSYNTH_SCRATCH": str(scratch[index])})
+        ray_cluster = RayCluster(cluster, cluster.address, [head_scratch])
+        for _ in range(2):
+            ray_cluster.add_worker()
         cluster.wait_for_nodes()
-        yield RayCluster(cluster, cluster.address, scratch)
+        yield ray_cluster
     finally:
         import ray
 
@@ -111,34 +135,52 @@ class PaidCallLog:
 class KillSwitch:
     """The first process to reach ``trip()`` after ``after`` paid calls writes its pid and waits to be killed."""
 
-    def __init__(self, folder: Path, after: int = 0) -> None:
-        self.folder, self.after = folder, after
+    def __init__(self, folder: Path, after: int = 0, on_nodes: Sequence[str] | None = None) -> None:
+        """``on_nodes``: trip only in a Ray worker on one of these nodes, and record the node."""
+        self.folder, self.after, self.on_nodes = folder, after, on_nodes
         folder.mkdir(parents=True, exist_ok=True)
 
     @property
     def pid_file(self) -> Path:
         return self.folder / "victim.pid"
 
+    @property
+    def node_file(self) -> Path:
+        return self.folder / "victim.node"
+
     def trip(self, paid_so_far: int) -> None:
         if paid_so_far < self.after:
             return
+        if self.on_nodes is not None:
+            import ray
+
+            if not ray.is_initialized() or ray.get_runtime_context().get_node_id() not in self.on_nodes:
+                return
         try:
             descriptor = os.open(self.folder / "tripped", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             return  # only once: the retried unit runs through
         os.close(descriptor)
+        if self.on_nodes is not None:
+            import ray
+
+            self.node_file.write_text(ray.get_runtime_context().get_node_id())
         self.pid_file.write_text(str(os.getpid()))
         time.sleep(120)  # the test kills this process long before
         raise AssertionError("the kill switch tripped but nobody killed this process")
 
-    def watch(self, timeout: float = 600) -> threading.Thread:
-        """A thread that SIGKILLs the process that tripped, as soon as one does."""
+    def watch(self, timeout: float = 600, cluster: RayCluster | None = None) -> threading.Thread:
+        """A thread that SIGKILLs the process that tripped as soon as one does, or with ``cluster``, every process of
+        the node it runs on."""
 
         def kill_when_tripped() -> None:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self.pid_file.is_file() and self.pid_file.read_text().strip():
-                    os.kill(int(self.pid_file.read_text()), signal.SIGKILL)
+                    if cluster is None:
+                        os.kill(int(self.pid_file.read_text()), signal.SIGKILL)
+                    else:
+                        cluster.lose_node(self.node_file.read_text())
                     (self.folder / "killed").write_text(self.pid_file.read_text())
                     return
                 time.sleep(0.2)
@@ -195,13 +237,14 @@ class RecordingTeacherFactory:
         return RecordingTeacher(config, PaidCallLog(self.folder), switch)
 
 
-def kill_on_first_step(folder: Path) -> object:
-    """A trainer callback: the first training step anywhere in the sweep trips the kill switch."""
+def kill_on_first_step(folder: Path, on_nodes: Sequence[str] | None = None) -> object:
+    """A trainer callback: the first training step anywhere in the sweep (on one of ``on_nodes``, if given) trips the
+    kill switch."""
     from transformers import TrainerCallback
 
     class KillOnFirstStep(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
-            KillSwitch(folder).trip(0)
+            KillSwitch(folder, on_nodes=on_nodes).trip(0)
 
     return KillOnFirstStep()
 

@@ -230,28 +230,34 @@ def test_worker_killed_mid_sweep(local_run: tuple[Recipe, Path], ray_cluster: Ra
 
 def test_run_folder_on_object_storage(local_run: tuple[Recipe, Path], ray_cluster: RayCluster, s3_server: Any,
                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """--out s3://...: every node works in its own scratch folder, a training worker is killed mid-sweep, and a
-    driver on another machine (another scratch folder) evaluates from what reached storage: the local engine's
-    scores."""
+    """--out s3://...: every node works in its own scratch folder, a whole worker node (raylet, workers and its
+    scratch folder) is lost mid-sweep, and a driver on another machine (another scratch folder) evaluates from what
+    reached storage: the local engine's scores."""
     from hfsynth.storage import RunStorage, run_folder_on
 
     recipe, local_out = local_run
     uri = s3_server.uri()
     monkeypatch.setenv("HFSYNTH_SCRATCH", str(tmp_path / "driver"))
-    switch = KillSwitch(tmp_path / "switch")
-    watcher = switch.watch()
-    with run_folder_on(uri) as out, engine(ray_cluster) as ray_engine:
-        # The local run's teacher answers: generation pays nothing, the students and their storage are the point.
-        (out / "cache").mkdir(parents=True)
-        shutil.copyfile(local_out / "cache" / "teacher_calls.sqlite", out / "cache" / "teacher_calls.sqlite")
-        pipeline.generate(recipe, out, engine=ray_engine)
-        trained = pipeline.train(recipe, out, callbacks=[kill_on_first_step(tmp_path / "switch")],
-                                 engine=ray_engine)
-        watcher.join(timeout=1)
-        assert switch.killed
+    workers = ray_cluster.worker_node_ids()
+    switch = KillSwitch(tmp_path / "switch", on_nodes=workers)
+    watcher = switch.watch(cluster=ray_cluster)
+    try:
+        with run_folder_on(uri) as out, engine(ray_cluster) as ray_engine:
+            # The local run's teacher answers: generation pays nothing, the students and their storage are the point.
+            (out / "cache").mkdir(parents=True)
+            shutil.copyfile(local_out / "cache" / "teacher_calls.sqlite", out / "cache" / "teacher_calls.sqlite")
+            pipeline.generate(recipe, out, engine=ray_engine)
+            trained = pipeline.train(recipe, out, engine=ray_engine,
+                                     callbacks=[kill_on_first_step(tmp_path / "switch", on_nodes=workers)])
+            watcher.join(timeout=1)
+            assert switch.killed
+    finally:
+        ray_cluster.restore_workers()
+    lost = switch.node_file.read_text()
+    assert lost in workers and lost not in ray_cluster.worker_node_ids()  # the node really went (a fresh one came)
     assert len(trained) == 6 and not any(run.skipped for run in trained)
     assert not list(out.rglob(".hfsynth-ray-probe-*"))  # no shared folder was asked of the nodes
-    # The units worked in the nodes' own scratch folders and cleaned up after themselves, all but the killed one.
+    # The units worked in the nodes' own scratch folders and cleaned up after themselves, all but the lost node's.
     left = [unit for scratch in ray_cluster.node_scratch if (scratch / "units").is_dir()
             for unit in (scratch / "units").iterdir() if any(path.is_file() for path in unit.rglob("*"))]
     assert any((scratch / "units").is_dir() for scratch in ray_cluster.node_scratch) and len(left) <= 1
