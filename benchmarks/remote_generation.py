@@ -6,9 +6,10 @@ that concurrent requests share forward passes, as vLLM and TGI do; its paged KV 
 torch thread. The teacher is hfsynth's remote teacher, as both engines use it: ``max_concurrency: 1`` (sequential),
 ``max_concurrency: N`` (default 8) against one replica, and the same against each of two replicas. The prompts are the
 quickstart's generation prompts. Settings alternate within each round so that machine noise hits them alike; calls/s
-is prompts / wall time.
+is prompts / wall time; the load average is recorded before each setting. No Ray: this is the remote teacher alone
+(on the Ray engine, each teacher replica actor holds such a client).
 
-    python benchmarks/ray_remote_generation.py [--prompts 16] [--rounds 2] [--max-new-tokens 32] [--concurrency 8]
+    python benchmarks/remote_generation.py [--prompts 16] [--rounds 3] [--max-new-tokens 32] [--concurrency 8]
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ from tests.serve_fixtures import start_transformers_serve  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=8, help="max_concurrency of the concurrent settings")
     parser.add_argument("--no-continuous-batching", action="store_true")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ray_remote_generation.json"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "remote_generation.json"))
     args = parser.parse_args()
 
     recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml")
@@ -78,9 +79,11 @@ def main() -> None:
         for teacher in teachers.values():
             teacher.generate(prompts[:2], sampling, 0)
         rates: dict[str, list[float]] = {name: [] for name in settings}
+        load: dict[str, list[float]] = {name: [] for name in settings}
         for round_index in range(args.rounds):
             names = list(settings) if round_index % 2 == 0 else list(reversed(settings))
             for name in names:
+                load[name].append(os.getloadavg()[0])
                 started = time.perf_counter()
                 answers = teachers[name].generate(prompts, sampling, 1000 + round_index)
                 seconds = time.perf_counter() - started
@@ -106,6 +109,7 @@ def main() -> None:
         "server": {"continuous_batching": not args.no_continuous_batching, "torch_threads": 1},
         "max_concurrency": bound,
         "calls_per_s": {name: [round(value, 2) for value in values] for name, values in rates.items()},
+        "load_average_before": load,
         "concurrency_over_sequential": {
             "per_round": [round(c / s, 2) for c, s in zip(concurrent, sequential, strict=True)],
             "median": round(statistics.median(c / s for c, s in zip(concurrent, sequential, strict=True)), 2),
@@ -113,7 +117,7 @@ def main() -> None:
         "two_replicas_over_one": {
             "per_round": [round(t / c, 2) for t, c in zip(two, concurrent, strict=True)],
             "median": round(statistics.median(t / c for t, c in zip(two, concurrent, strict=True)), 2)},
-        "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()[0],
+        "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg(),
                     "python": platform.python_version()},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
