@@ -151,20 +151,20 @@ class KillSwitch:
     def trip(self, paid_so_far: int) -> None:
         if paid_so_far < self.after:
             return
+        node = None
         if self.on_nodes is not None:
             import ray
 
-            if not ray.is_initialized() or ray.get_runtime_context().get_node_id() not in self.on_nodes:
+            node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+            if node not in self.on_nodes:
                 return
         try:
             descriptor = os.open(self.folder / "tripped", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             return  # only once: the retried unit runs through
         os.close(descriptor)
-        if self.on_nodes is not None:
-            import ray
-
-            self.node_file.write_text(ray.get_runtime_context().get_node_id())
+        if node is not None:
+            self.node_file.write_text(node)
         self.pid_file.write_text(str(os.getpid()))
         time.sleep(120)  # the test kills this process long before
         raise AssertionError("the kill switch tripped but nobody killed this process")
