@@ -33,6 +33,7 @@ from hfsynth.recipe import Recipe
 from hfsynth.run_records import FeedbackReport
 from hfsynth.teachers.base import ClassifyUnit, GenerateUnit, Prompt, Teacher
 
+
 @dataclass
 class GenerationProgress:
     """Callbacks the CLI uses for its progress display; the library itself stays silent."""
