@@ -16,9 +16,10 @@ from typer.core import TyperCommand
 from hfsynth import cli_usage
 from hfsynth.checks import check_out_dir, check_run_dir
 from hfsynth.cli_display import RecipeLines, RunDisplay, console
-from hfsynth.errors import HfsynthError
+from hfsynth.errors import HfsynthError, out_of_space
 from hfsynth.logs import apply_to_loaded_libraries
 from hfsynth.run_folder import RunFolder
+from hfsynth.stop_signals import Terminated, restore_interrupt, terminate_as_interrupt
 from hfsynth.storage import run_folder_on
 
 app = typer.Typer(help="Let a large LLM teach small models: synthetic data, students, evaluation, the Hub.",
@@ -84,6 +85,14 @@ def user_errors(command: F) -> F:
         except KeyboardInterrupt:
             console.print("[yellow]interrupted:[/] everything finished so far is kept; run the same command to resume")
             raise typer.Exit(130) from None
+        except Exception as error:
+            full = out_of_space(error)
+            if full is None:
+                raise
+            where = f" (writing {full})" if full else ""
+            console.print(f"[bold red]error:[/] no space left on the device{where}: free some space and run the "
+                          "same command: everything finished so far is kept", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -97,6 +106,7 @@ def main_options(
     """Let a large LLM teach small models: synthetic data, students, evaluation, the Hub."""
     from hfsynth import logs
 
+    restore_interrupt()
     try:
         logs.configure(verbose)
     except ValueError as error:
@@ -297,8 +307,15 @@ def hub_serve(
         # Said at run time, not only in --help: the spec (never printed here) sits in the process list.
         console.print("[yellow]warning:[/] --token is visible to other users of this machine in `ps`; prefer "
                       "--token-file or HFSYNTH_HUB_TOKENS", highlight=False, soft_wrap=True)
-    serve(host, port, data_dir, tokens, on_ready=lambda url: console.print(
-        f"Hub API on {url}; clients: HF_ENDPOINT={url} HF_HUB_DISABLE_XET=1"))
+    try:
+        with terminate_as_interrupt():  # SIGTERM, too, ends through the clean-up: a temporary folder is removed
+            serve(host, port, data_dir, tokens, on_ready=lambda url: console.print(
+                f"Hub API on {url}; clients: HF_ENDPOINT={url} HF_HUB_DISABLE_XET=1"))
+    except KeyboardInterrupt as stop:
+        kept = (f"its repos are kept in {data_dir}" if data_dir
+                else "its temporary data folder and the repos in it were removed (--data-dir keeps them)")
+        console.print(f"[yellow]stopped:[/] the Hub server; {kept}", highlight=False, soft_wrap=True)
+        raise typer.Exit(143 if isinstance(stop, Terminated) else 130) from None
 
 
 def main() -> None:  # pragma: no cover - console entry point convenience

@@ -18,15 +18,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hfsynth.feedback import round_budgets
 from hfsynth.generation import plan_requests
+from hfsynth.model_shapes import lora_parameters, meta_model
 from hfsynth.recipe import Recipe
 from hfsynth.training import StudentRun, planned_runs, run_params
-
-if TYPE_CHECKING:
-    import torch
 
 #: Bytes per saved parameter (safetensors, float32).
 FLOAT32_BYTES = 4
@@ -130,43 +127,9 @@ def _saved_bytes(runs: list[StudentRun], name: str) -> int | None:
     config, params = run.config, run_params(run)
     if config.kind == "in-context":
         return 0  # a few examples and their embeddings
-    model = _meta_model(config.model)
+    model = meta_model(config.model)
     if model is None:
         return None
     if config.kind != "sft":
         return sum(parameter.numel() for parameter in model.parameters()) * FLOAT32_BYTES
-    return _lora_parameters(model, params.r, params.target_modules) * FLOAT32_BYTES
-
-
-def _meta_model(name: str) -> torch.nn.Module | None:
-    """The model ``name`` built from its config alone on torch's meta device (no memory, no weights), or None when
-    its config cannot be reached (a Hub id offline, a gated model without a token)."""
-    import torch
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
-
-    from hfsynth.embedded import resolve_model
-
-    try:
-        config = AutoConfig.from_pretrained(resolve_model(name))
-    except (OSError, ValueError):
-        return None
-    with torch.device("meta"):
-        try:
-            return AutoModelForCausalLM.from_config(config)
-        except ValueError:  # an encoder
-            return AutoModel.from_config(config)
-
-
-def _lora_parameters(model: torch.nn.Module, rank: int, target_modules: list[str] | str) -> int:
-    """Parameters of a LoRA adapter on ``model``: r x (in + out) per adapted linear layer; "all-linear" adapts every
-    linear layer but the output head, as peft does."""
-    import torch
-
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    total = 0
-    for name, module in model.named_modules():
-        if not isinstance(module, torch.nn.Linear) or module is head:
-            continue
-        if target_modules == "all-linear" or name.rsplit(".", 1)[-1] in target_modules:
-            total += rank * (module.in_features + module.out_features)
-    return total
+    return lora_parameters(model, params.r, params.target_modules) * FLOAT32_BYTES

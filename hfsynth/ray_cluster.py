@@ -189,10 +189,30 @@ def _use_token_when_there_is_one() -> None:
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
+def _own_token_for_a_local_instance() -> None:
+    """A new local instance turns Ray's token authentication on and, finding no token, Ray writes one to
+    ~/.ray/auth_token: from then on every cluster this user starts on the machine (``ray start``, a test's) turns it
+    on too, and nodes or clients without the file are refused. hfsynth gives its instance a token of this process's
+    own instead (RAY_AUTH_TOKEN, which the instance's processes inherit), so it is as protected and leaves no file
+    behind. A token the user already has, or RAY_AUTH_MODE set, is Ray's to use as usual."""
+    try:
+        from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
+        from ray._raylet import AuthenticationTokenLoader
+    except ImportError:  # another Ray: its own rules apply
+        return
+    loader = AuthenticationTokenLoader.instance()
+    if os.environ.get("RAY_AUTH_MODE") is not None or loader.has_token(ignore_auth_mode=True):
+        return
+    os.environ["RAY_AUTH_TOKEN"] = generate_new_authentication_token()
+    loader.reset_cache()  # it remembers that it found none
+
+
 def connect(address: str, runtime_env: dict[str, Any]) -> None:
     """``ray.init`` on ``address`` ("local": a new local instance), failing with one line that names the cause:
     nothing listening (at once, :func:`check_reachable`) or a cluster that wants a token this machine does not have."""
-    if address != "local":
+    if address == "local":
+        _own_token_for_a_local_instance()
+    else:
         check_reachable(address)
         _use_token_when_there_is_one()
     where = address if address != "local" else "a new local instance"

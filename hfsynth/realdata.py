@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,8 +38,11 @@ def load_labelled_set(seed_set: SeedSet, label_names: list[str]) -> datasets.Dat
             if Path(seed_set.path).is_file() and not _has_content(Path(seed_set.path)):
                 raise HfsynthError(f"{seed_set.path}: the file is empty: it needs labelled rows")
             extra = {"delimiter": "\t"} if suffix == ".tsv" else {}
-            with _reader_errors_unlogged():
-                raw = datasets.load_dataset(_LOCAL_FORMATS[suffix], data_files=seed_set.path, split="train", **extra)
+            # Read afresh every time, in memory: datasets' cache knows a local file by its path and would go on
+            # giving the rows of a file since rewritten in place.
+            with _reader_errors_unlogged(), tempfile.TemporaryDirectory(prefix="hfsynth-data-") as cache_dir:
+                raw = datasets.load_dataset(_LOCAL_FORMATS[suffix], data_files=seed_set.path, split="train",
+                                            cache_dir=cache_dir, keep_in_memory=True, **extra)
         else:
             raw = datasets.load_dataset(seed_set.hub_id, seed_set.config, split=seed_set.split)
     except HfsynthError:
@@ -56,7 +60,15 @@ def load_labelled_set(seed_set: SeedSet, label_names: list[str]) -> datasets.Dat
     for column in (seed_set.text_column, seed_set.label_column):
         if column not in raw.column_names:
             raise HfsynthError(f"{where}: no column {column!r} (columns: {raw.column_names})")
+    try:
+        return _labelled_rows(raw, seed_set, label_names)
+    except UnicodeDecodeError as error:  # arrow keeps the bytes as read; they fail when turned into text
+        raise HfsynthError(f"{where}: not UTF-8 text ({error.reason} at byte {error.start} of a value): save the "
+                           "file as UTF-8") from None
 
+
+def _labelled_rows(raw: datasets.Dataset, seed_set: SeedSet, label_names: list[str]) -> datasets.Dataset:
+    where = seed_set.path or seed_set.hub_id
     label_feature = raw.features[seed_set.label_column]
     to_name = label_feature.int2str if isinstance(label_feature, datasets.ClassLabel) else str
     known = set(label_names)

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from hfsynth.field_types import Device, Seed
 from hfsynth.languages import is_known_language
 from hfsynth.students.params import StudentParams
 from hfsynth.students.registry import STUDENT_KINDS, student_kind
@@ -31,7 +32,9 @@ MAX_PLANNED_CALLS = 500_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: `samples_per_label: true` is not 1, nor "5" five. No infinities or NaN: `timeout: .inf` would pass
+    # every bound and overflow where it is used.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Task(_Strict):
@@ -64,7 +67,7 @@ class TeacherConfig(_Strict):
     provider: str | None = None
     # "auto": chat template when the tokenizer has one, completion-style few-shot prompts otherwise.
     prompt_format: Literal["auto", "chat", "completion"] = "auto"
-    device: str = "auto"
+    device: Device = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     batch_size: int = Field(16, ge=1)
     max_concurrency: int = Field(4, ge=1)
@@ -162,7 +165,7 @@ class GenerationConfig(_Strict):
     # Few-shot: real seed examples shown per call, and where they come from (per language).
     seeds_per_call: int = Field(3, ge=0)
     seeds: list[SeedSet] = []
-    seed: int = 0
+    seed: Seed = 0
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     # Rounds that ask again for what curation dropped, until each cell has samples_per_label (0: ask once, exactly
     # the plan's samples).
@@ -254,14 +257,14 @@ class ReferenceConfig(_Strict):
     sets: list[SeedSet] = []
     # The students also trained on the real data (default: every student).
     students: list[str] | None = None
-    seed: int = 0
+    seed: Seed = 0
 
 
 class EvaluationConfig(_Strict):
     sets: list[SeedSet] = []
     max_samples: int | None = Field(None, ge=1, description="Per language; a fixed random subset, for quick runs.")
     teacher_examples_per_label: int = Field(0, ge=0, description="0: the teacher classifies zero-shot.")
-    seed: int = 0
+    seed: Seed = 0
     reference: ReferenceConfig = ReferenceConfig()
     # Bootstrap confidence intervals over the test texts (seeded with ``seed``).
     bootstrap_resamples: int = Field(1000, ge=100, le=100_000)

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from importlib.util import find_spec
 
 from hfsynth.errors import HfsynthError, RecipeError
+from hfsynth.model_shapes import meta_model, missing_target_modules
 from hfsynth.realdata import load_labelled_set
 from hfsynth.recipe import Recipe, SeedSet
+from hfsynth.students.params import SFTParams
 from hfsynth.training import planned_runs
 
 #: Upper bounds on what multiplies work, each far above the shipped recipes (the Pecher et al. recipes plan 760
@@ -23,7 +25,7 @@ MAX_BOOTSTRAP_DRAWS = 500_000_000
 
 def check_recipe(recipe: Recipe, source: str) -> None:
     """Every check of this module, in order; the first problem raises a RecipeError naming ``source`` and the field."""
-    for check in (_check_labels, _check_engine, _check_planned_work, _check_data_files):
+    for check in (_check_labels, _check_engine, _check_planned_work, _check_data_files, _check_lora_targets):
         problem = check(recipe)
         if problem:
             raise RecipeError(f"{source}: {problem}")
@@ -90,4 +92,19 @@ def _check_data_files(recipe: Recipe) -> str | None:
             load_labelled_set(seed_set, recipe.label_names)
         except HfsynthError as error:
             return f"field '{field}.path': {error}"
+    return None
+
+
+def _check_lora_targets(recipe: Recipe) -> str | None:
+    """A LoRA student's named target modules exist in its model (peft would fail when training starts). Checked on
+    the model built from its config alone; a model whose config cannot be reached here is checked by peft."""
+    for index, student in enumerate(recipe.students):
+        params = student.params
+        if not isinstance(params, SFTParams) or isinstance(params.target_modules, str):
+            continue
+        model = meta_model(student.model)
+        missing = missing_target_modules(model, params.target_modules) if model is not None else []
+        if missing:
+            return (f"field 'students[{index}].params.target_modules': {student.model} has no module named "
+                    f"{', '.join(missing)} (use 'all-linear' or names such as q_proj, v_proj)")
     return None

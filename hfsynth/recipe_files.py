@@ -22,6 +22,7 @@ from hfsynth.errors import RecipeError
 from hfsynth.hub.repo_ids import dataset_repo_id, repo_id_problem, space_repo_id, student_repo_id
 from hfsynth.recipe import Recipe, SeedSet
 from hfsynth.recipe_checks import check_recipe
+from hfsynth.students.params import InContextParams
 
 
 def _field_path(location: tuple[Any, ...]) -> str:
@@ -50,7 +51,8 @@ def _describe(error: dict[str, Any]) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if kind in {"literal_error", "string_type", "int_parsing", "float_parsing", "bool_parsing", "list_type",
                 "dict_type", "model_type", "too_short", "greater_than_equal", "less_than_equal", "string_too_short",
-                "string_pattern_mismatch", "greater_than", "less_than", "int_type", "float_type"}:
+                "string_pattern_mismatch", "greater_than", "less_than", "int_type", "float_type", "bool_type",
+                "finite_number"}:
         return f"field {field!r}: {message} (got {error.get('input')!r})"
     return f"field {field!r}: {message}"
 
@@ -86,7 +88,11 @@ def _resolve_local_paths(recipe: Recipe, base_dir: Path, source: str) -> Recipe:
         resolved = []
         for index, seed_set in enumerate(sets):
             if seed_set.path is not None:
-                path = (base_dir / seed_set.path).resolve()
+                try:
+                    path = (base_dir / seed_set.path).resolve()
+                except (OSError, RuntimeError) as error:  # RuntimeError: a symbolic link loop (Python < 3.13)
+                    raise RecipeError(f"{source}: field '{field}[{index}].path': cannot follow {seed_set.path}: "
+                                      f"{getattr(error, 'strerror', None) or error}") from None
                 if not path.is_file():
                     raise RecipeError(f"{source}: field '{field}[{index}].path': file not found: {seed_set.path}")
                 if path.stat().st_size == 0:
@@ -114,6 +120,10 @@ def _resolve_local_paths(recipe: Recipe, base_dir: Path, source: str) -> Recipe:
 def _check_model_names(recipe: Recipe, source: str) -> None:
     fields = [("teacher.model", recipe.teacher.model)] if recipe.teacher.backend == "local" else []
     fields += [(f"students[{i}].model", student.model) for i, student in enumerate(recipe.students)]
+    fields += [(f"students[{i}].params.embedding_model", student.params.embedding_model)
+               for i, student in enumerate(recipe.students) if isinstance(student.params, InContextParams)]
+    if recipe.quality.embedding_model is not None:
+        fields.append(("quality.embedding_model", recipe.quality.embedding_model))
     for field, name in fields:
         problem = check_model_name(name)
         if problem:
@@ -136,6 +146,23 @@ def _check_repo_ids(recipe: Recipe, source: str) -> None:
             raise RecipeError(f"{source}: field {field!r}: {repo_id!r} is not a valid Hub repo id ({problem})")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping: PyYAML would keep the last one silently, and the
+    recipe run would not be the one its author reads."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice in one mapping",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_recipe(path: str | Path, base_dir: Path | None = None, display_name: str | None = None) -> Recipe:
     """Read and validate a recipe file. Every problem becomes one RecipeError line naming the file and field.
 
@@ -148,7 +175,7 @@ def load_recipe(path: str | Path, base_dir: Path | None = None, display_name: st
         raise RecipeError(f"{name}: recipe file not found")
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

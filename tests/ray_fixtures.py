@@ -65,13 +65,31 @@ class RayCluster:
         self.cluster.wait_for_nodes()
 
 
+#: Ray's own settings for token authentication: the test clusters set theirs, whatever the user's are.
+RAY_AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def hermetic_authentication() -> None:
+    """Token authentication off, said explicitly, for this process and the nodes it starts: left unset, Ray turns it
+    on as soon as the user has a ~/.ray/auth_token (``ray start`` or a local instance wrote one) and the clusters'
+    later nodes are refused. The test that uses token authentication (``started_cluster``) gives its processes
+    homes and tokens of their own."""
+    for name in RAY_AUTH_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    from ray._raylet import Config
+
+    Config.initialize("")  # this process reads the mode again, as Ray does when it turns authentication on
+
+
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
     from ray.cluster_utils import Cluster
 
-    saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "RAY_ADDRESS")}
+    saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "RAY_ADDRESS", *RAY_AUTH_VARIABLES)}
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [saved["PYTHONPATH"]])])
     os.environ.pop("RAY_ADDRESS", None)
+    hermetic_authentication()
     head_scratch = tmp_path_factory.mktemp("scratch") / "node0-scratch"
     head_scratch.mkdir()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,

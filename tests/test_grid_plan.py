@@ -8,7 +8,8 @@ import math
 import yaml
 from peft import LoraConfig, get_peft_model
 
-from hfsynth.grid_plan import _lora_parameters, _meta_model, plan_grid
+from hfsynth.grid_plan import plan_grid
+from hfsynth.model_shapes import lora_parameters, meta_model
 from hfsynth.recipe_files import load_recipe
 from tests.cli_helpers import REPO_ROOT, run_cli
 
@@ -31,8 +32,8 @@ def test_the_paper_grid_counts() -> None:
 
 
 def test_adapter_size_is_what_peft_trains() -> None:
-    model = _meta_model("smollm2-135m-instruct")
-    ours = _lora_parameters(model, 16, "all-linear")
+    model = meta_model("smollm2-135m-instruct")
+    ours = lora_parameters(model, 16, "all-linear")
     peft_model = get_peft_model(model, LoraConfig(r=16, target_modules="all-linear", task_type="CAUSAL_LM"))
     trainable, _ = peft_model.get_nb_trainable_parameters()
     assert ours == trainable

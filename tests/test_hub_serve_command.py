@@ -80,8 +80,7 @@ class ServerProcess:
         pytest.fail(f"the server on {self.url} did not answer within {timeout} s")
 
     def stop(self) -> int:
-        """Ctrl-C, then the exit code: 130 (uvicorn re-raises the signal after its graceful shutdown), or 0 when
-        SIGINT was ignored by whoever started the tests; -9 if it had to be killed."""
+        """Ctrl-C, then the exit code: 130 after the graceful shutdown; -9 if it had to be killed."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)  # what Ctrl-C sends: uvicorn shuts down cleanly
             try:
@@ -250,3 +249,30 @@ def test_token_on_the_command_line_warns_at_run_time_without_printing_it(start_s
     output = server.log.read_text()
     assert "warning: --token is visible to other users of this machine in `ps`" in output
     assert secret not in output
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c-while-sigint-ignored", "sigterm"])
+def test_a_stopped_server_removes_its_temporary_folder_and_says_so(tmp_path: Path, stop: signal.Signals) -> None:
+    """Without --data-dir the repos live in a temporary folder: however the server is stopped it goes, and the
+    command says so (not "run the same command to resume"). Ctrl-C reaches it even when it was started with SIGINT
+    ignored, as a non-interactive shell starts its background jobs."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    port = _free_port()
+    process = subprocess.Popen(_command("--port", str(port)), env=_environment(TMPDIR=str(temporary)),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    server = ServerProcess(process, f"http://127.0.0.1:{port}", tmp_path / "unused.log")
+    try:
+        server.wait_until_serving()
+        [data_dir] = temporary.glob("hfsynth-hub-*")
+        process.send_signal(stop)
+        code = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = process.stdout.read() if process.stdout else ""
+    assert code == (130 if stop == signal.SIGINT else 143), output
+    assert not data_dir.exists() and not list(temporary.iterdir()), output
+    assert "its temporary data folder and the repos in it were removed" in output
+    assert "resume" not in output and "Traceback" not in output

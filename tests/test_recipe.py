@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,27 @@ BAD = [
     ("invalid dataset repo id", mutate("dataset.repo_id", "a b"), "field 'dataset.repo_id': 'a b' is not a valid"),
     ("organization with a slash", mutate("publish", {"organization": "a/b"}), "field 'publish.organization'"),
     ("huge samples_per_label", mutate("generation.samples_per_label", 10**9), "generation.samples_per_label"),
+    # Values the schema once let through and a later command died on, after the teacher calls were paid for.
+    ("infinite timeout", mutate("teacher.timeout", float("inf")), "field 'teacher.timeout': Input should be a finite"),
+    ("infinite CPUs", mutate("execution", {"students": {"num_cpus": float("nan")}}), "execution.students.num_cpus"),
+    ("teacher device", mutate("teacher.device", "banana"), "field 'teacher.device': 'banana' is not a device"),
+    ("a bool for a count", mutate("generation.samples_per_label", True),
+     "field 'generation.samples_per_label': Input should be a valid integer (got True)"),
+    ("a text for a number", mutate("teacher.batch_size", "8"), "field 'teacher.batch_size'"),
+    ("negative evaluation seed", mutate("evaluation.seed", -1), "field 'evaluation.seed'"),
+    ("unknown quality embedder", mutate("quality.embedding_model", "no-such-embedder"),
+     "field 'quality.embedding_model': unknown model name 'no-such-embedder'"),
+    *[(f"student {param}", mutate("students", [{"name": "s", "kind": kind, "model": model, "params": {param: value}}]),
+       f"field 'students[0].params.{param}': {expected}")
+      for kind, model, param, value, expected in [
+          ("setfit", "all-minilm-l6-v2", "seed", -1, "Input should be greater than or equal to 0"),
+          ("setfit", "all-minilm-l6-v2", "device", "banana", "'banana' is not a device"),
+          ("setfit", "all-minilm-l6-v2", "max_steps", 0, "max_steps is -1 (train the epochs in full) or"),
+          ("encoder", "all-minilm-l6-v2", "max_steps", -2, "max_steps is -1"),
+          ("in-context", "smollm2-135m-instruct", "embedding_model", "nope", "unknown model name 'nope'"),
+          ("sft", "smollm2-135m-instruct", "target_modules", ["q_proj", "no_such_module"],
+           "smollm2-135m-instruct has no module named no_such_module"),
+      ]],
 ]
 
 
@@ -129,6 +151,37 @@ def test_bad_recipe_names_file_and_field(tmp_path: Path, data: dict, expected: s
 def test_malformed_yaml(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(RecipeError, match=expected):
         load_recipe(write(tmp_path, text))
+
+
+def test_a_key_given_twice_is_named_with_its_line(tmp_path: Path) -> None:
+    text = yaml.safe_dump(minimal()) + "teacher:\n  model: gemma-3-270m\n  model: smollm2-135m-instruct\n"
+    with pytest.raises(RecipeError, match=r"malformed YAML at line \d+, column 1: key 'teacher' is given twice"):
+        load_recipe(write(tmp_path, text))
+
+
+def test_a_data_file_that_is_not_utf8_or_a_link_loop_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "latin1.jsonl").write_bytes('{"text": "Caf\u00e9 au lait.", "label": "sports"}\n'.encode("latin-1"))
+    (tmp_path / "a.jsonl").symlink_to(tmp_path / "b.jsonl")
+    (tmp_path / "b.jsonl").symlink_to(tmp_path / "a.jsonl")
+    for name, expected in [("latin1.jsonl", "not UTF-8 text"), ("a.jsonl", "cannot follow a.jsonl")]:
+        path = write(tmp_path, mutate("evaluation.sets", [{"language": "en", "path": name}]))
+        with pytest.raises(RecipeError) as error:
+            load_recipe(path)
+        assert "field 'evaluation.sets[0].path'" in str(error.value) and expected in str(error.value)
+
+
+def test_a_data_file_rewritten_in_place_is_read_again(tmp_path: Path) -> None:
+    """datasets' cache knows a local file by its path; a file rewritten in place must not give its old rows."""
+    from hfsynth.realdata import load_labelled_set
+    from hfsynth.recipe import SeedSet
+
+    path = tmp_path / "set.jsonl"
+    rows = [{"text": f"Sentence number {index}.", "label": "sports"} for index in range(40)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    seed_set = SeedSet(language="en", path=str(path))
+    assert len(load_labelled_set(seed_set, ["sports", "health"])) == 40
+    path.write_text('{"text": "Only this one.", "label": "health"}\n')
+    assert load_labelled_set(seed_set, ["sports", "health"])["text"] == ["Only this one."]
 
 
 def test_missing_recipe_file(tmp_path: Path) -> None:

@@ -13,28 +13,15 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
+
+from hfsynth.stop_signals import Terminated, terminate_as_interrupt
 
 logger = logging.getLogger(__name__)
 
 GRADIO_CACHE_VARIABLE = "GRADIO_TEMP_DIR"
 SESSION_PREFIX = "hfsynth-space-"
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, delivered the way Gradio's blocking launch stops on (it closes its server on KeyboardInterrupt,
-    and returns: whether SIGTERM came is in ``_received``)."""
-
-
-_received: list[int] = []
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    _received.append(signum)
-    raise _Terminated
 
 
 @contextlib.contextmanager
@@ -46,19 +33,15 @@ def served_session() -> Iterator[Path]:
     own_cache = GRADIO_CACHE_VARIABLE not in os.environ
     if own_cache:
         os.environ[GRADIO_CACHE_VARIABLE] = str(root / "gradio")  # read when the Blocks and the server are made
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
-    _received.clear()
-    try:
-        yield root
-    except _Terminated:
-        pass  # SIGTERM before Gradio's loop caught it: ends the same way
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
-        if own_cache:
-            os.environ.pop(GRADIO_CACHE_VARIABLE, None)
-        shutil.rmtree(root, ignore_errors=True)
-        logger.info("removed the Space's temporary folder %s", root)
-    if _received:
+    with terminate_as_interrupt() as received:
+        try:
+            yield root
+        except Terminated:
+            pass  # SIGTERM before Gradio's loop caught it: ends the same way
+        finally:
+            if own_cache:
+                os.environ.pop(GRADIO_CACHE_VARIABLE, None)
+            shutil.rmtree(root, ignore_errors=True)
+            logger.info("removed the Space's temporary folder %s", root)
+    if received:
         raise SystemExit(128 + signal.SIGTERM)

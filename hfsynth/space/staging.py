@@ -46,7 +46,8 @@ def recipe_from_run(run_dir: Path) -> Recipe:
     try:
         return load_detached_recipe(path, str(path), path.parent)
     except RecipeError as error:
-        raise HfsynthError(f"cannot resolve the run's recipe; pass the recipe file instead ({error})") from None
+        raise HfsynthError(f"cannot read the run's recipe: {error}: its data paths are relative to the folder the "
+                           "recipe was in (or the current one): run the command from there") from None
 
 
 def pick_examples(recipe: Recipe, per_language: int = EXAMPLES_PER_LANGUAGE) -> list[ExampleText]:

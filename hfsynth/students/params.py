@@ -11,14 +11,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hfsynth.field_types import Device, MaxSteps, Seed
+
 
 class StudentParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     #: Repeat ``k`` of a student trains with ``seed + k``.
-    seed: int = 0
+    seed: Seed = 0
     #: "auto": a GPU when present (:func:`hfsynth.language_model.device_and_dtype`).
-    device: str = "auto"
+    device: Device = "auto"
 
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -45,7 +47,7 @@ class SetFitParams(StudentParams):
     #: Tokens per text; longer texts are truncated.
     max_length: int = Field(128, ge=8)
     #: -1: all the pairs (2 x num_iterations per example, in batches). Otherwise exactly this many steps.
-    max_steps: int = Field(-1, ge=-1)
+    max_steps: MaxSteps = -1
     #: A killed run resumes from its last checkpoint, at most this many steps old.
     save_steps: int = Field(100, ge=1)
 
@@ -96,7 +98,7 @@ class EncoderParams(StudentParams):
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
     #: -1: run the epochs in full.
-    max_steps: int = Field(-1, ge=-1)
+    max_steps: MaxSteps = -1
     save_steps: int = Field(50, ge=1)
     #: Mixed precision: weights stay float32, bfloat16/float16 computations where "auto" finds them fast.
     dtype: Dtype = "auto"

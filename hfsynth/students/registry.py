@@ -44,6 +44,8 @@ class StudentKind:
             if error["type"] == "extra_forbidden":
                 known = ", ".join(self.params.model_fields)
                 raise ValueError(f"{where}: unknown {self.name} parameter (known: {known})") from None
+            if error["type"] == "value_error":  # hfsynth's own check: its message names the value
+                raise ValueError(f"{where}: {error['msg'].removeprefix('Value error, ')}") from None
             raise ValueError(f"{where}: {error['msg']} (got {error.get('input')!r})") from None
 
 
