@@ -19,7 +19,7 @@ from hfsynth.cli_display import RecipeLines, RunDisplay, console
 from hfsynth.errors import HfsynthError, out_of_space
 from hfsynth.logs import apply_to_loaded_libraries
 from hfsynth.run_folder import RunFolder
-from hfsynth.stop_signals import Terminated, restore_interrupt, terminate_as_interrupt
+from hfsynth.stop_signals import Terminated, quit_on_next_interrupt, restore_interrupt, terminate_as_interrupt
 from hfsynth.storage import run_folder_on
 
 app = typer.Typer(help="Let a large LLM teach small models: synthetic data, students, evaluation, the Hub.",
@@ -84,6 +84,7 @@ def user_errors(command: F) -> F:
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted:[/] everything finished so far is kept; run the same command to resume")
+            quit_on_next_interrupt()
             raise typer.Exit(130) from None
         except Exception as error:
             full = out_of_space(error)

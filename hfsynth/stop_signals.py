@@ -4,7 +4,9 @@ process) can end it the way Ctrl-C does, through every ``finally`` and ``with`` 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -21,6 +23,20 @@ def restore_interrupt() -> None:
     clean-up. The command takes Python's default handler back."""
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def quit_on_next_interrupt(code: int = 130) -> None:
+    """After a command has handled Ctrl-C, the interpreter still waits for threads that are finishing (requests in
+    flight): another Ctrl-C then ends the process at once, instead of breaking into that wait and printing
+    "Exception ignored in: <module 'threading'>" with a traceback."""
+
+    def quit_now(signum: int, frame: FrameType | None) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, quit_now)
 
 
 @contextlib.contextmanager
