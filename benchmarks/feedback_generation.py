@@ -42,10 +42,11 @@ from typing import Any
 from hfsynth import pipeline
 from hfsynth.cache import checkpoint
 from hfsynth.evaluation.bootstrap import Predictions, paired_difference, resample_indices, resampled_scores
+from hfsynth.evaluation.results import EvaluationResults
 from hfsynth.recipe import FeedbackConfig, Recipe
 from hfsynth.recipe_files import load_recipe
 from hfsynth.run_folder import RunFolder
-from hfsynth.run_records import EvaluationResults, FeedbackReport, GenerationStats
+from hfsynth.run_records import FeedbackReport, GenerationStats
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

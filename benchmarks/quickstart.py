@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hfsynth.evaluation.results import EvaluationResults
 from hfsynth.run_folder import RunFolder
-from hfsynth.run_records import EvaluationResults
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 
 from hfsynth import pipeline
+from hfsynth.evaluation.results import EvaluationResults
 from hfsynth.recipe import Recipe
 from hfsynth.recipe_files import load_recipe
 from hfsynth.run_folder import RunFolder
-from hfsynth.run_records import EvaluationResults, RunStats
+from hfsynth.run_records import RunStats
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

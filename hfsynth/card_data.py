@@ -13,18 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import DatasetCardData, EvalResult, ModelCardData, SpaceCardData
 
+from hfsynth.evaluation.results import EvaluationResults, SummaryEntry, SyntheticVsHuman
+from hfsynth.formatting import interval_text
 from hfsynth.languages import language_name
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import DatasetFolder, SpaceFolder, StudentFolder
-from hfsynth.run_records import (
-    EvaluationResults,
-    FeedbackReport,
-    GenerationStats,
-    QualityReport,
-    StudentMeta,
-    SummaryEntry,
-    interval_text,
-)
+from hfsynth.run_records import FeedbackReport, GenerationStats, QualityReport, StudentMeta
 
 if TYPE_CHECKING:
     from hfsynth.space.manifest import SpaceManifest
@@ -68,6 +62,8 @@ class SyntheticDatasetCardData:
     quality_plot: str | None = None
     #: Error-driven generation's rounds (``feedback.json``), when the recipe turned it on.
     feedback: FeedbackReport | None = None
+    #: Each reference student against human data of its size, per language (results.json).
+    human: list[SyntheticVsHuman] = field(default_factory=list)
 
     @property
     def pretty_name(self) -> str:
@@ -97,6 +93,7 @@ class SyntheticDatasetCardData:
             "repo_id": self.repo_id,
             "language_names": language_names(self.recipe.languages),
             "results": self.results,
+            "human": {f"{row.student}/{row.language}": row for row in self.human},
             "dropped_file": _DATASET_FILES.dropped.name,
             "recipe_file": _DATASET_FILES.recipe.name,
             "quality": self.quality,
@@ -179,14 +176,20 @@ class StudentCardData:
             if entry.role != "student" or entry.model != self.name or entry.vs_teacher is None:
                 continue
             teacher = teachers.get(entry.language)
+            human = self.results.human_comparison(self.name, entry.language) if self.results else None
             verdicts.append({
                 "language": entry.language,
                 "score": entry.score_text("macro_f1"),
                 "teacher": teacher.score_text("macro_f1") if teacher else "n/a",
                 "vs_teacher": entry.vs_teacher,
-                "vs_human": entry.vs_human,
-                "human": f"{entry.vs_human.against_macro_f1:.3f} {interval_text(entry.vs_human.against_macro_f1_ci)}"
-                if entry.vs_human else None,
+                # Human data against this student on synthetic data of the same size (a subsample where the
+                # human pool was the smaller).
+                "vs_human": human.comparison if human else None,
+                "synthetic_same_size": f"{human.synthetic_macro_f1:.3f} {interval_text(human.synthetic_macro_f1_ci)}"
+                if human else None,
+                "human": f"{human.human_macro_f1:.3f} {interval_text(human.human_macro_f1_ci)}" if human else None,
+                "sizes": human.sizes_text() if human else None,
+                "pool": self.results.pool_text(entry.language) if human and self.results else None,
             })
         return verdicts
 
@@ -215,6 +218,8 @@ class StudentCardData:
             "languages": results.languages if results else list(self.recipe.languages),
             "comparison": self.comparison(),
             "verdicts": self.verdicts(),
+            "across_languages": results.across_languages(self.name) if results and len(results.languages) > 1
+            else "",
             "confidence": results.bootstrap.confidence if results and results.bootstrap else None,
             "model_key": self.name,
             "test_sets": self.test_sets(),

@@ -23,10 +23,11 @@ from huggingface_hub import (
 
 from hfsynth.card_data import ComparisonSpaceCardData, StudentCardData, SyntheticDatasetCardData
 from hfsynth.embedded import EMBEDDED_MODELS
+from hfsynth.evaluation.results import EvaluationResults
 from hfsynth.hub.repo_ids import dataset_repo_id
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import DatasetFolder, StudentFolder
-from hfsynth.run_records import EvaluationResults, FeedbackReport, GenerationStats, QualityReport, SummaryEntry
+from hfsynth.run_records import FeedbackReport, GenerationStats, QualityReport
 from hfsynth.students.base import read_meta
 from hfsynth.students.registry import student_kind
 from hfsynth.templates import render_file, template_path
@@ -80,7 +81,8 @@ class ComparisonSpaceCard(_PackagedTemplateCard, SpaceCard):
 # --- from a run's files -----------------------------------------------------------------------------------------------
 
 
-def dataset_card(recipe: Recipe, dataset_dir: Path, results: list[SummaryEntry] | None = None) -> SyntheticDatasetCard:
+def dataset_card(recipe: Recipe, dataset_dir: Path, results: EvaluationResults | None = None
+                 ) -> SyntheticDatasetCard:
     """The card of a dataset folder written by ``hfsynth.dataset.save_dataset`` (with, once evaluated, the headline
     results of the students trained on it)."""
 
@@ -88,15 +90,16 @@ def dataset_card(recipe: Recipe, dataset_dir: Path, results: list[SummaryEntry] 
     stats = GenerationStats.load(folder.stats)
     quality = QualityReport.load_if_present(folder.quality)
     return SyntheticDatasetCard.from_data(SyntheticDatasetCardData(
-        recipe, stats, dataset_repo_id(recipe), list(results or []), quality,
+        recipe, stats, dataset_repo_id(recipe), results.headline if results else [], quality,
         # Relative to the card: the plot beside it.
         folder.quality_plot.name if quality is not None and folder.quality_plot.is_file() else None,
         FeedbackReport.load_if_present(folder.feedback),
+        results.synthetic_vs_human if results else [],
     ))
 
 
 def write_dataset_card(
-    recipe: Recipe, dataset_dir: Path, results: list[SummaryEntry] | None = None
+    recipe: Recipe, dataset_dir: Path, results: EvaluationResults | None = None
 ) -> SyntheticDatasetCard:
     card = dataset_card(recipe, dataset_dir, results)
     card.save(DatasetFolder(dataset_dir).card)

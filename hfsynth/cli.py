@@ -126,11 +126,19 @@ def _load(recipe: str):  # noqa: ANN202 - returns hfsynth.recipe.Recipe; importe
     return load_recipe_source(recipe)
 
 
+def _warn_about_the_human_pool(recipe: Any) -> None:  # hfsynth.recipe.Recipe
+    from hfsynth.human_reference import pool_warnings
+
+    for line in pool_warnings(recipe):
+        console.print(f"[yellow]warning:[/] {recipe.name}: {escape(line)}", highlight=False, soft_wrap=True)
+
+
 @recipes_app.command("validate")
 @user_errors
 def recipes_validate(recipe: RecipeArg) -> None:
     """Check a recipe; print what it will do, or one line naming the file and field that is wrong."""
     loaded = _load(recipe)
+    _warn_about_the_human_pool(loaded)
     console.print(
         f"[green]ok[/] {recipe}: task [bold]{loaded.task.name}[/], {len(loaded.labels)} labels, "
         f"languages {', '.join(loaded.languages)}, teacher {loaded.teacher.backend}:{loaded.teacher.model}, "
@@ -244,7 +252,10 @@ def plan(recipes: Annotated[list[str], typer.Argument(help="One or more recipe Y
     from hfsynth.cli_display import show_plans
     from hfsynth.grid_plan import plan_grid
 
-    show_plans([plan_grid(_load(recipe)) for recipe in recipes], training_minutes, evaluation_minutes)
+    loaded = [_load(recipe) for recipe in recipes]
+    for one in loaded:
+        _warn_about_the_human_pool(one)
+    show_plans([plan_grid(one) for one in loaded], training_minutes, evaluation_minutes)
 
 
 space_app = typer.Typer(help="The Gradio Space that compares the teacher with its students.", no_args_is_help=True)

@@ -24,11 +24,11 @@ if TYPE_CHECKING:
     from transformers import TrainerCallback
 
     from hfsynth.errors import HfsynthError
+    from hfsynth.evaluation.results import EvaluationResults, SummaryEntry
     from hfsynth.execution import Engine
     from hfsynth.generation import GenerationProgress, GenerationResult
     from hfsynth.grid_plan import GridPlan
     from hfsynth.recipe import Recipe
-    from hfsynth.run_records import EvaluationResults, SummaryEntry
     from hfsynth.training import TrainedRun
     from hfsynth.training_progress import TrainingStep
 

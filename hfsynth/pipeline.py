@@ -25,6 +25,7 @@ from hfsynth.checks import check_out_dir
 from hfsynth.dataset import load_synthetic_dataset, load_teacher_shown, save_dataset
 from hfsynth.errors import HfsynthError
 from hfsynth.evaluation import run_evaluation
+from hfsynth.evaluation.results import EvaluationResults
 from hfsynth.execution import LOCAL, Engine, UnitsProgress, release_memory
 from hfsynth.folder_lock import locked_folder
 from hfsynth.generation import GenerationProgress, GenerationResult, generate_samples
@@ -35,7 +36,6 @@ from hfsynth.recipe import ExecutionConfig, Recipe, StudentConfig
 from hfsynth.reproducibility import pin_threads
 from hfsynth.run_events import RunEvents
 from hfsynth.run_folder import RUN_FOLDER_LOCK, RunFolder
-from hfsynth.run_records import EvaluationResults
 from hfsynth.stage_stats import measured_stage
 from hfsynth.storage import push_if_mirrored
 from hfsynth.students.base import Student
@@ -129,7 +129,7 @@ def write_cards(recipe: Recipe, out_dir: Path, results: EvaluationResults | None
     written = []
     dataset = run_folder.dataset
     if dataset.root.is_dir():
-        write_dataset_card(recipe, dataset.root, results.headline if results else None)
+        write_dataset_card(recipe, dataset.root, results)
         written.append(dataset.card)
     example = _example_text(dataset.root)
     for student in recipe.students:

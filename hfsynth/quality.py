@@ -36,8 +36,9 @@ from hfsynth.cache import CallCache, call_key
 from hfsynth.curation import ChatterCheck, TestOverlap, instruction_texts, normalize
 from hfsynth.dataset import load_synthetic_dataset, load_teacher_shown
 from hfsynth.generation import CachedTeacher
+from hfsynth.human_reference import reference_pool
 from hfsynth.prompts import classification_prompt
-from hfsynth.realdata import TestSet, labelled_texts, load_labelled_set, load_test_sets, reference_pool
+from hfsynth.realdata import TestSet, labelled_texts, load_labelled_set, load_test_sets
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import DatasetFolder
 from hfsynth.run_records import GenerationStats, QualityReport
@@ -82,7 +83,7 @@ class SyntheticTexts:
 def _real_pool(recipe: Recipe, teacher_shown: Sequence[str] | None) -> tuple[dict[tuple[str, str], list[str]], str]:
     """Real non-test texts per (language, label) to compare with, and where they come from."""
     if recipe.evaluation.reference.sets:
-        return (reference_pool(recipe, teacher_shown),
+        return (reference_pool(recipe, teacher_shown)[0],
                 "the reference training sets (texts shown to the teacher and test texts removed)")
     test = {normalize(text) for text in labelled_texts(recipe, recipe.evaluation.sets)}
     pool: dict[tuple[str, str], list[str]] = defaultdict(list)

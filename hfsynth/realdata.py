@@ -14,10 +14,8 @@ from pathlib import Path
 
 import datasets
 
-from hfsynth.curation import normalize
 from hfsynth.errors import HfsynthError
 from hfsynth.recipe import Recipe, SeedSet
-from hfsynth.run_folder import TEACHER_SHOWN_FILE
 
 _LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".tsv": "csv"}
 
@@ -202,28 +200,3 @@ def texts_shown_to_the_teacher(recipe: Recipe, seed_texts: Iterable[str]) -> set
         for test_set in load_test_sets(recipe):
             shown.update(text for text, _ in teacher_demonstrations(recipe, test_set))
     return shown
-
-
-# --- the human-data reference -------------------------------------------------------------------------------------
-
-
-def reference_pool(recipe: Recipe, seed_texts: Iterable[str] | None) -> dict[tuple[str, str], list[str]]:
-    """Real training texts per (language, label) from ``evaluation.reference.sets``, without any text the teacher
-    may have seen (``seed_texts``: those generation recorded; None, not recorded, is an error) and without any test
-    text (compared case-, punctuation- and space-insensitively)."""
-    if seed_texts is None:  # a dataset from before generation recorded them, or from another tool
-        raise HfsynthError(
-            f"the synthetic dataset does not record which real texts its teacher was shown ({TEACHER_SHOWN_FILE}, "
-            "written by hfsynth generate): the human-data reference could train on them; generate it again "
-            "(cached answers are reused) or leave out evaluation.reference")
-    excluded = {normalize(text) for text in texts_shown_to_the_teacher(recipe, seed_texts)}
-    excluded |= {normalize(text) for text in labelled_texts(recipe, recipe.evaluation.sets)}
-    pool: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for seed_set in recipe.evaluation.reference.sets:
-        rows = load_labelled_set(seed_set, recipe.label_names)
-        for text, label in zip(rows["text"], rows["label"], strict=True):
-            key = normalize(text)
-            if key not in excluded:
-                excluded.add(key)  # a text repeated in the reference sets is used once
-                pool[(seed_set.language, label)].append(text)
-    return dict(pool)

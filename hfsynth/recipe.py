@@ -258,6 +258,9 @@ class ReferenceConfig(_Strict):
     # The students also trained on the real data (default: every student).
     students: list[str] | None = None
     seed: Seed = 0
+    # strict: never a text the teacher may have seen (its few-shot seeds and demonstrations); all: the whole training
+    # split, seeds included, as Pecher et al. trained their human-data students. Test texts are never used.
+    pool: Literal["strict", "all"] = "strict"
 
 
 class EvaluationConfig(_Strict):

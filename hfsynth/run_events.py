@@ -12,10 +12,10 @@ if TYPE_CHECKING:
     from transformers import TrainerCallback
 
     from hfsynth.errors import HfsynthError
+    from hfsynth.evaluation.results import EvaluationResults
     from hfsynth.execution import Engine
     from hfsynth.generation import GenerationProgress, GenerationResult
     from hfsynth.recipe import Recipe
-    from hfsynth.run_records import EvaluationResults
     from hfsynth.training import TrainedRun
 
 

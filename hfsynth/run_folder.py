@@ -19,6 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hfsynth.run_records import DataSource
 
 #: Every repo hfsynth writes (dataset, student, Space) carries its card under this name, as the Hub expects.
 CARD_FILE = "README.md"
@@ -27,6 +31,7 @@ CHECKPOINTS_DIR = "checkpoints"
 # A Space folder lays out its copies of students and evaluation files as the run folder does.
 STUDENTS_DIR = "students"
 _EVAL_DIR = "eval"
+STUDENT_RUNS_DIR = "student_runs"
 # The run's plot, and its copy in each student folder (the model card shows it).
 _BARS_PLOT = "teacher_vs_students.png"
 # The dataset's quality plot, and its copy in the eval folder (the report and the Space show it).
@@ -260,15 +265,23 @@ class RunFolder:
         """The recipe student ``name`` trained on all the synthetic data with its first seed: the published one."""
         return StudentFolder(self.students / name)
 
-    def student_run(self, name: str, train_size: int | None, repeat: int, human: bool = False) -> StudentFolder:
+    def student_run(self, name: str, train_size: int | None, repeat: int, data: DataSource = "synthetic"
+                    ) -> StudentFolder:
         """One training of student ``name``: ``train_size`` examples per label and language (None: all), seed repeat
-        ``repeat``. The main run (all the data, repeat 0) is :meth:`student`. ``human``: the same training on real
-        reference data instead of synthetic data (never published)."""
-        if train_size is None and repeat == 0 and not human:
+        ``repeat``. The main run (all the data, repeat 0) is :meth:`student`. ``data`` "human": the same training on
+        real reference data; "synthetic-at-human-size": on a synthetic subsample as large as that (never
+        published)."""
+        if train_size is None and repeat == 0 and data == "synthetic":
             return self.student(name)
         size = "all" if train_size is None else str(train_size)
-        prefix = "human-" if human else ""
-        return StudentFolder(self.root / "student_runs" / name / f"{prefix}{size}-per-label-seed{repeat}")
+        prefix = {"synthetic": "", "human": "human-", "synthetic-at-human-size": "synthetic-at-human-size-"}[data]
+        return StudentFolder(self.root / STUDENT_RUNS_DIR / name / f"{prefix}{size}-per-label-seed{repeat}")
+
+    @property
+    def human_reference(self) -> Path:
+        """What became of the human-data reference's pool (``hfsynth.run_records.HumanReference``), written by the
+        training stage."""
+        return self.root / STUDENT_RUNS_DIR / "human_reference.json"
 
     @property
     def eval(self) -> EvalFolder:

@@ -1,4 +1,5 @@
-"""Typed contents of the run's JSON files: what ``generation.json``, ``hfsynth_student.json`` and ``results.json`` hold.
+"""Typed contents of the run's JSON files: what ``generation.json``, ``hfsynth_student.json``, ``quality.json``,
+``human_reference.json`` and ``run_stats.json`` hold (``results.json``: :mod:`hfsynth.evaluation.results`).
 
 Every reader and writer of those files goes through these models (``load``/``save``), so a field is named once and
 a misspelt key fails loudly instead of reading as missing. The records accept fields they do not declare
@@ -12,21 +13,23 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hfsynth.errors import HfsynthError
-from hfsynth.formatting import format_number, format_percent, interval_text, pair_text
+from hfsynth.formatting import format_number, format_percent, pair_text
 
-RecordT = TypeVar("RecordT", bound="_Record")
-#: A student's training data: the teacher's synthetic data, or real human-labelled reference data.
-DataSource = Literal["synthetic", "human"]
+RecordT = TypeVar("RecordT", bound="Record")
+#: A student's training data: the teacher's synthetic data, real human-labelled reference data, or a subsample of
+#: the synthetic data as large as the human data (where the human pool is the smaller: what human data is compared
+#: with).
+DataSource = Literal["synthetic", "human", "synthetic-at-human-size"]
 #: A paired comparison's outcome: "better" or "worse" only where the interval of the difference excludes zero.
 Verdict = Literal["better", "worse", "no clear difference"]
 
 
-class _Record(BaseModel):
+class Record(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     def to_json(self) -> dict[str, Any]:
@@ -62,7 +65,7 @@ class _Record(BaseModel):
 # --- generation.json ------------------------------------------------------------------------------------------------
 
 
-class GenerationStats(_Record):
+class GenerationStats(Record):
     """What the generation stage did; the dataset card is built from it."""
 
     teacher: str
@@ -82,14 +85,14 @@ class GenerationStats(_Record):
     splits: dict[str, int]
 
 
-class TeacherShown(_Record):
+class TeacherShown(Record):
     """``teacher_shown.json``: the real texts the teacher may have been shown while it wrote the dataset (few-shot
     seeds), which the human-data reference must never train on. Travels with the dataset, to the Hub too."""
 
     seed_texts: list[str]
 
 
-class FeedbackChoice(_Record):
+class FeedbackChoice(Record):
     """Where one feedback round spent samples: one (language, label) cell, and why."""
 
     language: str
@@ -103,14 +106,14 @@ class FeedbackChoice(_Record):
     shown_demonstrations: list[str] = []
 
 
-class FeedbackRound(_Record):
+class FeedbackRound(Record):
     round: int  # 1, 2, ...: the first pass is round 0
     asked: int
     kept: int
     choices: list[FeedbackChoice]
 
 
-class FeedbackReport(_Record):
+class FeedbackReport(Record):
     """``dataset/feedback.json``: error-driven generation's rounds and learning curve (the card, report and Space
     read it)."""
 
@@ -127,7 +130,7 @@ class FeedbackReport(_Record):
 # --- hfsynth_student.json -------------------------------------------------------------------------------------------
 
 
-class TrainingRecord(_Record):
+class TrainingRecord(Record):
     """What one student was trained on and how long it took; the fingerprint decides whether a re-run retrains."""
 
     train_size: int | None  # per label and language; None: all the synthetic training data
@@ -142,7 +145,7 @@ class TrainingRecord(_Record):
     data: DataSource = "synthetic"
 
 
-class StudentMeta(_Record):
+class StudentMeta(Record):
     """A saved student's kind, labels, base model and settings; written last, so its presence marks a finished one."""
 
     kind: str
@@ -156,26 +159,65 @@ class StudentMeta(_Record):
     training: TrainingRecord
 
 
+# --- human_reference.json -------------------------------------------------------------------------------------------
+
+
+class ReferenceCell(Record):
+    """One language and label of the human-data reference's pool."""
+
+    existed: int  # distinct real training texts (test texts left out)
+    shown: int  # of them, texts the teacher may have seen (few-shot seeds, classification demonstrations)
+    left: int  # what the pool kept: existed - shown with pool "strict", existed with "all"
+    human: int  # drawn for the human training set: as many as the synthetic data has, or all that were left
+    synthetic: int  # synthetic training examples
+
+
+class HumanReference(Record):
+    """What became of the human-data reference's pool, per language and label (:mod:`hfsynth.human_reference`)."""
+
+    pool: Literal["strict", "all"]
+    cells: dict[str, dict[str, ReferenceCell]]
+
+    @property
+    def smaller_than_synthetic(self) -> bool:
+        """The pool could not match the synthetic data somewhere: the verdict then needs a synthetic run at the
+        human size."""
+        return any(cell.human < cell.synthetic for labels in self.cells.values() for cell in labels.values())
+
+    def per_label(self, language: str) -> dict[str, float]:
+        """Each count's mean over the language's labels."""
+        cells = list(self.cells.get(language, {}).values())
+        return {name: sum(getattr(cell, name) for cell in cells) / len(cells) if cells else 0.0
+                for name in ReferenceCell.model_fields}
+
+    def pool_text(self, language: str) -> str:
+        """``per label: 100.0 real texts, 80.0 possibly seen by the teacher, 20.0 left (pool: strict)``."""
+        counts = self.per_label(language)
+        seen = (f"{counts['shown']:.1f} possibly seen by the teacher, {counts['left']:.1f} left"
+                if self.pool == "strict" else f"{counts['shown']:.1f} of them possibly seen by the teacher, all used")
+        return f"per label: {counts['existed']:.1f} real texts, {seen} (pool: {self.pool})"
+
+
 # --- quality.json ---------------------------------------------------------------------------------------------------
 
 
-class LexicalMeasures(_Record):
+class LexicalMeasures(Record):
     distinct_1: float | None
     distinct_2: float | None
     compression_ratio: float | None  # raw / zlib size: higher is more repetitive
 
 
-class SidedLexical(_Record):
+class SidedLexical(Record):
     synthetic: LexicalMeasures
     real: LexicalMeasures | None  # the equal-size real sample (None: no real text to compare with)
 
 
-class SidedMeasure(_Record):
+class SidedMeasure(Record):
     synthetic: float | None
     real: float | None
 
 
-class LabelQuality(_Record):
+class LabelQuality(Record):
     """One language and label (or a whole language): synthetic texts against an equal-size real sample."""
 
     synthetic_texts: int
@@ -197,7 +239,7 @@ class LanguageQuality(LabelQuality):
     labels: dict[str, LabelQuality]
 
 
-class FidelityInfo(_Record):
+class FidelityInfo(Record):
     method: str  # reference classifier | teacher | off | none
     classifier: str | None = None
     agreement: float | None = None
@@ -206,7 +248,7 @@ class FidelityInfo(_Record):
     classifier_test_accuracy: dict[str, float] | None = None
 
 
-class TestOverlapInfo(_Record):
+class TestOverlapInfo(Record):
     __test__ = False  # not a pytest class
 
     ngram: int
@@ -214,12 +256,12 @@ class TestOverlapInfo(_Record):
     kept: int  # still in the data (curation told to keep them, or a dataset made without the filter)
 
 
-class ChatterInfo(_Record):
+class ChatterInfo(Record):
     dropped: int  # by curation (drop reason teacher_chatter)
     kept: int
 
 
-class QualityReport(_Record):
+class QualityReport(Record):
     """``quality.json``: what the synthetic data is like, next to real data (``hfsynth.quality``)."""
 
     format: int
@@ -255,213 +297,10 @@ class QualityReport(_Record):
         return lines
 
 
-# --- results.json ---------------------------------------------------------------------------------------------------
-
-
-class LabelReport(_Record):
-    precision: float
-    recall: float
-    f1: float
-    support: int
-
-
-class ConfusionMatrix(_Record):
-    labels: list[str]  # rows: gold, columns: predicted (may end with hfsynth.metrics.UNPARSEABLE)
-    matrix: list[list[int]]
-
-
-class _CompletionRate:
-    """For records with ``unparseable`` (the teacher's share of answers that named no label): its complement, stored
-    nowhere."""
-
-    @property
-    def completion_rate(self) -> float | None:
-        """Teacher only: the share of test texts answered with a valid label (for a summary, the mean over repeats)."""
-        unparseable = self.unparseable  # type: ignore[attr-defined]
-        return None if unparseable is None else 1.0 - unparseable
-
-
-class ResultRow(_CompletionRate, _Record):
-    """One model (one training run of a student, or the teacher) on one language's test set."""
-
-    model: str  # the teacher's Hub id, or the recipe student's name
-    role: Literal["teacher", "student"]
-    kind: str  # the teacher's mode (zero-shot, few-shot), or the student's kind
-    demonstrations_per_label: int | None = None  # teacher only
-    base_model: str | None = None  # student only
-    data: DataSource | None = None  # student only: what it was trained on
-    language: str
-    train_size: int | None  # per label and language; None: all the synthetic data (and always for the teacher)
-    # Student only: examples per label and language it saw, on average (the learning curve's x).
-    train_examples_per_label: float | None = None
-    seed: int | None
-    n: int
-    macro_f1: float
-    accuracy: float
-    unparseable: float | None = None  # teacher only: the share of answers that named no label
-    per_label: dict[str, LabelReport]
-    confusion_matrix: ConfusionMatrix
-    texts_per_s: float | None
-    latency_ms: float | None
-
-
-
-class Comparison(_Record):
-    """A paired bootstrap of (this model - another) on the same test texts, and what it allows one to say."""
-
-    against: str  # "teacher" or "human data"
-    #: The other model's macro-F1 and its interval.
-    against_macro_f1: float
-    against_macro_f1_ci: list[float] | None = None
-    #: This macro-F1 / the other's, and its interval ("synthetic data reaches 92% of human data"); None when the other
-    #: scored 0 (or did in too many resamples).
-    ratio: float | None = None
-    ratio_ci: list[float] | None = None
-    macro_f1_difference: float
-    macro_f1_difference_ci: list[float]
-    accuracy_difference: float
-    accuracy_difference_ci: list[float]
-    #: From the macro-F1 interval: "better" or "worse" only where it excludes zero.
-    verdict: Verdict
-    #: The verdict in words, as cards, report and Space print it ("beats the teacher", "no clear difference").
-    statement: str
-
-    def difference_text(self) -> str:
-        """The macro-F1 difference and its interval: ``+0.052 [+0.010, +0.090]``."""
-        return f"{self.macro_f1_difference:+.3f} {interval_text(self.macro_f1_difference_ci, signed=True)}"
-
-    def ratio_text(self) -> str:
-        """``92% [81%, 104%]``: how much of the other's macro-F1 this one reaches."""
-        if self.ratio is None:
-            return f"n/a ({self.against} scored 0)"
-        interval = interval_text(self.ratio_ci, percent=True)
-        return f"{self.ratio:.0%} {interval}" if interval else f"{self.ratio:.0%}"
-
-
-class SummaryEntry(_CompletionRate, _Record):
-    """Mean (and standard deviation) over the seed repeats of one model, language and training size."""
-
-    model: str
-    role: Literal["teacher", "student"]
-    kind: str
-    data: DataSource | None = None  # students only
-    language: str
-    train_size: int | None
-    n: int
-    repeats: int
-    macro_f1: float
-    macro_f1_std: float
-    accuracy: float
-    accuracy_std: float
-    #: Bootstrap confidence intervals over the test texts (of the mean over the seeds).
-    macro_f1_ci: list[float] | None = None
-    accuracy_ci: list[float] | None = None
-    train_examples_per_label: float | None = None  # students only
-    unparseable: float | None = None  # teacher only
-    texts_per_s: float | None = None
-    latency_ms: float | None = None
-    per_label_f1: dict[str, float]
-    confusion_matrix: ConfusionMatrix  # the first repeat's
-    #: Students on all the synthetic data: against the teacher, and against the same student on human data.
-    vs_teacher: Comparison | None = None
-    vs_human: Comparison | None = None
-
-    #: The scalar fields a results table shows (the Space's), in order; intervals and verdicts as text there.
-    TABLE_FIELDS: ClassVar[tuple[str, ...]] = (
-        "model", "role", "kind", "data", "language", "macro_f1", "macro_f1_ci", "macro_f1_std", "accuracy",
-        "accuracy_ci", "accuracy_std", "n", "repeats", "completion_rate", "vs_teacher", "vs_human", "texts_per_s",
-        "latency_ms")
-
-
-    def score_text(self, metric: str) -> str:
-        """``0.712 [0.640, 0.780]``; with seed repeats ``0.712 ± 0.010 [0.640, 0.780]`` (± the std over seeds)."""
-        text = f"{getattr(self, metric):.3f}"
-        if self.repeats > 1:
-            text += f" ± {getattr(self, f'{metric}_std'):.3f}"
-        interval = interval_text(getattr(self, f"{metric}_ci"))
-        return f"{text} {interval}" if interval else text
-
-    @property
-    def display_name(self) -> str:
-        if self.role == "teacher":
-            return f"{self.model} (teacher)"
-        return f"{self.model} (human data)" if self.data == "human" else self.model
-
-
-class SyntheticVsHuman(_Record):
-    """One student and language: trained on synthetic data against trained on as much real data (Pecher et al.)."""
-
-    student: str
-    kind: str
-    language: str
-    synthetic_macro_f1: float
-    synthetic_macro_f1_ci: list[float]
-    human_macro_f1: float
-    human_macro_f1_ci: list[float]
-    synthetic_examples_per_label: float | None
-    human_examples_per_label: float | None
-    #: The paired bootstrap of synthetic - human, with the ratio synthetic / human ("synthetic reaches X% of human").
-    comparison: Comparison
-
-
-class BootstrapSettings(_Record):
-    resamples: int
-    confidence: float
-    seed: int
-
-
-class TeacherInfo(_Record):
-    model: str  # the Hub id (or the remote endpoint's model name) that answered
-    mode: str  # zero-shot | few-shot
-    demonstrations_per_label: int
-
-
-class EvaluationResults(_Record):
-    """``results.json``: the teacher and every student run on the real test sets."""
-
-    recipe: str
-    labels: list[str]
-    languages: list[str]
-    teacher: TeacherInfo
-    rows: list[ResultRow]
-    #: The headline comparison: the teacher and each student trained on all the synthetic data (mean over seeds).
-    summary: list[SummaryEntry]
-    #: Every student training size (all the data included), mean over seeds; sorted by model, language, size.
-    learning_curve: list[SummaryEntry]
-    bootstrap: BootstrapSettings | None = None
-    #: Per student and language, when the recipe has real reference training data.
-    synthetic_vs_human: list[SyntheticVsHuman] = []
-    #: The synthetic dataset's quality report (``dataset/quality.json``) at evaluation time.
-    quality: QualityReport | None = None
-    #: Error-driven generation's rounds (``dataset/feedback.json``), when the recipe turned it on.
-    feedback: FeedbackReport | None = None
-
-    @property
-    def headline(self) -> list[SummaryEntry]:
-        """The teacher and each student trained on all the synthetic data: what cards, tables and the Space show."""
-        return [entry for entry in self.summary if entry.data != "human"]
-
-    @property
-    def human_reference(self) -> list[SummaryEntry]:
-        """Each reference student trained on real data as large as its synthetic data."""
-        return [entry for entry in self.summary if entry.data == "human"]
-
-    def headline_models(self) -> list[tuple[str, str, str]]:
-        """(role, model, kind) of each headline model, in results order (the teacher first)."""
-        return list(dict.fromkeys((entry.role, entry.model, entry.kind) for entry in self.headline))
-
-    def headline_entry(self, role: str, model: str, language: str) -> SummaryEntry | None:
-        return next((entry for entry in self.headline
-                     if (entry.role, entry.model, entry.language) == (role, model, language)), None)
-
-    def teacher_by_language(self) -> dict[str, SummaryEntry]:
-        return {entry.language: entry for entry in self.headline if entry.role == "teacher"}
-
-
 # --- run_stats.json -------------------------------------------------------------------------------------------------
 
 
-class StageStats(_Record):
+class StageStats(Record):
     """One stage's last run in this folder (:mod:`hfsynth.stage_stats`)."""
 
     seconds: float
@@ -473,7 +312,7 @@ class StageStats(_Record):
     engine: str
 
 
-class RunStats(_Record):
+class RunStats(Record):
     """What each stage cost: wall time and peak memory, per stage name (generate, train, evaluate)."""
 
     stages: dict[str, StageStats] = {}

@@ -4,7 +4,8 @@ Every recipe student is trained once on all the synthetic training data (``RunFo
 published) and, for the learning curve and the seed repeats, on per-label subsets and with further seeds
 (``RunFolder.student_run``). One student serves all the recipe's languages; a subset of
 size ``n`` keeps ``n`` examples of each label in each language. When the recipe names real reference training data,
-the reference students repeat all of it on real data (``RunFolder.student_run(..., human=True)``): the human-data
+the reference students repeat all of it on real data (``RunFolder.student_run(..., data="human")``; where the human pool is smaller, also on a synthetic subsample of
+the human size, :mod:`hfsynth.human_reference`): the human-data
 reference that the synthetic data is measured against.
 
 Runs are resumable: a finished run (its meta file matches the configuration and the data) is skipped, and an
@@ -28,14 +29,13 @@ import datasets
 
 from hfsynth import __version__
 from hfsynth.cache import call_key
-from hfsynth.dataset import features
 from hfsynth.errors import HfsynthError, SharedStorageError
 from hfsynth.execution import LOCAL, Engine, UnitSpec, UnitsProgress, gather
-from hfsynth.realdata import reference_pool
+from hfsynth.human_reference import human_reference, synthetic_at_human_size
 from hfsynth.recipe import Recipe, StudentConfig
 from hfsynth.reproducibility import training_context
 from hfsynth.run_folder import RunFolder, StudentFolder
-from hfsynth.run_records import DataSource, TrainingRecord
+from hfsynth.run_records import DataSource, HumanReference, TrainingRecord
 from hfsynth.storage import FolderAccess, unit_folders
 from hfsynth.students.base import read_meta, student_class
 from hfsynth.students.params import StudentParams
@@ -103,9 +103,25 @@ def planned_runs(recipe: Recipe, out_dir: Path) -> list[StudentRun]:
         for data in sources:
             for train_size in [None, *sorted(set(config.train_sizes))]:
                 for repeat in range(config.repeats):
-                    directory = run_folder.student_run(config.name, train_size, repeat, human=data == "human").root
+                    directory = run_folder.student_run(config.name, train_size, repeat, data).root
                     runs.append(StudentRun(config, train_size, repeat, directory, data))
     return runs
+
+
+def equal_size_runs(recipe: Recipe, out_dir: Path) -> list[StudentRun]:
+    """The runs the human-data runs are compared with where the human pool was smaller than the synthetic data:
+    each reference student on a synthetic subsample of the human size, with the same seeds."""
+    run_folder = RunFolder(out_dir)
+    data: DataSource = "synthetic-at-human-size"
+    return [StudentRun(config, None, repeat, run_folder.student_run(config.name, None, repeat, data).root, data)
+            for config in recipe.reference_students for repeat in range(config.repeats)]
+
+
+def runs_to_evaluate(recipe: Recipe, out_dir: Path) -> list[StudentRun]:
+    """Every planned run, and the equal-size runs when training found the human pool smaller (its record says)."""
+    reference = HumanReference.load_if_present(RunFolder(out_dir).human_reference)
+    extra = equal_size_runs(recipe, out_dir) if reference is not None and reference.smaller_than_synthetic else []
+    return [*planned_runs(recipe, out_dir), *extra]
 
 
 def per_label_subset(train_data: datasets.Dataset, train_size: int | None, seed: int) -> datasets.Dataset:
@@ -159,7 +175,7 @@ def train_students(
     on_progress: UnitsProgress | None = None,
 ) -> list[TrainedRun]:
     """Train every run of every recipe student (or of the students named in ``only``) on ``dataset["train"]``, then the
-    reference runs on real data with as many examples per language and label (:func:`reference_training_set`).
+    reference runs on real data with as many examples per language and label (:func:`hfsynth.human_reference.human_reference`).
 
     ``callbacks`` go to each run's trainer, wherever it runs (progress reporting, early stopping). ``engine``: where
     the runs train (:mod:`hfsynth.execution`; default: one after the other in this process). ``teacher_shown``: the
@@ -175,7 +191,15 @@ def train_students(
     human = [run for run in runs if run.data == "human"]
     training_sets = [(synthetic, dataset["train"])]
     if human:
-        training_sets.append((human, reference_training_set(recipe, dataset["train"], teacher_shown)))
+        human_train, reference = human_reference(recipe, dataset["train"], teacher_shown)
+        reference.save(RunFolder(out_dir).human_reference)
+        training_sets.append((human, human_train))
+        if reference.smaller_than_synthetic:
+            _warn_smaller_pool(reference)
+            equal = [run for run in equal_size_runs(recipe, out_dir) if not only or run.config.name in only]
+            runs += equal
+            training_sets.append((equal, synthetic_at_human_size(dataset["train"], reference,
+                                                                 recipe.evaluation.reference.seed)))
     progress = on_progress or (lambda done, total: None)
     progress(0, len(runs))
     engine = engine or LOCAL
@@ -272,31 +296,11 @@ def _train_into(recipe: Recipe, train_data: datasets.Dataset, callbacks: Sequenc
     return TrainedRun(run, skipped=False, seconds=seconds, fingerprint=fingerprint)
 
 
-# --- the human-data reference -------------------------------------------------------------------------------------
-
-
-def reference_training_set(recipe: Recipe, synthetic_train: datasets.Dataset,
-                           teacher_shown: Sequence[str] | None) -> datasets.Dataset:
-    """Real examples in the synthetic schema, as many per (language, label) as ``synthetic_train`` has (all there
-    are when the pool is smaller): the human-data twin of a student's main training set. Never a text the teacher
-    was shown (``teacher_shown``, and its few-shot demonstrations) nor a test text
-    (:func:`hfsynth.realdata.reference_pool`)."""
-    label_names = synthetic_train.features["label"].names
-    counts = Counter(zip(synthetic_train["language"], (label_names[index] for index in synthetic_train["label"]),
-                         strict=True))
-    pool = reference_pool(recipe, teacher_shown)
-    rng = random.Random(recipe.evaluation.reference.seed)
-    columns: dict[str, list[str]] = defaultdict(list)
-    for (language, label), count in sorted(counts.items()):
-        candidates = pool.get((language, label), [])
-        for text in rng.sample(candidates, min(count, len(candidates))):
-            columns["text"].append(text)
-            columns["label"].append(label)
-            columns["language"].append(language)
-            columns["teacher"].append("human")
-            columns["strategy"].append("human")
-            columns["prompt_id"].append(f"{language}/{label}/human")
-    if not columns:
-        raise HfsynthError("evaluation.reference.sets has no real example for any language and label of the "
-                           "synthetic data (after removing texts shown to the teacher and test texts)")
-    return datasets.Dataset.from_dict(dict(columns), features=features(recipe.label_names))
+def _warn_smaller_pool(reference: HumanReference) -> None:
+    for language in reference.cells:
+        counts = reference.per_label(language)
+        if counts["human"] < counts["synthetic"]:
+            logger.warning("human-data reference, %s: %s; the human runs train on %.1f examples per label, the "
+                           "synthetic data has %.1f: the verdict compares them with the same student on a synthetic "
+                           "subsample of the human size", language, reference.pool_text(language), counts["human"],
+                           counts["synthetic"])

@@ -19,16 +19,17 @@ from hfsynth.curation import Sample
 from hfsynth.dataset import save_dataset
 from hfsynth.errors import HfsynthError, RecipeError
 from hfsynth.evaluation import LATENCY_TEXTS, run_evaluation
+from hfsynth.evaluation.results import EvaluationResults
 from hfsynth.generation import GenerationResult, load_seed_examples, seed_texts_the_plan_may_show
 from hfsynth.pipeline import write_cards
 from hfsynth.realdata import texts_shown_to_the_teacher
 from hfsynth.recipe import Recipe
 from hfsynth.recipe_files import parse_recipe
 from hfsynth.run_folder import EvalFolder, RunFolder
-from hfsynth.run_records import EvaluationResults
 from hfsynth.students.base import read_meta
 from hfsynth.teachers import LabelScores, Prompt, Teacher, load_teacher
-from hfsynth.training import planned_runs, reference_training_set, train_students
+from hfsynth.human_reference import human_reference, pool_warnings
+from hfsynth.training import planned_runs, train_students
 from tests.student_helpers import LABELS, make_recipe, sib200_rows, synthetic_dataset, write_test_set
 
 ROW_FIELDS = {"model", "role", "kind", "language", "macro_f1", "accuracy", "n", "texts_per_s", "latency_ms",
@@ -253,7 +254,7 @@ def test_the_reference_training_set_matches_the_synthetic_cells_and_never_holds_
     recipe = reference_recipe(tmp_path)
     synthetic = synthetic_dataset(per_label=3)["train"]
     seed_texts = seed_texts_the_plan_may_show(recipe, load_seed_examples(recipe))  # what generation records
-    reference = reference_training_set(recipe, synthetic, seed_texts)
+    reference, record = human_reference(recipe, synthetic, seed_texts)
 
     def cells(dataset: datasets.Dataset) -> Counter:
         names = dataset.features["label"].names
@@ -269,16 +270,20 @@ def test_the_reference_training_set_matches_the_synthetic_cells_and_never_holds_
     test = {row["text"] for language in ("en", "de") for row in sib200_rows(language, "test")}
     assert not set(reference["text"]) & (shown | test)
     # Reproducible: the same recipe draws the same texts.
-    assert reference_training_set(recipe, synthetic, seed_texts)["text"] == reference["text"]
+    assert human_reference(recipe, synthetic, seed_texts)[0]["text"] == reference["text"]
+    assert not record.smaller_than_synthetic and record.pool == "strict"
+    english = record.cells["en"]["travel"]
+    assert english.human == english.synthetic == 3 and english.left == english.existed - english.shown > 3
 
 
 def test_reference_sets_shorter_than_the_synthetic_cells_give_what_they_have(tmp_path: Path) -> None:
     sets = [{"language": "en", "path": str(write_rows(tmp_path / "few.jsonl", sib200_rows("en", "train")[:5]))}]
     recipe = eval_recipe(tmp_path, reference={"sets": sets})
-    reference = reference_training_set(recipe, synthetic_dataset(per_label=4)["train"], [])
+    reference, record = human_reference(recipe, synthetic_dataset(per_label=4)["train"], [])
+    assert record.smaller_than_synthetic
     assert 0 < len(reference) <= 5 and set(reference["language"]) == {"en"}
     with pytest.raises(HfsynthError, match="no real example for any language and label"):
-        reference_training_set(recipe, synthetic_dataset(per_label=4, languages=("de",))["train"], [])
+        human_reference(recipe, synthetic_dataset(per_label=4, languages=("de",))["train"], [])
 
 
 def test_reference_recipe_fields_are_checked() -> None:
@@ -332,7 +337,7 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory) -> ReferenceRun:
     trained = train_students(recipe, synthetic_dataset(per_label=4), root)
     assert [(run.run.data, run.run.repeat) for run in trained] == [("synthetic", 0), ("synthetic", 1), ("human", 0),
                                                                    ("human", 1)]
-    assert read_meta(run_folder.student_run("encoder", None, 0, human=True).root).training.data == "human"
+    assert read_meta(run_folder.student_run("encoder", None, 0, "human").root).training.data == "human"
     return ReferenceRun(recipe, root, run_evaluation(recipe, root, teacher=AnswerKeyTeacher()))
 
 
@@ -384,6 +389,44 @@ def test_students_against_the_teacher_and_against_human_data(reference_run: Refe
     assert len(predictions) == 2 + 2 * 4  # teacher per language; 4 student runs per language
 
 
+def test_a_pool_the_seeds_exhaust_is_warned_about_and_compared_at_equal_size(tmp_path: Path) -> None:
+    """The reference data is the few-shot seed set itself, as when both are a dataset's training split: the texts
+    the teacher may be shown leave fewer than the synthetic data has. validate warns; the verdict compares the
+    human runs with the student on a synthetic subsample of their size; the full run is a line apart."""
+    student = {"name": "encoder", "kind": "encoder", "model": "all-minilm-l6-v2", "params": {"max_steps": 2}}
+    seeds = [{"language": language, "path": str(tmp_path / f"seeds-{language}.jsonl")} for language in ("en", "de")]
+    recipe = reference_recipe(tmp_path, [student], sets=seeds)
+    warnings = pool_warnings(recipe)
+    assert [line.split(":")[0] for line in warnings] == ["evaluation.reference, en", "evaluation.reference, de"]
+    assert "synthetic data will have up to 4" in warnings[0] and "pool: all" in warnings[0]
+    paper = reference_recipe(tmp_path, [student], sets=seeds, pool="all")
+    assert pool_warnings(paper) == []
+
+    shown = seed_texts_the_plan_may_show(recipe, load_seed_examples(recipe))
+    run_folder = RunFolder(tmp_path / "run")
+    synthetic_dataset_folder(recipe, run_folder.dataset.root)
+    trained = train_students(recipe, synthetic_dataset(per_label=4), run_folder.root, teacher_shown=shown)
+    assert [run.run.data for run in trained] == ["synthetic", "human", "synthetic-at-human-size"]
+    results = run_evaluation(recipe, run_folder.root, teacher=AnswerKeyTeacher())
+
+    pool = results.reference_pool
+    assert pool is not None and pool.pool == "strict" and pool.smaller_than_synthetic
+    counts = pool.per_label("en")
+    assert counts["shown"] > 0 and counts["left"] == counts["existed"] - counts["shown"] and counts["synthetic"] == 4
+    for row in results.synthetic_vs_human:
+        assert row.synthetic_examples_per_label == row.human_examples_per_label < 4
+        assert row.full_synthetic_examples_per_label == 4 and row.full_synthetic_macro_f1 is not None
+        full = results.headline_entry("student", "encoder", row.language)
+        assert full is not None and full.vs_human is None and row.full_synthetic_macro_f1 == full.macro_f1
+    report = run_folder.eval.report.read_text()
+    assert "| language | pool | real texts | possibly seen by the teacher | left | human runs | synthetic data |" in report
+    assert "never a text the\nteacher may have seen (pool: strict)" in report
+    write_cards(recipe, run_folder.root, results)
+    card = run_folder.student("encoder").card.read_text()
+    assert "Against real, human-labelled data at equal size" in card and "the student scores" in card
+    assert f"Human data pool {pool.pool_text('en')}" in card and "Across languages: vs the teacher:" in card
+
+
 def test_the_cards_say_where_synthetic_data_stands(reference_run: ReferenceRun) -> None:
     results, run_folder = reference_run.results, RunFolder(reference_run.root)
     synthetic_en = results.summary[2]
@@ -391,7 +434,7 @@ def test_the_cards_say_where_synthetic_data_stands(reference_run: ReferenceRun) 
     dataset_card = run_folder.dataset.card.read_text()
     assert "## Quality of the synthetic data" in dataset_card and "![Synthetic and real" in dataset_card
     assert f"| encoder | student | en | {synthetic_en.score_text('macro_f1')} |" in dataset_card
-    assert f"{synthetic_en.vs_human.ratio_text()}: {synthetic_en.vs_human.statement}" in dataset_card
+    assert f"{synthetic_en.vs_human.ratio_text()}: {synthetic_en.vs_human.statement} (4.0 per label)" in dataset_card
     student_card = run_folder.student("encoder").card.read_text()
     assert (f"- **en**: this model {synthetic_en.score_text('macro_f1')}, the teacher "
             f"{results.summary[0].score_text('macro_f1')}: **{synthetic_en.vs_teacher.statement}**") in student_card

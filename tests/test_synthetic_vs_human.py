@@ -11,11 +11,11 @@ from types import ModuleType
 import pytest
 
 from hfsynth.errors import HfsynthError
+from hfsynth.evaluation.results import EvaluationResults, ResultRow
 from hfsynth.evaluation.summary import ScoredRun, build_results
 from hfsynth.metrics import classification_scores
 from hfsynth.realdata import TestSet
 from hfsynth.recipe_files import load_recipe
-from hfsynth.run_records import EvaluationResults, ResultRow
 from tests.student_helpers import LABELS, make_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,12 +36,13 @@ PERFECT = list(GOLD)
 HALF = [label if index < 30 else LABELS[(LABELS.index(label) + 1) % 3] for index, label in enumerate(GOLD)]
 
 
-def scored(role: str, model: str, predicted: list[str | None], data: str | None = None, seed: int = 0) -> ScoredRun:
+def scored(role: str, model: str, predicted: list[str | None], data: str | None = None, seed: int = 0,
+           examples_per_label: float = 4.0) -> ScoredRun:
     row = {"model": model, "role": role, "kind": "zero-shot" if role == "teacher" else "setfit", "language": "en",
            "train_size": None, "seed": None if role == "teacher" else seed,
            **classification_scores(GOLD, predicted, LABELS), "texts_per_s": 1.0, "latency_ms": 1.0}
     if role == "student":
-        row |= {"data": data, "train_examples_per_label": 4.0}
+        row |= {"data": data, "train_examples_per_label": examples_per_label}
         del row["unparseable"]
     return ScoredRun(ResultRow(**row), predicted)
 
@@ -82,6 +83,32 @@ def test_a_student_worse_than_its_human_twin_is_below_human_data_with_the_ratio_
     table = benchmark.markdown([line], "topics", {}, 0.95)
     assert f"| s | en | 60 | 4.0 | {half:.3f} [" in table and f"| {half:.0%} [" in table
     assert "reduced" not in table
+
+
+def test_a_smaller_human_pool_is_compared_with_synthetic_data_of_its_size_and_the_full_run_said_apart() -> None:
+    """Pecher et al.'s question at equal sizes: 187 synthetic examples per label against 20 human ones would
+    credit the synthetic data with its size. The verdict takes the synthetic run at the human size; the full run is
+    a separate line."""
+    results = results_of(scored("teacher", "test/teacher", HALF),
+                         scored("student", "s", PERFECT, "synthetic", examples_per_label=187.0),
+                         scored("student", "s", HALF, "synthetic-at-human-size", examples_per_label=20.0),
+                         scored("student", "s", PERFECT, "human", examples_per_label=20.0))
+    (row,) = results.synthetic_vs_human
+    half = classification_scores(GOLD, HALF, LABELS)["macro_f1"]
+    assert row.synthetic_examples_per_label == row.human_examples_per_label == 20.0
+    assert row.synthetic_macro_f1 == pytest.approx(half) and row.comparison.statement == "below human data"
+    assert (row.full_synthetic_macro_f1, row.full_synthetic_examples_per_label) == (1.0, 187.0)
+    assert "with all its synthetic data (9.3x the examples) the student scores 1.000" in row.sizes_text()
+    assert row.equal_size_text().startswith("human data at equal size (20.0 examples per label each;")
+    # The published student (all the synthetic data) is what tables and cards show against the teacher; the
+    # equal-size run is only the synthetic side of the human comparison.
+    assert [(entry.model, entry.data) for entry in results.headline] == [("test/teacher", None), ("s", "synthetic")]
+    full = results.headline[1]
+    assert full.vs_teacher.statement == "beats the teacher" and full.vs_human is None
+    assert results.across_languages("s") == ("vs the teacher: better in 1 of 1 languages, no clear difference in 0, "
+                                             "worse in 0; vs human data (same size): better in 0 of 1 languages, "
+                                             "no clear difference in 0, worse in 1")
+    assert all(entry.data != "synthetic-at-human-size" for entry in results.learning_curve)
 
 
 def test_seed_repeats_are_averaged_before_the_comparison() -> None:

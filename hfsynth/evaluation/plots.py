@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from hfsynth.run_records import EvaluationResults, FeedbackReport, SummaryEntry
+from hfsynth.evaluation.results import EvaluationResults, SummaryEntry
+from hfsynth.run_records import FeedbackReport
 
 
 def _error_bars(entries: Sequence[SummaryEntry | None]) -> np.ndarray:
@@ -62,6 +63,12 @@ def plot_teacher_vs_students(results: EvaluationResults, path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def _at_its_size(entry: SummaryEntry) -> bool:
+    """A training size the human data could fill: a pool smaller than a size gives a run of the pool's size, which
+    the all-data point already shows (the curves then share the sizes both have)."""
+    return entry.train_size is None or (entry.train_examples_per_label or 0) >= entry.train_size
+
+
 def plot_learning_curve(results: EvaluationResults, path: Path) -> None:
     """Macro-F1 against training examples per label, one panel per language: each student on synthetic data (solid)
     and, with a reference, on real data (dashed, same colour); the teacher as a black dashed line."""
@@ -79,7 +86,8 @@ def plot_learning_curve(results: EvaluationResults, path: Path) -> None:
         for model in students:
             for data, style, marker in (("synthetic", "-", "o"), ("human", "--", "s")):
                 points = sorted((entry for entry in curve
-                                 if entry.model == model and (entry.data or "synthetic") == data),
+                                 if entry.model == model and (entry.data or "synthetic") == data
+                                 and (data == "synthetic" or _at_its_size(entry))),
                                 key=lambda entry: entry.train_examples_per_label or 0.0)
                 if not points:
                     continue

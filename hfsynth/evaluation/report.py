@@ -7,10 +7,10 @@ import re
 import statistics
 from typing import Any
 
+from hfsynth.evaluation.results import EvaluationResults, SummaryEntry
 from hfsynth.evaluation.summary import mean_of_present
 from hfsynth.formatting import format_number, format_percent, interval_text
 from hfsynth.run_folder import EvalFolder
-from hfsynth.run_records import EvaluationResults, SummaryEntry
 from hfsynth.templates import render
 
 REPORT_TEMPLATE = "evaluation_report.md"
@@ -66,8 +66,16 @@ def render_report(results: EvaluationResults, eval_folder: EvalFolder) -> str:
               "human": f"{row.human_macro_f1:.3f} {interval_text(row.human_macro_f1_ci)}",
               "examples": f"{_number(row.synthetic_examples_per_label)} / {_number(row.human_examples_per_label)}",
               "ratio": row.comparison.ratio_text(), "difference": row.comparison.difference_text(),
-              "statement": row.comparison.statement}
+              "statement": row.comparison.statement,
+              "full": "-" if row.full_synthetic_macro_f1 is None else
+              f"{row.full_synthetic_macro_f1:.3f} ({_number(row.full_synthetic_examples_per_label)} per label)"}
              for row in results.synthetic_vs_human]
+    pool = results.reference_pool
+    pool_lines = [{"language": language, "pool": pool.pool,
+                   **{name: _number(value) for name, value in pool.per_label(language).items()}}
+                  for language in languages if language in pool.cells] if pool is not None and human else []
+    across = [{"model": model, "text": results.across_languages(model)}
+              for role, model, _ in models if role == "student" and len(languages) > 1]
     curve = [
         {"model": entry.model, "data": entry.data or "synthetic", "language": entry.language,
          "repeats": entry.repeats, "size": "all" if entry.train_size is None else entry.train_size,
@@ -106,6 +114,8 @@ def render_report(results: EvaluationResults, eval_folder: EvalFolder) -> str:
         teacher_lines=teacher_lines,
         verdicts=verdicts,
         human=human,
+        pool_lines=pool_lines,
+        across=[line for line in across if line["text"]],
         speed=speed_lines,
         curve=curve if any(entry.train_size is not None for entry in results.learning_curve) else [],
         quality=results.quality,

@@ -39,6 +39,7 @@ from hfsynth.evaluation.plots import (
     plot_teacher_vs_students,
 )
 from hfsynth.evaluation.report import render_report
+from hfsynth.evaluation.results import EvaluationResults, ResultRow
 from hfsynth.evaluation.summary import ScoredRun, build_results
 from hfsynth.execution import LOCAL, Engine, UnitSpec, UnitsProgress, gather
 from hfsynth.hub.repo_ids import teacher_public_id
@@ -48,11 +49,11 @@ from hfsynth.quality import teacher_classifier, write_quality
 from hfsynth.realdata import TestSet, load_test_sets, teacher_demonstrations
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import RunFolder
-from hfsynth.run_records import EvaluationResults, FeedbackReport, QualityReport, ResultRow
+from hfsynth.run_records import FeedbackReport, HumanReference, QualityReport
 from hfsynth.storage import FolderAccess, unit_folders
 from hfsynth.students.base import Student, read_meta
 from hfsynth.teachers.base import ClassifyUnit, LabelScores, Teacher
-from hfsynth.training import StudentRun, planned_runs, run_params
+from hfsynth.training import StudentRun, run_params, runs_to_evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ def _check_trained(recipe: Recipe, runs: Sequence[StudentRun]) -> None:
     """Every planned run is trained, with the recipe's current settings (else its scores would mislead)."""
     for run in runs:
         meta = read_meta(run.directory)
-        what = f"student {run.config.name!r}" + (" (human data)" if run.data == "human" else "")
+        what = f"student {run.config.name!r}" + (f" ({run.data} data)" if run.data != "synthetic" else "")
         if meta is None:
             raise HfsynthError(f"{what} is not trained yet ({run.directory}): run hfsynth train")
         expected = run_params(run).model_dump(mode="json")
@@ -257,7 +258,7 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
         raise HfsynthError("the recipe has no evaluation.sets: there is no real test data to evaluate on")
     run_folder = RunFolder(out_dir)
     eval_dir = run_folder.eval
-    runs = planned_runs(recipe, out_dir)
+    runs = runs_to_evaluate(recipe, out_dir)
     _check_trained(recipe, runs)
     test_sets = load_test_sets(recipe)
 
@@ -284,7 +285,8 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
 
     write_predictions(eval_dir.predictions, scored, test_sets)
     feedback = FeedbackReport.load_if_present(run_folder.dataset.feedback)
-    results = build_results(recipe, scored, test_sets, session.model_id, quality, feedback)
+    reference = HumanReference.load_if_present(run_folder.human_reference) if recipe.reference_students else None
+    results = build_results(recipe, scored, test_sets, session.model_id, quality, feedback, reference)
     results.save(eval_dir.results)
     plot_teacher_vs_students(results, eval_dir.bars_plot)
     plot_learning_curve(results, eval_dir.curve_plot)

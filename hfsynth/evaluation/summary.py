@@ -27,9 +27,10 @@ from hfsynth.evaluation.bootstrap import (
     ratio_interval,
     resample_indices,
 )
+from hfsynth.evaluation.results import EvaluationResults, ResultRow
 from hfsynth.realdata import TestSet
 from hfsynth.recipe import Recipe
-from hfsynth.run_records import EvaluationResults, FeedbackReport, QualityReport, ResultRow, Verdict
+from hfsynth.run_records import FeedbackReport, HumanReference, QualityReport, Verdict
 
 #: The verdicts in words; anything else is "no clear difference".
 _STATEMENTS = {
@@ -116,6 +117,7 @@ def build_results(
     teacher_model: str,
     quality: QualityReport | None = None,
     feedback: FeedbackReport | None = None,
+    human_reference: HumanReference | None = None,
 ) -> EvaluationResults:
     """The results file's content from every scored run (teacher rows first)."""
     settings = recipe.evaluation
@@ -144,17 +146,21 @@ def build_results(
     teachers = {key.language: key for key in entries if key.role == "teacher"}
     comparisons = []
     for key, entry in entries.items():
-        if key.role != "student" or key.train_size is not None:
+        if key.role != "student" or key.train_size is not None or key.data == "synthetic-at-human-size":
             continue
         teacher = teachers.get(key.language)
         if teacher is not None:
             entry["vs_teacher"] = _comparison(entry, resampled[key], entries[teacher], resampled[teacher], "teacher",
                                               settings.confidence)
-        human = key._replace(data="human")
+        human, equal = key._replace(data="human"), key._replace(data="synthetic-at-human-size")
         if key.data == "synthetic" and human in entries:
-            entry["vs_human"] = _comparison(entry, resampled[key], entries[human], resampled[human], "human data",
-                                            settings.confidence)
-            comparisons.append(_synthetic_vs_human(entry, entries[human]))
+            # Human data is compared with synthetic data of its own size: the same student on a synthetic subsample
+            # where the human pool was the smaller, else on all the synthetic data (then of the same size).
+            same_size = equal if equal in entries else key
+            entries[same_size]["vs_human"] = _comparison(entries[same_size], resampled[same_size], entries[human],
+                                                         resampled[human], "human data", settings.confidence)
+            comparisons.append(_synthetic_vs_human(entries[same_size], entries[human],
+                                                   entry if same_size != key else None))
 
     return EvaluationResults.model_validate({
         "recipe": recipe.name,
@@ -166,19 +172,29 @@ def build_results(
         "rows": [run.row for run in scored],
         # The teacher and the students on all their data (synthetic, and human for the reference runs).
         "summary": [entry for key, entry in entries.items() if key.train_size is None],
-        "learning_curve": sorted((entry for key, entry in entries.items() if key.role == "student"),
+        "learning_curve": sorted((entry for key, entry in entries.items()
+                                  if key.role == "student" and key.data != "synthetic-at-human-size"),
                                  key=lambda entry: (entry["model"], entry.get("data") or "", entry["language"],
                                                     entry["train_examples_per_label"])),
         "bootstrap": {"resamples": settings.bootstrap_resamples, "confidence": settings.confidence,
                       "seed": settings.seed},
         "synthetic_vs_human": comparisons,
         "quality": quality.to_json() if quality is not None else None,
+        **({"reference_pool": human_reference.to_json()} if human_reference is not None else {}),
         **({"feedback": feedback.to_json()} if feedback is not None else {}),
     })
 
 
-def _synthetic_vs_human(synthetic: dict[str, Any], human: dict[str, Any]) -> dict[str, Any]:
-    return {
+def _synthetic_vs_human(synthetic: dict[str, Any], human: dict[str, Any], full: dict[str, Any] | None
+                        ) -> dict[str, Any]:
+    """``synthetic``: the student on synthetic data of the human data's size; ``full``: on all of it, when that is
+    more."""
+    larger = {} if full is None else {
+        "full_synthetic_macro_f1": full["macro_f1"],
+        "full_synthetic_macro_f1_ci": full["macro_f1_ci"],
+        "full_synthetic_examples_per_label": full.get("train_examples_per_label"),
+    }
+    return larger | {
         "student": synthetic["model"],
         "kind": synthetic["kind"],
         "language": synthetic["language"],

@@ -21,12 +21,12 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
+from hfsynth.evaluation.results import EvaluationResults, SummaryEntry
 from hfsynth.formatting import interval_text
 from hfsynth.languages import language_name
 from hfsynth.prompts import classification_prompt
 from hfsynth.recipe import Recipe
 from hfsynth.run_folder import SpaceFolder
-from hfsynth.run_records import EvaluationResults, SummaryEntry
 from hfsynth.space.manifest import TEACHER_NAME, SpaceManifest, load_manifest
 from hfsynth.students.base import Student
 from hfsynth.teachers import load_teacher
@@ -345,9 +345,10 @@ def _results_summary(results: EvaluationResults) -> str:
                 f"{teacher.completion_rate or 0:.0%}; difference {entry.vs_teacher.difference_text()}).")
         pair = human.get((entry.model, entry.language))
         if pair is not None:
-            line += (f" Trained on as much human data: {pair.human_macro_f1:.3f}; synthetic data reaches "
-                     f"{pair.comparison.ratio_text()} of it ({pair.comparison.statement}).")
+            line += f" Against {pair.equal_size_text()}. Human data pool {results.pool_text(entry.language)}."
         lines.append(line)
+    lines += [f"- **Across languages**, `{model}`: {results.across_languages(model)}."
+              for role, model, _ in results.headline_models() if role == "student" and len(results.languages) > 1]
     quality = results.quality
     if quality is not None:
         lines.append("")
