@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hfsynth.recipe import Recipe, WorkResources
+from hfsynth.execution_config import WorkResources
+from hfsynth.recipe import Recipe
 from hfsynth.teachers import Teacher, load_teacher
 
 #: ``on_progress(done, total)``: a stage's units (student runs, evaluations) finished so far.

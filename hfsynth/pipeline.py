@@ -27,12 +27,13 @@ from hfsynth.errors import HfsynthError
 from hfsynth.evaluation import run_evaluation
 from hfsynth.evaluation.results import EvaluationResults
 from hfsynth.execution import LOCAL, Engine, UnitsProgress, release_memory
+from hfsynth.execution_config import ExecutionConfig
 from hfsynth.folder_lock import locked_folder
 from hfsynth.generation import GenerationProgress, GenerationResult, generate_samples
 from hfsynth.hub.publish import push_dataset, push_folder
 from hfsynth.hub.repo_ids import dataset_repo_id, student_repo_id
 from hfsynth.quality import teacher_classifier, write_quality
-from hfsynth.recipe import ExecutionConfig, Recipe, StudentConfig
+from hfsynth.recipe import Recipe, StudentConfig
 from hfsynth.reproducibility import pin_threads
 from hfsynth.run_events import RunEvents
 from hfsynth.run_folder import RUN_FOLDER_LOCK, RunFolder

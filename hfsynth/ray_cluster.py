@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hfsynth.errors import HfsynthError, SharedStorageError
-from hfsynth.recipe import WorkResources
+from hfsynth.execution_config import WorkResources
 from hfsynth.reproducibility import pin_threads
 
 try:

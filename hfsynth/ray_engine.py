@@ -36,6 +36,7 @@ from typing import Any
 
 from hfsynth.errors import HfsynthError
 from hfsynth.execution import Context, Engine, Item, Result, UnitSpec
+from hfsynth.execution_config import ExecutionConfig
 from hfsynth.ray_cluster import (
     SharedFolderProbe,
     check_fits,
@@ -47,7 +48,7 @@ from hfsynth.ray_cluster import (
     resource_demand,
     wait_for,
 )
-from hfsynth.recipe import ExecutionConfig, Recipe, TeacherConfig
+from hfsynth.recipe import Recipe, TeacherConfig
 from hfsynth.reproducibility import compute_threads, pin_threads
 from hfsynth.teachers import load_teacher
 from hfsynth.teachers.base import ClassifyUnit, GenerateUnit, LabelScores, Teacher, TeacherStats, UnitAnswerCallback

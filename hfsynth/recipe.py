@@ -11,8 +11,6 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     SerializeAsAny,
@@ -20,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from hfsynth.execution_config import ExecutionConfig, StrictSection
 from hfsynth.field_types import Device, Seed
 from hfsynth.languages import is_known_language
 from hfsynth.students.params import StudentParams
@@ -31,13 +30,7 @@ MAX_SAMPLES_PER_LABEL = 100_000
 MAX_PLANNED_CALLS = 500_000
 
 
-class _Strict(BaseModel):
-    # Strict: `samples_per_label: true` is not 1, nor "5" five. No infinities or NaN: `timeout: .inf` would pass
-    # every bound and overflow where it is used.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-
-class Task(_Strict):
+class Task(StrictSection):
     name: str = Field(min_length=1, description="Short task name, e.g. 'topic' or 'sentiment'.")
     description: str = Field(min_length=1, description="What is being classified, in one sentence.")
     domain: str = Field("", description="Where texts come from, e.g. 'news sentences' or 'product reviews'.")
@@ -45,19 +38,19 @@ class Task(_Strict):
     subjectivity: Literal["low", "medium", "high"] = "medium"
 
 
-class Label(_Strict):
+class Label(StrictSection):
     name: str = Field(min_length=1)
     description: str = ""
 
 
-class SamplingParams(_Strict):
+class SamplingParams(StrictSection):
     max_new_tokens: int = Field(200, ge=1, le=8192)
     temperature: float = Field(1.0, ge=0.0, le=5.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     repetition_penalty: float = Field(1.0, gt=0.0)
 
 
-class TeacherConfig(_Strict):
+class TeacherConfig(StrictSection):
     backend: Literal["local", "remote"] = "local"
     # An embedded short name (see hfsynth.embedded), a local folder, or a Hub model id.
     model: str = Field(min_length=1)
@@ -92,7 +85,7 @@ class TeacherConfig(_Strict):
         return self
 
 
-class SeedSet(_Strict):
+class SeedSet(StrictSection):
     """Real labelled examples: few-shot seeds for generation, or an evaluation set."""
 
     language: str
@@ -125,14 +118,14 @@ class SeedSet(_Strict):
         return self
 
 
-class FeedbackValidation(_Strict):
+class FeedbackValidation(StrictSection):
     # Small real labelled sets the steering student is scored on; empty: evaluation.reference.sets. Never test sets.
     sets: list[SeedSet] = []
     # Real texts per label and language drawn from them (fixed by generation.seed; test and seed texts left out).
     examples_per_label: int = Field(8, ge=1, le=1000)
 
 
-class FeedbackConfig(_Strict):
+class FeedbackConfig(StrictSection):
     """Error-driven generation (S3, Wang et al. 2023; ProGen, Ye et al. 2022): after the first pass, each round
     trains a cheap steering student, scores it on real validation texts and asks the teacher for more where it
     fails."""
@@ -151,7 +144,7 @@ class FeedbackConfig(_Strict):
     examples_per_call: int = Field(2, ge=1, le=10)
 
 
-class GenerationConfig(_Strict):
+class GenerationConfig(StrictSection):
     strategy: Literal["zero-shot", "few-shot"] = "zero-shot"
     samples_per_label: int = Field(20, ge=1, le=MAX_SAMPLES_PER_LABEL,
                                    description="Per label and language, before curation.")
@@ -181,7 +174,7 @@ class GenerationConfig(_Strict):
         return self
 
 
-class CurationConfig(_Strict):
+class CurationConfig(StrictSection):
     min_words: int = Field(3, ge=0)
     max_words: int = Field(80, ge=1)
     dedup: bool = True
@@ -208,13 +201,13 @@ class CurationConfig(_Strict):
         return self
 
 
-class DatasetConfig(_Strict):
+class DatasetConfig(StrictSection):
     repo_id: str = Field(min_length=1, description="Where the synthetic dataset is pushed, e.g. 'me/topic-synth'.")
     license: str = "other"
     private: bool = False
 
 
-class StudentConfig(_Strict):
+class StudentConfig(StrictSection):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     # A kind of hfsynth.students.registry.
     kind: str
@@ -249,7 +242,7 @@ class StudentConfig(_Strict):
         return kind
 
 
-class ReferenceConfig(_Strict):
+class ReferenceConfig(StrictSection):
     """Real, human-labelled training data: students trained on it are the reference synthetic data is measured
     against (Pecher et al.: synthetic vs human data per language; Li et al.: the synthetic-real gap per task)."""
 
@@ -263,7 +256,7 @@ class ReferenceConfig(_Strict):
     pool: Literal["strict", "all"] = "strict"
 
 
-class EvaluationConfig(_Strict):
+class EvaluationConfig(StrictSection):
     sets: list[SeedSet] = []
     max_samples: int | None = Field(None, ge=1, description="Per language; a fixed random subset, for quick runs.")
     teacher_examples_per_label: int = Field(0, ge=0, description="0: the teacher classifies zero-shot.")
@@ -274,7 +267,7 @@ class EvaluationConfig(_Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
 
 
-class QualityConfig(_Strict):
+class QualityConfig(StrictSection):
     """The synthetic-data quality report (``dataset/quality.json``): diversity, coverage of the real data, label
     fidelity, test-set overlap and teacher chatter."""
 
@@ -292,50 +285,13 @@ class QualityConfig(_Strict):
     fidelity_examples_per_label: int = Field(32, ge=2)
 
 
-class WorkResources(_Strict):
-    """What one unit of work asks the Ray cluster for (``ray.remote`` options); ignored by the local engine."""
-
-    num_cpus: float = Field(1, ge=0)
-    num_gpus: float = Field(0, ge=0)
-    # Custom resources declared by the cluster's nodes, e.g. {"teacher_node": 1}.
-    resources: dict[str, float] = {}
-    # Torch threads in each unit. Unset: the fixed count every engine uses (HFSYNTH_THREADS, read on the driver),
-    # so that results match the local engine's byte for byte (on CPU, results depend on the thread count).
-    threads: int | None = Field(None, ge=1)
-
-
-class TeacherReplicas(WorkResources):
-    # Ray actors, each holding one teacher (a local model on its own GPU/CPU share, or a remote client).
-    replicas: int = Field(1, ge=1)
-
-
-class ExecutionConfig(_Strict):
-    """Where the work runs: this process (``local``) or a Ray cluster (``ray``, the ``hfsynth[ray]`` extra)."""
-
-    engine: Literal["local", "ray"] = "local"
-    # "auto" (the cluster `ray start` started on this machine), "host:6379", "ray://host:10001" (Ray Client); unset:
-    # RAY_ADDRESS when set (as under `ray job submit`), else a new local Ray instance.
-    address: str | None = None
-    teacher: TeacherReplicas = TeacherReplicas()
-    students: WorkResources = WorkResources()  # per student run (student x train size x repeat)
-    evaluation: WorkResources = WorkResources()  # per (student run, test set) evaluation
-    # A worker or actor that dies mid-unit: the unit runs again this many times (Ray task retries, actor restarts).
-    max_retries: int = Field(3, ge=0)
-
-    @model_validator(mode="after")
-    def _address_is_for_ray(self) -> ExecutionConfig:
-        if self.address is not None and self.engine != "ray":
-            raise ValueError("address is only for engine: ray")
-        return self
-
-
-class PublishConfig(_Strict):
+class PublishConfig(StrictSection):
     organization: str | None = None
     private: bool = False
     space_repo_id: str | None = None
 
 
-class Recipe(_Strict):
+class Recipe(StrictSection):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     task: Task

@@ -21,6 +21,7 @@ from hfsynth.errors import HfsynthError, RecipeError
 from hfsynth.evaluation import LATENCY_TEXTS, run_evaluation
 from hfsynth.evaluation.results import EvaluationResults
 from hfsynth.generation import GenerationResult, load_seed_examples, seed_texts_the_plan_may_show
+from hfsynth.human_reference import human_reference, pool_warnings
 from hfsynth.pipeline import write_cards
 from hfsynth.realdata import texts_shown_to_the_teacher
 from hfsynth.recipe import Recipe
@@ -28,7 +29,6 @@ from hfsynth.recipe_files import parse_recipe
 from hfsynth.run_folder import EvalFolder, RunFolder
 from hfsynth.students.base import read_meta
 from hfsynth.teachers import LabelScores, Prompt, Teacher, load_teacher
-from hfsynth.human_reference import human_reference, pool_warnings
 from hfsynth.training import planned_runs, train_students
 from tests.student_helpers import LABELS, make_recipe, sib200_rows, synthetic_dataset, write_test_set
 

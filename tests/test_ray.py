@@ -134,7 +134,7 @@ def test_teacher_replicas_land_on_separate_gpu_nodes(ray_cluster: RayCluster, tm
 
 def test_a_unit_sees_exactly_the_gpus_it_was_given(ray_cluster: RayCluster) -> None:
     from hfsynth.execution import UnitSpec
-    from hfsynth.recipe import WorkResources
+    from hfsynth.execution_config import WorkResources
 
     with engine(ray_cluster) as ray_engine:
         with_gpu = list(ray_engine.map(visible_gpus, range(4), None,
