@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -50,6 +51,10 @@ class Case:
     files: dict[str, str | bytes] = field(default_factory=dict)  # relative path -> content, made before the run
     environment: dict[str, str] = field(default_factory=dict)
     setup: Callable[[Path], object] | None = None  # extra preparation (returns what must live during the run)
+    #: Not only one error line: this must also hold of the output (a message that must not mislead).
+    also: Callable[[str], bool] | None = None
+    #: A small disk of its own under the case's folder (a tmpfs in a private mount namespace), at "run".
+    disk: str | None = None
 
 
 def recipe_text(**changes: object) -> str:
@@ -87,6 +92,34 @@ BUSY = BusyPort()
 VALIDATE = ["recipes", "validate", "recipe.yaml"]
 GOOD = {"recipe.yaml": recipe_text(), "test.jsonl": GOOD_ROWS}
 RUN_DATASET = {**GOOD, "run/dataset/dataset_dict.json": "{}"}  # a run folder whose dataset was cut short
+
+
+def validate_once(folder: Path) -> None:
+    """Reads the recipe's data once, as an earlier command would (datasets' cache then knows the file)."""
+    subprocess.run([sys.executable, "-m", "hfsynth.cli", *VALIDATE], cwd=folder, capture_output=True, check=False,
+                   env=os.environ | {"PYTHONPATH": str(ROOT)})
+
+
+def rewrite_in_place(folder: Path) -> None:
+    validate_once(folder)
+    (folder / "test.jsonl").write_text('{"text": "Stocks fell.", "label": "business"}\n')
+
+
+def link_loop(folder: Path) -> None:
+    (folder / "a.jsonl").symlink_to(folder / "b.jsonl")
+    (folder / "b.jsonl").symlink_to(folder / "a.jsonl")
+
+
+def student(kind: str, model: str, **params: object) -> list[dict[str, object]]:
+    return [{"name": "s", "kind": kind, "model": model, "params": params}]
+
+
+def run_from_elsewhere(folder: Path) -> None:
+    """A run folder whose recipe names its test file relatively, seen from another folder."""
+    run = folder / "elsewhere" / "run" / "dataset"
+    run.mkdir(parents=True)
+    (run / "recipe.yaml").write_text(recipe_text())
+    (folder / "here").mkdir()
 
 
 def cases() -> list[Case]:
@@ -179,6 +212,37 @@ def cases() -> list[Case]:
                                                str(free_port())]),
         Case("run two recipes, one name", ["run", "recipe.yaml", "copy.yaml", "--out", "run"],
              {**GOOD, "copy.yaml": recipe_text()}),
+        # --- issue #25 item 8: values validate let through and a later command died on --------------------------
+        Case("teacher.timeout .inf", VALIDATE, {**GOOD, "recipe.yaml": recipe_text(teacher__timeout=float("inf"))}),
+        Case("teacher.device banana", VALIDATE, {**GOOD, "recipe.yaml": recipe_text(teacher__device="banana")}),
+        Case("quality.embedding_model unknown", VALIDATE,
+             {**GOOD, "recipe.yaml": recipe_text(quality={"embedding_model": "no-such-embedder"})}),
+        Case("params.seed -1", VALIDATE,
+             {**GOOD, "recipe.yaml": recipe_text(students=student("setfit", "all-minilm-l6-v2", seed=-1))}),
+        Case("params.device banana", VALIDATE,
+             {**GOOD, "recipe.yaml": recipe_text(students=student("setfit", "all-minilm-l6-v2", device="banana"))}),
+        Case("setfit max_steps 0", VALIDATE,
+             {**GOOD, "recipe.yaml": recipe_text(students=student("setfit", "all-minilm-l6-v2", max_steps=0))}),
+        Case("in-context embedding_model unknown", VALIDATE, {**GOOD, "recipe.yaml": recipe_text(
+            students=student("in-context", "smollm2-135m-instruct", embedding_model="nope"))}),
+        Case("sft target_modules unknown", VALIDATE, {**GOOD, "recipe.yaml": recipe_text(
+            students=student("sft", "smollm2-135m-instruct", target_modules=["no_such_module"]))}),
+        Case("evaluation.seed -1", VALIDATE, {**GOOD, "recipe.yaml": recipe_text(evaluation__seed=-1)}),
+        Case("test file Latin-1", VALIDATE,
+             {**GOOD, "test.jsonl": '{"text": "Caf\u00e9 au lait.", "label": "sports"}\n'.encode("latin-1")}),
+        Case("test file a link loop", VALIDATE, {"recipe.yaml": recipe_text(evaluation__sets=[
+            {"language": "en", "path": "a.jsonl"}])}, setup=link_loop),
+        Case("generate on a full disk", ["generate", "recipe.yaml", "--out", "run"], GOOD, disk="16k"),
+        # --- issue #25 item 11: silently read otherwise --------------------------------------------------------
+        Case("recipe key given twice", VALIDATE, {**GOOD, "recipe.yaml": recipe_text() + "name: other\n"}),
+        Case("samples_per_label: true", VALIDATE,
+             {**GOOD, "recipe.yaml": recipe_text(generation__samples_per_label=True)}),
+        # --- issue #25 item 12: a data file rewritten in place is read again ------------------------------------
+        Case("test file rewritten in place", VALIDATE, GOOD, setup=rewrite_in_place,
+             also=lambda output: "'business'" in output),
+        # --- issue #25 item 13: messages that named a way out the command does not have ------------------------
+        Case("space serve of a run from another folder", ["space", "serve", "--out", "../elsewhere/run"],
+             setup=run_from_elsewhere, also=lambda output: "pass the recipe file" not in output),
     ]
 
 
@@ -192,10 +256,17 @@ def run_case(case: Case, scratch: Path) -> dict[str, object]:
     environment = {name: value for name, value in os.environ.items() if name != "HFSYNTH_HUB_TOKENS"}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     environment.update(case.environment)
+    command = [sys.executable, "-m", "hfsynth.cli", *case.arguments]
+    if case.disk:
+        (folder / "run").mkdir()
+        command = ["unshare", "--mount", "--map-root-user", "sh", "-c",
+                   f"mount -t tmpfs -o size={case.disk} tmpfs run && exec {shlex.join(command)}"]
+    alive = case.setup(folder) if case.setup else None  # noqa: F841 - lives until the command ends
+    cwd = folder / "here" if (folder / "here").is_dir() else folder
     started = time.monotonic()
     try:
-        result = subprocess.run([sys.executable, "-m", "hfsynth.cli", *case.arguments], cwd=folder, env=environment,
-                                capture_output=True, text=True, timeout=180, check=False)
+        result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=180,
+                                check=False)
         code, output = result.returncode, result.stdout + result.stderr
     except subprocess.TimeoutExpired as expired:
         code, output = None, f"{expired.stdout or ''}{expired.stderr or ''}\n(timed out: still running after 180 s)"
@@ -210,7 +281,7 @@ def run_case(case: Case, scratch: Path) -> dict[str, object]:
         "traceback": traceback,
         # Progress printed before the mistake is found (generate's plan line) is fine: the error is one line, last.
         "ok": bool(code) and not traceback and bool(lines) and lines[-1].startswith("error: ")
-        and sum(line.startswith("error: ") for line in lines) == 1,
+        and sum(line.startswith("error: ") for line in lines) == 1 and (case.also is None or case.also(output)),
         "seconds": round(time.monotonic() - started, 1),
     }
 
