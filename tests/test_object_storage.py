@@ -16,13 +16,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from hfsynth import pipeline
 from hfsynth.cache import CallCache
+from hfsynth.execution import LocalEngine
 from hfsynth.errors import HfsynthError
 from hfsynth.object_store import StorageError, storage_uri
 from hfsynth.storage import RunStorage, mirror_of, push_if_mirrored, run_folder_on, shown_path
 from tests.cli_helpers import REPO_ROOT, cli_environment, free_port, one_error_line, run_cli
+from tests.scripted_teacher import ScriptedTeacher
+from tests.student_helpers import make_recipe
 
 if TYPE_CHECKING:
+    from hfsynth.recipe import Recipe
     from tests.storage_fixtures import S3Server
 
 pytest_plugins = ["tests.storage_fixtures"]
@@ -255,3 +260,63 @@ def test_the_checksum_settings_are_chosen_and_reach_ray_workers(any_s3_server: S
         forwarded = forwarded_runtime_env()["env_vars"]
     assert forwarded["AWS_REQUEST_CHECKSUM_CALCULATION"] == forwarded["AWS_RESPONSE_CHECKSUM_VALIDATION"] == \
         "WHEN_REQUIRED"
+
+
+class ScriptedEngine(LocalEngine):
+    """The local engine with a scripted teacher that counts the calls paid."""
+
+    def __init__(self) -> None:
+        self.teachers: list[ScriptedTeacher] = []
+
+    def load_teacher(self, recipe: Recipe) -> ScriptedTeacher:
+        self.teachers.append(ScriptedTeacher())
+        return self.teachers[-1]
+
+    @property
+    def calls(self) -> int:
+        return sum(teacher.stats.calls for teacher in self.teachers)
+
+
+#: Files of a run folder that differ between two runs of the same recipe: wall times and memory.
+DIFFER_BY_RUN = {"run_stats.json"}
+
+
+@pytest.fixture(scope="module")
+def local_generation(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("local") / "run"
+    pipeline.generate(make_recipe(), out, engine=ScriptedEngine())
+    return out
+
+
+def cache_rows(path: Path) -> dict[str, str]:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return dict(db.execute("SELECT key, response FROM calls").fetchall())
+
+
+def test_a_run_on_storage_is_the_local_run_and_resumes_elsewhere_paying_nothing(
+        any_s3_server: S3Server, local_generation: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = any_s3_server.uri()
+    monkeypatch.setenv("HFSYNTH_SCRATCH", str(tmp_path / "first"))
+    first = ScriptedEngine()
+    with run_folder_on(uri) as out:
+        pipeline.generate(make_recipe(), out, engine=first)
+    # Every object on the store, read past hfsynth, is the local run's file byte for byte (the cache: row for row).
+    stored = any_s3_server.objects(uri)
+    local = {path.relative_to(local_generation).as_posix(): path.read_bytes() for path in local_generation.rglob("*")
+             if path.is_file() and path.name not in {"hfsynth.lock", *DIFFER_BY_RUN}}
+    assert set(stored) - DIFFER_BY_RUN == set(local)
+    cache = "cache/teacher_calls.sqlite"
+    assert {name: data for name, data in stored.items() if name != cache and name not in DIFFER_BY_RUN} == \
+        {name: data for name, data in local.items() if name != cache}
+    (tmp_path / "stored.sqlite").write_bytes(stored[cache])
+    assert cache_rows(tmp_path / "stored.sqlite") == cache_rows(local_generation / cache)
+
+    monkeypatch.setenv("HFSYNTH_SCRATCH", str(tmp_path / "second"))  # another machine, a new pod
+    again = ScriptedEngine()
+    with run_folder_on(uri) as out:
+        pipeline.generate(make_recipe(), out, engine=again)
+    assert first.calls > 0 and again.calls == 0  # nothing paid twice
+    data = [name for name in local if name.endswith(".arrow")]
+    assert data and all(any_s3_server.objects(uri)[name] == local[name] for name in data)
