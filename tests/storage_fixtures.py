@@ -144,3 +144,49 @@ def s3_server() -> Iterator[S3Server]:
 @pytest.fixture(scope="module", params=sorted(SERVERS))
 def any_s3_server(request: pytest.FixtureRequest) -> Iterator[S3Server]:
     yield from _serve(request.param)
+
+
+@dataclass(frozen=True)
+class GuardedS3:
+    """moto enforcing IAM: ``keys`` may read and write the bucket but not put objects under ``readonly/``."""
+
+    server: S3Server
+    keys: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def guarded_s3() -> Iterator[GuardedS3]:
+    import json
+
+    import boto3
+
+    port = free_port()
+    # The first 4 requests (bucket, user, policy, key) go unchecked; every later one needs the user's keys.
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=os.environ | {"INITIAL_NO_AUTH_ACTION_COUNT": "4"})
+    try:
+        options = {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1",
+                   "aws_access_key_id": "setup", "aws_secret_access_key": "setup"}
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                boto3.client("s3", **options).create_bucket(Bucket=BUCKET)
+                break
+            except Exception:  # noqa: BLE001 - not listening yet
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        iam = boto3.client("iam", **options)
+        iam.create_user(UserName="writer")
+        policy = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{BUCKET}/readonly/*"}]}
+        iam.put_user_policy(UserName="writer", PolicyName="no-readonly", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="writer")["AccessKey"]
+        keys = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+                "AWS_DEFAULT_REGION": "us-east-1"}
+        yield GuardedS3(S3Server(port, "moto with IAM", tuple(keys.items())), keys)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

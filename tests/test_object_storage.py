@@ -28,7 +28,7 @@ from tests.student_helpers import make_recipe
 
 if TYPE_CHECKING:
     from hfsynth.recipe import Recipe
-    from tests.storage_fixtures import S3Server
+    from tests.storage_fixtures import GuardedS3, S3Server
 
 pytest_plugins = ["tests.storage_fixtures"]
 
@@ -183,6 +183,21 @@ def test_storage_that_cannot_be_used_is_one_line_before_anything_runs(any_s3_ser
         assert "refused these credentials (AWS_ACCESS_KEY_ID" in one_error_line(result) and result.stdout == ""
 
 
+def test_a_prefix_the_credentials_cannot_write_and_unknown_keys_are_one_line(guarded_s3: GuardedS3,
+                                                                             tmp_path: Path) -> None:
+    """On a store that checks permissions: a prefix the keys may not write, and keys the store does not know."""
+    readonly = guarded_s3.server.uri(prefix="readonly/run")
+    result = run_cli("generate", "recipes/quickstart.yaml", "--out", readonly, timeout=120,
+                     HFSYNTH_SCRATCH=str(tmp_path), **guarded_s3.keys)
+    line = one_error_line(result)
+    assert line.startswith(f"error: --out {readonly.split('?')[0]}: the store at 127.0.0.1:{guarded_s3.server.port} "
+                           "refused these credentials") and "PutObject" in line and result.stdout == ""
+    unknown = guarded_s3.keys | {"AWS_ACCESS_KEY_ID": "AKIANOBODY", "AWS_SECRET_ACCESS_KEY": "wrong"}
+    result = run_cli("generate", "recipes/quickstart.yaml", "--out", guarded_s3.server.uri(prefix="writable/run"),
+                     timeout=120, HFSYNTH_SCRATCH=str(tmp_path), **unknown)
+    assert "credentials (AWS_ACCESS_KEY_ID" in one_error_line(result) and result.stdout == ""
+
+
 def test_out_values_that_name_no_storage_hfsynth_knows(tmp_path: Path) -> None:
     assert storage_uri("runs/a") is None and storage_uri("/abs/runs") is None
     # One location, however it is spelled: one scratch copy, one lock.
@@ -320,3 +335,33 @@ def test_a_run_on_storage_is_the_local_run_and_resumes_elsewhere_paying_nothing(
     assert first.calls > 0 and again.calls == 0  # nothing paid twice
     data = [name for name in local if name.endswith(".arrow")]
     assert data and all(any_s3_server.objects(uri)[name] == local[name] for name in data)
+
+
+def test_messages_name_the_uri_not_the_local_copy(any_s3_server: S3Server, tmp_path: Path) -> None:
+    uri = any_s3_server.uri()
+    write_files(tmp_path / "up", {"teacher_calls.sqlite": "not a database"})
+    RunStorage(uri).upload(tmp_path / "up", "cache")
+    result = run_cli("generate", "recipes/quickstart.yaml", "--out", uri, timeout=120,
+                     HFSYNTH_SCRATCH=str(tmp_path / "scratch"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output
+    assert f"\nerror: {uri.split('?')[0]}/cache/teacher_calls.sqlite: the teacher call cache is damaged" in output
+    assert str(tmp_path / "scratch") not in output
+
+
+def test_a_unit_on_a_node_shows_its_student_not_its_scratch_folder(any_s3_server: S3Server, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from hfsynth.storage import StagedFolders
+    from hfsynth.training_progress import StepReporter
+
+    monkeypatch.setenv("HFSYNTH_SCRATCH", str(tmp_path))
+    with run_folder_on(any_s3_server.uri()) as out:
+        folders = StagedFolders(mirror_of(out))
+        for run, expected in {out / "students" / "setfit-minilm": "setfit-minilm",
+                              out / "student_runs" / "setfit-minilm" / "8-per-label-seed0":
+                                  "setfit-minilm/8-per-label-seed0"}.items():
+            with folders.staged(run, write=False) as staged:
+                assert not staged.is_relative_to(out)
+                assert StepReporter._run(SimpleNamespace(output_dir=str(staged / "checkpoints"))) == expected
