@@ -47,9 +47,11 @@ DIGESTS_PREFIX = f"{HFSYNTH_PREFIX}/digests"
 FINISHING_FILES = ("hfsynth_student.json", "trainer_state.json")
 #: The call cache's file name: it goes up as it grows (:mod:`hfsynth.cache_sync`), and whole at every push.
 CACHE_NAME = RunFolder(Path()).cache.name
+#: In a driver's copy of a run folder: its last push failed (hfsynth.storage).
+UNSENT_FILE = ".hfsynth-unsent"
 #: Never sent up: the run folder's lock (held by the command working in this copy, meaningless elsewhere) and the
 #: call cache's SQLite side files (the cache goes up as one consistent file).
-NEVER_SYNCED = (RUN_FOLDER_LOCK, *(f"{CACHE_NAME}{suffix}" for suffix in SIDE_SUFFIXES))
+NEVER_SYNCED = (RUN_FOLDER_LOCK, UNSENT_FILE, *(f"{CACHE_NAME}{suffix}" for suffix in SIDE_SUFFIXES))
 
 
 class StorageError(HfsynthError):
@@ -256,7 +258,7 @@ class RunStorage:
         try:
             infos = filesystem.get_file_info(pyarrow.fs.FileSelector(path, recursive=True, allow_not_found=True))
         except OSError as error:
-            raise StorageError(f"--out {self.name}: cannot read the run folder there: {error}") from None
+            raise StorageError(describe_failure(self.uri, error)) from None
         _, root = self._path("")
         return {info.path[len(path) + 1:]: info for info in infos if info.type == pyarrow.fs.FileType.File
                 and not info.path[len(root) + 1:].startswith(f"{HFSYNTH_PREFIX}/")}

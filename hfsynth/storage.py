@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfsynth.errors import HfsynthError
 from hfsynth.folder_lock import FolderLockedError, locked_folder
-from hfsynth.object_store import CACHE_NAME, RunStorage, StorageError, check_writable, storage_uri
+from hfsynth.object_store import CACHE_NAME, UNSENT_FILE, RunStorage, StorageError, check_writable, storage_uri
 from hfsynth.run_folder import RUN_FOLDER_LOCK
 
 if TYPE_CHECKING:
@@ -125,8 +125,13 @@ def run_folder_on(location: str) -> Iterator[Path]:
     check_writable(uri)
     local = (scratch_root() / "runs" / hashlib.sha256(uri.encode()).hexdigest()[:16]).absolute()
     with _held_by_this_command(local, storage), _terminate_as_interrupt():
-        storage.download("", local, mirror=True)
         mirror = MirroredFolder(local, storage)
+        unsent = local / UNSENT_FILE
+        if unsent.exists():  # the last command here could not send everything up: this copy is ahead of storage
+            mirror.push()
+            unsent.unlink()
+        else:
+            storage.download("", local, mirror=True)
         _MIRRORS[local] = mirror
         try:
             with CacheSync(mirror):
@@ -136,7 +141,17 @@ def run_folder_on(location: str) -> Iterator[Path]:
             raise
         finally:
             del _MIRRORS[local]
-            mirror.push()
+            _push_or_mark(mirror, unsent)
+
+
+def _push_or_mark(mirror: MirroredFolder, unsent: Path) -> None:
+    """The last push of a command; when it fails (a storage outage), the copy is marked ahead of storage, so that
+    the next command here sends it up instead of taking storage's older state."""
+    try:
+        mirror.push()
+    except HfsynthError:
+        unsent.touch()
+        raise
 
 
 def _named_as_stored(message: object, local: Path, storage: RunStorage) -> object:

@@ -105,10 +105,12 @@ def _s3rver(port: int, data: Path) -> subprocess.Popen[bytes]:
 SERVERS = {"moto": (_moto, MOTO_CREDENTIALS), "s3rver": (_s3rver, S3RVER_CREDENTIALS)}
 
 
-def _serve(name: str) -> Iterator[S3Server]:
-    """The server ``name`` on a free loopback port with the bucket BUCKET, its credentials in the environment."""
+def serve(name: str, port: int | None = None, data: Path | None = None) -> Iterator[S3Server]:
+    """The server ``name`` on ``port`` (default: a free loopback port) with the bucket BUCKET, its credentials in the
+    environment; s3rver keeps its objects in ``data`` (default: a temporary folder, deleted at the end)."""
     start, credentials = SERVERS[name]
-    port, data = free_port(), Path(tempfile.mkdtemp(prefix=f"hfsynth-{name}-"))
+    own_data = data is None
+    port, data = port or free_port(), data or Path(tempfile.mkdtemp(prefix=f"hfsynth-{name}-"))
     server = start(port, data)
     saved = {key: os.environ.get(key) for key in credentials}
     os.environ.update(credentials)
@@ -128,7 +130,8 @@ def _serve(name: str) -> Iterator[S3Server]:
     finally:
         server.terminate()
         server.wait(timeout=30)
-        shutil.rmtree(data, ignore_errors=True)
+        if own_data:
+            shutil.rmtree(data, ignore_errors=True)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -138,12 +141,12 @@ def _serve(name: str) -> Iterator[S3Server]:
 
 @pytest.fixture(scope="module")
 def s3_server() -> Iterator[S3Server]:
-    yield from _serve("moto")
+    yield from serve("moto")
 
 
 @pytest.fixture(scope="module", params=sorted(SERVERS))
 def any_s3_server(request: pytest.FixtureRequest) -> Iterator[S3Server]:
-    yield from _serve(request.param)
+    yield from serve(request.param)
 
 
 @dataclass(frozen=True)

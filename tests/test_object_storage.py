@@ -365,3 +365,27 @@ def test_a_unit_on_a_node_shows_its_student_not_its_scratch_folder(any_s3_server
             with folders.staged(run, write=False) as staged:
                 assert not staged.is_relative_to(out)
                 assert StepReporter._run(SimpleNamespace(output_dir=str(staged / "checkpoints"))) == expected
+
+
+def test_what_an_outage_kept_from_storage_goes_up_before_storage_wins(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store goes down before a command's last push: one line naming the store; the next command on this
+    machine, the store back, sends the copy up instead of taking storage's older state."""
+    from tests.storage_fixtures import serve
+
+    monkeypatch.setenv("HFSYNTH_SCRATCH", str(tmp_path / "scratch"))
+    port, data = free_port(), tmp_path / "store"
+    data.mkdir()
+    down = serve("s3rver", port, data)
+    uri = next(down).uri()
+    with pytest.raises(StorageError, match=f"the store at 127.0.0.1:{port}"), run_folder_on(uri) as out:
+        write_files(out, {"cache/answers.txt": "paid for"})
+        down.close()  # the store stops
+    back = serve("s3rver", port, data)
+    server = next(back)
+    try:
+        with run_folder_on(uri) as out:
+            assert read_files(out) == {"cache/answers.txt": "paid for"}
+        assert server.objects(uri) == {"cache/answers.txt": b"paid for"}
+    finally:
+        back.close()
