@@ -19,6 +19,7 @@ from rich.table import Table
 from hfsynth.run_events import RunEvents
 from hfsynth.run_folder import RunFolder
 from hfsynth.stage_stats import summary as stage_summary
+from hfsynth.storage import shown_path
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
@@ -98,7 +99,7 @@ class RunDisplay(RunEvents):
             console.print(f"feedback ({result.feedback.signal}): {len(result.feedback.rounds)} rounds, "
                           f"{result.feedback.budget} extra samples asked; validation macro-F1 of the steering "
                           f"student per round: {curve}", highlight=False)
-        console.print(f"dataset saved to {RunFolder(out_dir).dataset.root}")
+        console.print(f"dataset saved to {shown_path(RunFolder(out_dir).dataset.root)}", highlight=False)
 
     def training_callbacks(self, recipe: Recipe, engine: Engine) -> Sequence[TrainerCallback]:
         """One bar per training, wherever it runs: its steps come back through the engine's event sink."""
@@ -128,7 +129,7 @@ class RunDisplay(RunEvents):
 
     def evaluated(self, recipe: Recipe, out_dir: Path, results: EvaluationResults) -> None:
         console.print(results_table(results))
-        console.print(f"report: {RunFolder(out_dir).eval.report}")
+        console.print(f"report: {shown_path(RunFolder(out_dir).eval.report)}", highlight=False)
 
     def published(self, recipe: Recipe, urls: list[str]) -> None:
         for url in urls:
@@ -176,7 +177,7 @@ class RecipeLines(RunEvents):
             self._say(f"[bold red]error:[/] {recipe.name}: {escape(str(error))}")
             return
         stages = stage_summary(out_dir)
-        self._say(f"{recipe.name}: done in {out_dir}",
+        self._say(f"{recipe.name}: done in {shown_path(out_dir)}",
                   *([f"{recipe.name}: {stages} (the driver's memory, shared by the recipes)"] if stages else []))
 
 

@@ -5,8 +5,10 @@ query sets the endpoint, e.g. ``s3://runs/q?endpoint_override=127.0.0.1:9000&sch
 the usual variables, ``AWS_ACCESS_KEY_ID`` and so on):
 
 - the driver works in a **local copy** of the run folder (under ``HFSYNTH_SCRATCH``, by default the temporary folder,
-  named after the URI): :func:`run_folder_on` brings down what storage holds (a resume), and every stage sends its
-  changes up when it ends, also when it fails or is interrupted (:func:`push_if_mirrored`);
+  named after the URI, one per location however it is spelled): :func:`run_folder_on` checks that storage can be
+  written (before any teacher call), makes the copy what storage holds (a resume; storage is the truth), and every
+  stage sends its changes up when it ends, also when it fails or is interrupted by Ctrl-C or SIGTERM
+  (:func:`push_if_mirrored`); the call cache also goes up as it grows (:mod:`hfsynth.cache_sync`);
 - a **unit on a cluster node** (a student run, an evaluation) works in node-local scratch: it brings down the folder
   it needs (:meth:`StagedFolders.staged`), and a training sends each checkpoint up as the trainer saves it and the
   finished student when it is done; the driver then brings that student into its copy (:meth:`StagedFolders.collect`).
@@ -14,17 +16,19 @@ the usual variables, ``AWS_ACCESS_KEY_ID`` and so on):
 
 Object stores have no folder renames, so the file that marks a folder finished (a student's meta file, a
 checkpoint's trainer state) is uploaded after every other file of its folder: a folder cut short in transfer never
-passes as finished.
+passes as finished. Every object is checked once it is written, and against hfsynth's record of it when it comes
+down (:mod:`hfsynth.object_store`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,127 +36,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfsynth.errors import HfsynthError
+from hfsynth.folder_lock import FolderLockedError, locked_folder
+from hfsynth.object_store import CACHE_NAME, UNSENT_FILE, RunStorage, StorageError, check_writable, storage_uri
 from hfsynth.run_folder import RUN_FOLDER_LOCK
 
 if TYPE_CHECKING:
-    import pyarrow.fs
-
     from hfsynth.execution import Engine
 
 #: Where the driver's copies of storage run folders and the units' scratch folders go (default: the temp folder).
 SCRATCH_VARIABLE = "HFSYNTH_SCRATCH"
-#: The schemes of ``pyarrow.fs.FileSystem.from_uri`` that name remote storage.
-STORAGE_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "abfss://")
-#: Files that mark their folder finished, uploaded after the rest of it (a student's meta, a checkpoint's state).
-FINISHING_FILES = ("hfsynth_student.json", "trainer_state.json")
-#: The run folder's lock (held by the command working in this copy, meaningless elsewhere).
-NEVER_SYNCED = (RUN_FOLDER_LOCK,)
 
 
 def is_storage_uri(location: str) -> bool:
-    return location.startswith(STORAGE_SCHEMES)
+    """Whether ``--out location`` names object storage (one line for a URI hfsynth cannot use)."""
+    return storage_uri(location) is not None
 
 
 def scratch_root() -> Path:
     return Path(os.environ.get(SCRATCH_VARIABLE) or Path(tempfile.gettempdir()) / "hfsynth-scratch")
-
-
-@functools.lru_cache(maxsize=8)
-def _filesystem(uri: str) -> tuple[pyarrow.fs.FileSystem, str]:
-    import pyarrow.fs
-
-    try:
-        filesystem, root = pyarrow.fs.FileSystem.from_uri(uri)
-    except (pyarrow.ArrowInvalid, OSError) as error:
-        raise HfsynthError(f"--out {_without_query(uri)}: cannot open that storage: {error}") from None
-    if not root.strip("/"):
-        raise HfsynthError(f"--out {_without_query(uri)}: name a bucket and a prefix for the run, e.g. "
-                           "s3://BUCKET/runs/NAME")
-    return filesystem, root
-
-
-def _without_query(uri: str) -> str:
-    return uri.split("?", 1)[0]
-
-
-@dataclass(frozen=True)
-class RunStorage:
-    """A run folder's home on storage: ``uri`` (picklable: each process opens its own file system from it)."""
-
-    uri: str
-
-    @property
-    def name(self) -> str:
-        """The URI without its query (which may hold an endpoint or options): for messages."""
-        return _without_query(self.uri)
-
-    def _path(self, relative: str) -> tuple[pyarrow.fs.FileSystem, str]:
-        filesystem, root = _filesystem(self.uri)
-        return filesystem, f"{root.rstrip('/')}/{relative}".rstrip("/")
-
-    def _files(self, relative: str) -> dict[str, pyarrow.fs.FileInfo]:
-        """Every file under ``relative``, by its path relative to it."""
-        import pyarrow.fs
-
-        filesystem, path = self._path(relative)
-        try:
-            infos = filesystem.get_file_info(pyarrow.fs.FileSelector(path, recursive=True, allow_not_found=True))
-        except OSError as error:
-            raise HfsynthError(f"--out {self.name}: cannot read the run folder there: {error}") from None
-        return {info.path[len(path) + 1:]: info for info in infos if info.type == pyarrow.fs.FileType.File}
-
-    def exists(self, relative: str) -> bool:
-        """Whether storage has the file ``relative``, or files under the folder ``relative``."""
-        import pyarrow.fs
-
-        filesystem, path = self._path(relative)
-        if filesystem.get_file_info(path).type == pyarrow.fs.FileType.File:
-            return True
-        return bool(self._files(relative))
-
-    def upload(self, local: Path, relative: str, only_changed: bool = False, delete_missing: bool = True) -> None:
-        """Make ``relative`` on storage hold what the local folder ``local`` holds: its files (with
-        ``only_changed``, those newer or of another size than storage's), the finishing files last, then (with
-        ``delete_missing``) storage's files that are not in ``local`` any more are deleted."""
-        import pyarrow.fs
-
-        filesystem, root = self._path(relative)
-        remote = self._files(relative)
-        local_files = {path.relative_to(local).as_posix(): path for path in sorted(local.rglob("*"))
-                       if path.is_file() and path.name not in NEVER_SYNCED}
-        order = sorted(local_files, key=lambda name: (Path(name).name in FINISHING_FILES, name))
-        for name in order:
-            path, known = local_files[name], remote.get(name)
-            if only_changed and known is not None and known.size == path.stat().st_size \
-                    and known.mtime is not None and known.mtime.timestamp() >= path.stat().st_mtime:
-                continue
-            filesystem.create_dir(f"{root}/{name}".rsplit("/", 1)[0], recursive=True)
-            pyarrow.fs.copy_files(str(path), f"{root}/{name}", source_filesystem=pyarrow.fs.LocalFileSystem(),
-                                  destination_filesystem=filesystem)
-        for name in sorted(set(remote) - set(local_files)) if delete_missing else ():
-            filesystem.delete_file(f"{root}/{name}")
-
-    def download(self, relative: str, local: Path, only_changed: bool = False) -> bool:
-        """Bring ``relative`` down into ``local`` (with ``only_changed``, only files newer on storage than here, or
-        missing here); False when storage has nothing there. Each file gets storage's time, so that an unchanged
-        file is not sent back up."""
-        import pyarrow.fs
-
-        filesystem, root = self._path(relative)
-        remote = self._files(relative)
-        for name, info in sorted(remote.items()):
-            target = local / name
-            remote_time = info.mtime.timestamp() if info.mtime is not None else None
-            if only_changed and target.is_file() and (remote_time is None or target.stat().st_mtime >= remote_time):
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
-            pyarrow.fs.copy_files(f"{root}/{name}", str(partial), source_filesystem=filesystem,
-                                  destination_filesystem=pyarrow.fs.LocalFileSystem())
-            if remote_time is not None:
-                os.utime(partial, (remote_time, remote_time))
-            partial.replace(target)
-        return bool(remote)
 
 
 # --- the driver's local copy ----------------------------------------------------------------------------------------
@@ -170,12 +71,26 @@ class MirroredFolder:
 
     def push(self) -> None:
         # Nothing deleted: storage may hold what units sent up that this copy has not brought down yet (a stage that
-        # failed before collecting them, the checkpoints of units still running).
-        self.storage.upload(self.local, "", only_changed=True, delete_missing=False)
+        # failed before collecting them, the checkpoints of units still running). The call cache always goes: its
+        # snapshots sent while it grew (hfsynth.cache_sync) may have storage's time without all its answers.
+        with sending(self.storage):
+            self.storage.upload(self.local, "", only_changed=True, delete_missing=False, always=(CACHE_NAME,))
+
+    def shown(self, path: Path) -> str:
+        """``path`` of this copy as the user named it: its URI on storage."""
+        return self.storage.object_name(self.relative(path)).rstrip("/")
 
 
 #: The run folders of this process that are copies of storage (set by :func:`run_folder_on`).
 _MIRRORS: dict[Path, MirroredFolder] = {}
+#: One sender at a time per storage location in this process (a stage's push, the call cache's snapshots).
+_SENDING: dict[str, threading.Lock] = {}
+
+
+@contextlib.contextmanager
+def sending(storage: RunStorage) -> Iterator[None]:
+    with _SENDING.setdefault(storage.uri, threading.Lock()):
+        yield
 
 
 def mirror_of(folder: Path) -> MirroredFolder | None:
@@ -187,25 +102,89 @@ def mirror_of(folder: Path) -> MirroredFolder | None:
     return None
 
 
+def shown_path(path: Path) -> str:
+    """A path of the run folder as the user named it: its ``s3://`` URI when the run folder is a copy of storage."""
+    mirror = mirror_of(path)
+    return str(path) if mirror is None else mirror.shown(Path(path).absolute())
+
+
 @contextlib.contextmanager
 def run_folder_on(location: str) -> Iterator[Path]:
     """The run folder to work in for ``--out location``: the folder itself, or for a storage URI the driver's local
-    copy of it, brought up to date from storage first and sent back when the block ends (and after every stage)."""
-    if not is_storage_uri(location):
+    copy of it. Storage is checked first (before any teacher call: one line when it cannot be written), the copy is
+    made what storage holds (storage is the truth: a prefix deleted there starts the run afresh), held against other
+    commands on the same location however it is spelled, sent up after every stage, as the call cache grows, and
+    when the block ends (also on Ctrl-C and SIGTERM)."""
+    uri = storage_uri(location)
+    if uri is None:
         yield Path(location)
         return
-    storage = RunStorage(location)
-    digest = hashlib.sha256(storage.uri.encode()).hexdigest()[:16]
-    local = (scratch_root() / "runs" / digest).absolute()
-    local.mkdir(parents=True, exist_ok=True)
-    storage.download("", local, only_changed=True)
-    mirror = MirroredFolder(local, storage)
-    _MIRRORS[local] = mirror
+    from hfsynth.cache_sync import CacheSync
+
+    storage = RunStorage(uri)
+    check_writable(uri)
+    local = (scratch_root() / "runs" / hashlib.sha256(uri.encode()).hexdigest()[:16]).absolute()
+    with _held_by_this_command(local, storage), _terminate_as_interrupt():
+        mirror = MirroredFolder(local, storage)
+        unsent = local / UNSENT_FILE
+        if unsent.exists():  # the last command here could not send everything up: this copy is ahead of storage
+            mirror.push()
+            unsent.unlink()
+        else:
+            storage.download("", local, mirror=True)
+        _MIRRORS[local] = mirror
+        try:
+            with CacheSync(mirror):
+                yield local
+        except HfsynthError as error:
+            error.args = tuple(_named_as_stored(arg, local, storage) for arg in error.args)
+            raise
+        finally:
+            del _MIRRORS[local]
+            _push_or_mark(mirror, unsent)
+
+
+def _push_or_mark(mirror: MirroredFolder, unsent: Path) -> None:
+    """The last push of a command; when it fails (a storage outage), the copy is marked ahead of storage, so that
+    the next command here sends it up instead of taking storage's older state."""
     try:
-        yield local
-    finally:
-        del _MIRRORS[local]
         mirror.push()
+    except HfsynthError:
+        unsent.touch()
+        raise
+
+
+def _named_as_stored(message: object, local: Path, storage: RunStorage) -> object:
+    """A message that names the local copy names the user's URI instead."""
+    return message.replace(str(local), storage.name) if isinstance(message, str) else message
+
+
+@contextlib.contextmanager
+def _held_by_this_command(local: Path, storage: RunStorage) -> Iterator[None]:
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(locked_folder(local, RUN_FOLDER_LOCK, "run folder"))
+        except FolderLockedError as error:
+            raise StorageError(f"--out {storage.name}: the run folder is in use by {error.holder}: wait for it to "
+                               "finish, or give this command another --out") from None
+        yield
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (how Kubernetes and job schedulers stop a process) ends the block like Ctrl-C: what was done goes up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def push_if_mirrored(folder: Path) -> None:
@@ -250,7 +229,9 @@ class StagedFolders(FolderAccess):
     @contextlib.contextmanager
     def staged(self, folder: Path, *, write: bool) -> Iterator[Path]:
         relative = self.mirror.relative(folder)
-        scratch = scratch_root() / "units" / uuid.uuid4().hex / Path(folder).name
+        # Under the unit's own folder, the run folder's layout: a training's progress names its student, not this.
+        unit_root = scratch_root() / "units" / uuid.uuid4().hex
+        scratch = unit_root / relative
         scratch.mkdir(parents=True)
         try:
             self.mirror.storage.download(relative, scratch)
@@ -258,7 +239,7 @@ class StagedFolders(FolderAccess):
             if write:
                 self.mirror.storage.upload(scratch, relative, only_changed=True)
         finally:
-            shutil.rmtree(scratch.parent, ignore_errors=True)
+            shutil.rmtree(unit_root, ignore_errors=True)
 
     def checkpoint_callbacks(self, folder: Path, staged_folder: Path) -> list[Any]:
         return [_checkpoint_upload(self.mirror.storage, self.mirror.relative(folder), staged_folder)]

@@ -2,7 +2,8 @@
 # Creates (or updates) the project's virtual environment .venv at the repository root.
 #   scripts/setup.sh           the package, its embedded models and the serving/Space extras
 #   scripts/setup.sh --ray     also the Ray engine (the ray extra)
-#   scripts/setup.sh --test    also the Ray engine, the test tools and Debian's chromium for the browser tests
+#   scripts/setup.sh --test    also the Ray engine, the test tools, Debian's chromium for the browser tests and
+#                              s3rver (npm) in .venv/npm, the second S3-compatible server of the object-storage tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,5 +44,14 @@ if [[ $with_tests == 1 ]] && ! command -v chromium >/dev/null 2>&1; then
     # The Space's browser test drives Debian's chromium (no browser downloads at test time).
     if [[ $(id -u) == 0 ]]; then apt_get="apt-get"; else apt_get="sudo apt-get"; fi
     $apt_get update -qq && DEBIAN_FRONTEND=noninteractive $apt_get install -y -qq chromium >/dev/null
+fi
+if [[ $with_tests == 1 ]] && [[ ! -x .venv/npm/node_modules/.bin/s3rver ]]; then
+    # A second, independent S3-compatible server for tests/test_object_storage.py (moto is the first): one that,
+    # like older MinIO and Ceph RGW, does not understand AWS's chunked checksum framing. Needs node and npm.
+    if ! command -v npm >/dev/null 2>&1; then
+        if [[ $(id -u) == 0 ]]; then apt_get="apt-get"; else apt_get="sudo apt-get"; fi
+        $apt_get update -qq && DEBIAN_FRONTEND=noninteractive $apt_get install -y -qq nodejs npm >/dev/null
+    fi
+    npm install --prefix .venv/npm --no-audit --no-fund --loglevel=error s3rver@3.7.1 >/dev/null
 fi
 echo "set-up done: $(python -c 'import torch, transformers; print(f"torch {torch.__version__}, transformers {transformers.__version__}")')"

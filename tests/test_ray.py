@@ -43,7 +43,7 @@ from tests.ray_fixtures import (
 )
 from tests.scripted_teacher import FailingMidBatch, ScriptedTeacher
 
-# The cluster and replica fixtures (ray_cluster, two_replicas), the loopback S3 server (s3_server).
+# The cluster and replica fixtures (ray_cluster, two_replicas), the loopback S3 servers (any_s3_server).
 pytest_plugins = ["tests.ray_fixtures", "tests.storage_fixtures"]
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -228,17 +228,24 @@ def test_worker_killed_mid_sweep(local_run: tuple[Recipe, Path], ray_cluster: Ra
     assert scores(out) == scores(local_out)
 
 
-def test_run_folder_on_object_storage(local_run: tuple[Recipe, Path], ray_cluster: RayCluster, s3_server: Any,
+def unit_folders(cluster: RayCluster) -> set[Path]:
+    """The units' scratch folders on the cluster's nodes."""
+    return {unit for scratch in cluster.node_scratch if (scratch / "units").is_dir()
+            for unit in (scratch / "units").iterdir()}
+
+
+def test_run_folder_on_object_storage(local_run: tuple[Recipe, Path], ray_cluster: RayCluster, any_s3_server: Any,
                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """--out s3://...: every node works in its own scratch folder, a whole worker node (raylet, workers and its
-    scratch folder) is lost mid-sweep, and a driver on another machine (another scratch folder) evaluates from what
-    reached storage: the local engine's scores."""
+    """--out s3://... on each S3-compatible server (moto, s3rver): every node works in its own scratch folder, a
+    whole worker node (raylet, workers and its scratch folder) is lost mid-sweep, and a driver on another machine
+    (another scratch folder) evaluates from what reached storage: the local engine's scores."""
     from hfsynth.storage import RunStorage, run_folder_on
 
     recipe, local_out = local_run
-    uri = s3_server.uri()
+    uri = any_s3_server.uri()
     monkeypatch.setenv("HFSYNTH_SCRATCH", str(tmp_path / "driver"))
     workers = ray_cluster.worker_node_ids()
+    earlier = set(unit_folders(ray_cluster))  # a node lost by an earlier test of the module left its unit's folder
     switch = KillSwitch(tmp_path / "switch", on_nodes=workers)
     watcher = switch.watch(cluster=ray_cluster)
     try:
@@ -258,8 +265,7 @@ def test_run_folder_on_object_storage(local_run: tuple[Recipe, Path], ray_cluste
     assert len(trained) == 6 and not any(run.skipped for run in trained)
     assert not list(out.rglob(".hfsynth-ray-probe-*"))  # no shared folder was asked of the nodes
     # The units worked in the nodes' own scratch folders and cleaned up after themselves, all but the lost node's.
-    left = [unit for scratch in ray_cluster.node_scratch if (scratch / "units").is_dir()
-            for unit in (scratch / "units").iterdir() if any(path.is_file() for path in unit.rglob("*"))]
+    left = [unit for unit in unit_folders(ray_cluster) - earlier if any(path.is_file() for path in unit.rglob("*"))]
     assert any((scratch / "units").is_dir() for scratch in ray_cluster.node_scratch) and len(left) <= 1
     assert RunStorage(uri).exists("students/setfit-minilm/hfsynth_student.json")
     assert not RunStorage(uri).exists("students/setfit-minilm/checkpoints")
