@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import signal
 import tempfile
 import threading
 import uuid
@@ -39,6 +38,7 @@ from hfsynth.errors import HfsynthError
 from hfsynth.folder_lock import FolderLockedError, locked_folder
 from hfsynth.object_store import CACHE_NAME, UNSENT_FILE, RunStorage, StorageError, check_writable, storage_uri
 from hfsynth.run_folder import RUN_FOLDER_LOCK
+from hfsynth.stop_signals import terminate_as_interrupt
 
 if TYPE_CHECKING:
     from hfsynth.execution import Engine
@@ -124,7 +124,7 @@ def run_folder_on(location: str) -> Iterator[Path]:
     storage = RunStorage(uri)
     check_writable(uri)
     local = (scratch_root() / "runs" / hashlib.sha256(uri.encode()).hexdigest()[:16]).absolute()
-    with _held_by_this_command(local, storage), _terminate_as_interrupt():
+    with _held_by_this_command(local, storage), terminate_as_interrupt():
         mirror = MirroredFolder(local, storage)
         unsent = local / UNSENT_FILE
         if unsent.exists():  # the last command here could not send everything up: this copy is ahead of storage
@@ -168,23 +168,6 @@ def _held_by_this_command(local: Path, storage: RunStorage) -> Iterator[None]:
             raise StorageError(f"--out {storage.name}: the run folder is in use by {error.holder}: wait for it to "
                                "finish, or give this command another --out") from None
         yield
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (how Kubernetes and job schedulers stop a process) ends the block like Ctrl-C: what was done goes up."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def push_if_mirrored(folder: Path) -> None:
