@@ -110,9 +110,19 @@ def _quiet_libraries() -> None:
 
 
 def _load(recipe: str):  # noqa: ANN202 - returns hfsynth.recipe.Recipe; imported lazily to keep --help fast
-    from hfsynth.hub.publish import load_recipe_source
+    from hfsynth.hub.publish import HUB_PREFIX, load_recipe_source
 
-    return load_recipe_source(recipe)
+    loaded = load_recipe_source(recipe)
+    if recipe.startswith(HUB_PREFIX) and loaded.teacher.base_url:
+        # Someone else's recipe chose that server: the user sees where the prompts go before the first call.
+        urls = loaded.teacher.base_url if isinstance(loaded.teacher.base_url, list) else [loaded.teacher.base_url]
+        from hfsynth.teachers.remote import is_hugging_face_url
+
+        key = (f"the key in ${loaded.teacher.api_key_env}" if loaded.teacher.api_key_env
+               else "your Hugging Face token" if all(map(is_hugging_face_url, urls)) else "no API key")
+        console.print(f"[yellow]warning:[/] {escape(recipe)} sends the teacher's requests to {escape(', '.join(urls))} "
+                      f"(a server the recipe names) with {key}", highlight=False, soft_wrap=True)
+    return loaded
 
 
 @recipes_app.command("validate")

@@ -289,7 +289,13 @@ class RayEngine(Engine):
             queue.shutdown(force=True)
 
     def load_teacher(self, recipe: Recipe) -> Teacher:
-        return RayTeacherPool(recipe.teacher, recipe.execution, self.teacher_factory, self.runtime_env,
+        runtime_env = self.runtime_env
+        if recipe.teacher.api_key_env:  # the replicas need the key the recipe names; unset: one line, no actor
+            from hfsynth.teachers.remote import teacher_credential
+
+            key = {recipe.teacher.api_key_env: teacher_credential(recipe.teacher)}
+            runtime_env = {**runtime_env, "env_vars": {**runtime_env["env_vars"], **key}}
+        return RayTeacherPool(recipe.teacher, recipe.execution, self.teacher_factory, runtime_env,
                               self.default_threads)
 
     def map(self, fn: Callable[[Context, Item], Result], items: Sequence[Item], context: Context,

@@ -16,9 +16,12 @@ offline mode refuses, with one line saying so. Requests run from a small thread 
 work when the caller already runs one, as Gradio or Jupyter do), and the pooled session reuses connections from one
 batch to the next. Requests are I/O-bound and few at a time, so threads cost nothing.
 
-The token comes from the usual places (``HF_TOKEN``, a stored login) and is sent to the server, never logged:
-httpx2 logs only the request line, httpcore2 (DEBUG) the request object without headers, and huggingface_hub (DEBUG,
-provider requests) whether a request is authenticated, replacing the header by ``<TOKEN>`` even with ``HF_DEBUG``.
+Credentials (:func:`teacher_credential`): the Hub token (``HF_TOKEN``, a stored login) goes to Hugging Face hosts
+only (an Inference Provider through the router, an Inference Endpoint, the ``HF_ENDPOINT`` Hub); any other server gets
+the key in the environment variable ``teacher.api_key_env`` names, or no key at all: a recipe (perhaps someone else's,
+from the Hub) never decides where the user's token goes. A key is never logged: httpx2 logs only the request line,
+httpcore2 (DEBUG) the request object without headers, and huggingface_hub (DEBUG, provider requests) whether a request
+is authenticated, replacing the header by ``<TOKEN>`` even with ``HF_DEBUG``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import email.utils
 import hashlib
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -37,7 +41,7 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import httpx2
-from huggingface_hub import ChatCompletionOutput, InferenceClient, get_token
+from huggingface_hub import ChatCompletionOutput, InferenceClient, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
@@ -79,8 +83,8 @@ class RemoteTeacher(Teacher):
         # "auto" means chat: whether a remote model has a chat template cannot be asked of the server.
         self.uses_chat = config.prompt_format != "completion"
         self._backoff_base = backoff_base
-        self._token = get_token()
         self._target = config.base_url or f"provider {config.provider or 'auto'}"
+        self._token = teacher_credential(config)
         self._client = InferenceClient(
             base_url=config.base_url,
             provider=config.provider,
@@ -210,7 +214,8 @@ class RemoteTeacher(Teacher):
             output = self._client.chat_completion(model=self.config.model, **request)
             return _chat_text(output), dict(output.usage or {})
         payload = {"model": self.config.model, **{key: value for key, value in request.items() if value is not None}}
-        response = self._session.post(self._url, json=payload, headers=build_hf_headers(token=self._token))
+        # token=False: no key means none sent (None would make huggingface_hub add the stored Hub token).
+        response = self._session.post(self._url, json=payload, headers=build_hf_headers(token=self._token or False))
         hf_raise_for_status(response)
         if not self.uses_chat:
             return _completion_text(response)
@@ -266,6 +271,29 @@ class _Stopped(Exception):
 
 class _MalformedAnswer(Exception):
     """A successful HTTP answer without what an OpenAI-compatible server sends."""
+
+
+def teacher_credential(config: TeacherConfig) -> str | None:
+    """The key a remote teacher sends: the variable ``api_key_env`` names; else the Hub token, when every server
+    is a Hugging Face host (no ``base_url`` means the router); else none. A named variable that is unset is an
+    error (the server would answer 401 to every request)."""
+    if config.api_key_env:
+        key = os.environ.get(config.api_key_env, "").strip()
+        if not key:
+            raise TeacherError(f"teacher.api_key_env: the environment variable {config.api_key_env} is not set: "
+                               f"export it with the API key of {config.base_url or 'the provider'}")
+        return key
+    urls = config.base_url if isinstance(config.base_url, list) else [config.base_url] if config.base_url else []
+    return get_token() if all(is_hugging_face_url(url) for url in urls) else None
+
+
+def is_hugging_face_url(url: str) -> bool:
+    """A Hugging Face host (the Hub, its router, Inference Endpoints, Spaces) or the Hub ``HF_ENDPOINT`` names: the
+    only servers the Hub token goes to."""
+    parsed, hub = urlparse(url), urlparse(constants.ENDPOINT)
+    if (parsed.scheme, parsed.netloc.lower()) == (hub.scheme, hub.netloc.lower()):
+        return True
+    return _is_hugging_face_host(url)
 
 
 def request_seed(batch_seed: int, index: int) -> int:
