@@ -27,6 +27,7 @@ is authenticated, replacing the header by ``<TOKEN>`` even with ``HF_DEBUG``.
 from __future__ import annotations
 
 import email.utils
+import functools
 import hashlib
 import json
 import logging
@@ -35,7 +36,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse, urlunparse
@@ -49,6 +49,7 @@ from hfsynth.errors import TeacherError
 from hfsynth.parsing import COMPLETION_STOPS, cut_completion, label_scores
 from hfsynth.recipe import SamplingParams, TeacherConfig
 from hfsynth.teachers.base import LabelScores, Prompt, Teacher
+from hfsynth.teachers.calls import DaemonPool, Stopped, run_calls
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +97,9 @@ class RemoteTeacher(Teacher):
         self._session = httpx2.Client(follow_redirects=True, timeout=config.timeout) if self._own_server else None
         route = "chat/completions" if self.uses_chat else "completions"
         self._url = _openai_url(config.base_url, route) if config.base_url else ""
-        self._pool = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="remote-teacher")
+        self._pool = DaemonPool(config.max_concurrency, "remote-teacher")
         self._stats_lock = threading.Lock()
+        self._running: set[threading.Event] = set()  # the stop flags of the calls in progress (interrupt sets them)
         # A private generator: jitter drawn from worker threads must not disturb a seeded global `random`.
         self._jitter = random.Random()
 
@@ -112,6 +114,7 @@ class RemoteTeacher(Teacher):
         sampling: SamplingParams,
         seed: int,
         on_answer: Callable[[int, str], None] | None = None,
+        positions: Sequence[int] | None = None,
     ) -> list[str]:
         parameters: dict[str, Any] = {
             "max_tokens": sampling.max_new_tokens,
@@ -122,22 +125,37 @@ class RemoteTeacher(Teacher):
             # serve` turns frequency_penalty back into repetition_penalty = 1 + frequency_penalty.
             "frequency_penalty": sampling.repetition_penalty - 1.0 if sampling.repetition_penalty != 1.0 else None,
         }
+        # Each request's seed comes from the prompt's place in its batch, so re-asking part of a batch (a resumed
+        # run) sends exactly the requests an uninterrupted run sent.
+        places = list(positions) if positions is not None else list(range(len(prompts)))
         return self._run_all(
-            [self._request(prompt, {**parameters, "seed": request_seed(seed, index)})
-             for index, prompt in enumerate(prompts)],
+            [self._request(prompt, {**parameters, "seed": request_seed(seed, place)})
+             for place, prompt in zip(places, prompts, strict=True)],
             on_answer,
         )
 
-    def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
+    def classify(self, prompts: Sequence[Prompt], labels: Sequence[str],
+                 on_answer: Callable[[int, LabelScores], None] | None = None) -> list[LabelScores]:
         # Greedy and short: the answer is a label, read from the text (OpenAI-compatible servers differ too much in
         # logprobs support to rely on them; `transformers serve` ignores the field).
+        forward = None if on_answer is None else (lambda index, answer: on_answer(index, label_scores(answer, labels)))
         answers = self._run_all(
-            [self._request(prompt, {"temperature": 0.0, "max_tokens": CLASSIFY_MAX_TOKENS}) for prompt in prompts]
+            [self._request(prompt, {"temperature": 0.0, "max_tokens": CLASSIFY_MAX_TOKENS}) for prompt in prompts],
+            forward,
         )
         return [label_scores(answer, labels) for answer in answers]
 
+    def classify_streaming(self, prompts: Sequence[Prompt], labels: Sequence[str],
+                           on_answer: Callable[[int, LabelScores], None] | None = None) -> list[LabelScores]:
+        return self.classify(prompts, labels, on_answer)
+
+    def interrupt(self) -> None:
+        for stop in list(self._running):
+            stop.set()
+
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # Never waits for a request still running (a hung server): its daemon thread ends with its timeout.
+        self._pool.shutdown()
         if self._session is not None:
             self._session.close()
 
@@ -150,37 +168,22 @@ class RemoteTeacher(Teacher):
 
     def _run_all(self, requests: list[dict[str, Any]],
                  on_answer: Callable[[int, str], None] | None = None) -> list[str]:
-        """Answers in request order, each handed to ``on_answer`` (in this thread) as it arrives. The first request
-        that fails for good stops the rest and raises its error."""
+        """Answers in request order, each handed to ``on_answer`` (in this thread) as it arrives, also those of
+        requests in flight when the call ends early (:func:`hfsynth.teachers.calls.run_calls`)."""
         stop = threading.Event()
-        futures: dict[Future[str], int] = {
-            self._pool.submit(self._complete, request, stop): index for index, request in enumerate(requests)
-        }
-        answers = [""] * len(requests)
+        self._running.add(stop)
         try:
-            for future in as_completed(futures):
-                error = future.exception()
-                if isinstance(error, _Stopped):
-                    continue  # another request failed: its error is the one to raise
-                if error is not None:
-                    raise error
-                answers[futures[future]] = future.result()
-                if on_answer is not None:
-                    on_answer(futures[future], answers[futures[future]])
+            return run_calls(self._pool, [functools.partial(self._complete, request, stop) for request in requests],
+                             stop, on_answer)
         finally:
-            # A failure, or the caller interrupted: queued requests are dropped, running ones end after this attempt.
-            if not all(future.done() for future in futures):
-                stop.set()
-                for future in futures:
-                    future.cancel()
-        return answers
+            self._running.discard(stop)
 
     def _complete(self, request: dict[str, Any], stop: threading.Event) -> str:
         """One request with retries; its answer text."""
         attempt = 0
         while True:
             if stop.is_set():
-                raise _Stopped
+                raise Stopped
             try:
                 text, usage = self._send(request)
                 break
@@ -200,7 +203,7 @@ class RemoteTeacher(Teacher):
             logger.info("%s: %s; retry %d of %d in %.1f s", self._target, self._redact(failure.message), attempt + 1,
                         self.config.max_retries, delay)
             if stop.wait(delay):
-                raise _Stopped
+                raise Stopped
             attempt += 1
         with self._stats_lock:
             self.stats.calls += 1
@@ -263,10 +266,6 @@ class _Failure:
     message: str
     retryable: bool
     retry_after: float | None = None
-
-
-class _Stopped(Exception):
-    """A request dropped because another request of its batch failed."""
 
 
 class _MalformedAnswer(Exception):
