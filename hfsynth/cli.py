@@ -125,6 +125,15 @@ def _load(recipe: str):  # noqa: ANN202 - returns hfsynth.recipe.Recipe; importe
     return loaded
 
 
+def _check_teacher_keys(recipes: Sequence[Any]) -> None:
+    """A key a recipe's teacher names (``teacher.api_key_env``) is there: else one line before anything starts."""
+    for recipe in recipes:
+        if recipe.teacher.api_key_env:
+            from hfsynth.teachers.remote import teacher_credential
+
+            teacher_credential(recipe.teacher)
+
+
 @recipes_app.command("validate")
 @user_errors
 def recipes_validate(recipe: RecipeArg) -> None:
@@ -148,6 +157,7 @@ def generate(recipe: RecipeArg, out: OutOption,
 
     _quiet_libraries()
     loaded = _load(recipe)
+    _check_teacher_keys([loaded])
     with run_folder_on(out) as out_dir:
         check_out_dir(out_dir)
         with _engine([loaded], ray) as engine, RunDisplay(engine) as display:
@@ -188,6 +198,7 @@ def evaluate(recipe: RecipeArg, out: OutOption, ray: RayOption = None) -> None:
 
     _quiet_libraries()
     loaded = _load(recipe)
+    _check_teacher_keys([loaded])
     with run_folder_on(out) as out_dir:
         check_out_dir(out_dir)
         with _engine([loaded], ray) as engine, RunDisplay(engine) as display:
@@ -225,6 +236,7 @@ def run(recipes: Annotated[list[str], typer.Argument(
     _quiet_libraries()
     loaded = [_load(recipe) for recipe in recipes]
     pipeline.run_folders(loaded, Path(out))  # the same name twice fails before anything starts
+    _check_teacher_keys(loaded)
     with run_folder_on(out) as out_dir, _engine(loaded, ray) as engine:
         # Recipes running at the same time get a line per event: their bars would interleave.
         with (RecipeLines() if pipeline.runs_together(loaded, engine) else RunDisplay(engine)) as display:
