@@ -23,6 +23,8 @@ try:
 except ImportError:  # pragma: no cover - depends on the installation
     raise HfsynthError("the Ray engine needs Ray, which is not installed: pip install 'hfsynth[ray]'") from None
 
+_POLL_SECONDS = 0.2
+
 #: What a replica streams for a unit: ``(unit index, place, answer)``, then ``(unit index, None, outcome)``.
 UnitItem = tuple[int, int | None, Any]
 
@@ -66,7 +68,10 @@ class UnitStreams:
     def run(self) -> Iterator[tuple[int, dict[int, Any], Any]]:
         self._launch()
         while self.running:
-            ready, _ = ray.wait(list(self.running), num_returns=1)
+            # With a timeout: Ctrl-C reaches this thread at once, not when an answer comes.
+            ready, _ = ray.wait(list(self.running), num_returns=1, timeout=_POLL_SECONDS)
+            if not ready:
+                continue
             finished = self._receive(ready[0])
             if finished is not None:
                 yield finished
