@@ -4,9 +4,10 @@
   ``teacher:`` section (a local model on the GPU/CPU share the actor asked for, or a remote client, which may itself
   spread its requests over a list of replica URLs). The replicas' resources are reserved together in one placement
   group, spread over nodes, so that several recipes on one cluster never deadlock holding half their replicas each.
-  Units (the cache's fixed batches) go to the actors through ``ray.util.ActorPool`` and stream back to the driver as
-  they finish; the driver alone writes them to its call cache. Actors restart and re-run the unit they were running
-  when their process or node died (``max_restarts`` / ``max_task_retries``); nothing reached the cache half-written.
+  Units (the cache's fixed batches) go to the actors one at a time each, and every answer streams back to the
+  driver the moment the actor has it (:mod:`hfsynth.ray_streams`); the driver alone writes them to its call cache.
+  An actor whose process or node died restarts (``max_restarts``) and is given only what its unit still lacks; on
+  Ctrl-C the actors send no new request and hand over the answers in flight.
 - **Other units** (``RayEngine.map``: a stage's student runs, its evaluations) are Ray tasks with the resources and
   retries the stage asks for; what every unit shares (the recipe, the training data) is put in the object store
   once. A retried student run resumes from the checkpoints in its run folder. The engine knows no stage.

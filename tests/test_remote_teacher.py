@@ -541,6 +541,20 @@ def test_answers_that_arrived_before_a_failure_were_handed_over() -> None:
     assert arrived == [(0, "first")] and len(fake.bodies) == 2
 
 
+def test_answers_in_flight_when_a_request_fails_are_handed_over_too() -> None:
+    # Two requests at once: the first to arrive is answered after 1 s, the other fails for good at once. The slow one
+    # was paid for: it is waited for (no new request goes out meanwhile) and handed over before the error is raised.
+    with (
+        stand_in([replace(answer("positive"), delay=1.0), Reply(status=404, body={"detail": "Not Found"})]) as fake,
+        make_teacher(fake.base_url, max_concurrency=2) as teacher,
+    ):
+        arrived: list[tuple[int, str | None]] = []
+        with pytest.raises(TeacherError, match="HTTP 404"):
+            teacher.classify([sentiment_prompt(f"review {index}") for index in range(4)], SENTIMENT,
+                             on_answer=lambda index, scores: arrived.append((index, scores.label)))
+    assert [label for _, label in arrived] == ["positive"] and len(fake.bodies) == 2
+
+
 def test_classification_requests_run_with_bounded_concurrency() -> None:
     with (
         stand_in([replace(answer("Positive."), delay=0.3)]) as fake,

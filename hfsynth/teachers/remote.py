@@ -11,7 +11,8 @@ huggingface_hub uses), posted to ``/v1/chat/completions`` or ``/v1/completions``
 the Hub, so ``HF_HUB_OFFLINE=1`` (which makes huggingface_hub's session refuse every request) does not stop it, and a
 local llama-server or ``transformers serve`` works offline. Only an Inference Provider (no ``base_url``), or a
 ``base_url`` on a Hugging Face host (an Inference Endpoint), goes through ``huggingface_hub.InferenceClient``, which
-offline mode refuses, with one line saying so. Requests run from a small thread pool rather than
+offline mode refuses, with one line saying so. Requests run from a small pool of daemon threads
+(:mod:`hfsynth.teachers.calls`: answers handed over as they arrive, also when the call ends early) rather than
 ``AsyncInferenceClient``: the Teacher interface is synchronous, so threads need no event loop of their own (and still
 work when the caller already runs one, as Gradio or Jupyter do), and the pooled session reuses connections from one
 batch to the next. Requests are I/O-bound and few at a time, so threads cost nothing.

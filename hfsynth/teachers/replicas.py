@@ -7,10 +7,11 @@ each request to the least busy healthy replica. A replica whose request fails fo
 left out for ``cooldown`` seconds and the request moves to another replica; only when every replica has failed does
 the call fail.
 
-Reproducibility: the request at position ``i`` of a batch with seed ``s`` is always sent as its own one-prompt call
-with seed ``request_seed(s, i)``, so what it asks for does not depend on which replica serves it, how many replicas
-there are, or what else is in flight. (A single URL is served by a plain ``RemoteTeacher``, which seeds by position
-in the same way but one level down; a list of one URL is treated exactly as that single URL.)
+Reproducibility: the request at position ``i`` of a batch with seed ``s`` (its place in the whole batch, also when
+a resumed run asks only part of it) is always sent as its own one-prompt call with seed ``request_seed(s, i)``, so
+what it asks for does not depend on which replica serves it, how many replicas there are, or what else is in flight.
+(A single URL is served by a plain ``RemoteTeacher``, which seeds by position in the same way but one level down; a
+list of one URL is treated exactly as that single URL.)
 """
 
 from __future__ import annotations
