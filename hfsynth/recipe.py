@@ -62,8 +62,7 @@ class TeacherConfig(_Strict):
     # A list of URLs: replicas of one deployment (one server per node); calls are spread over them.
     base_url: str | list[str] | None = None
     provider: str | None = None
-    # The name of an environment variable holding the API key of a base_url server. The Hub token (HF_TOKEN, the
-    # stored login) goes to Hugging Face hosts only, never to a server a recipe names.
+    # An environment variable's name: the key of a base_url server (the Hub token goes to Hugging Face hosts only).
     api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     # "auto": chat template when the tokenizer has one, completion-style few-shot prompts otherwise.
     prompt_format: Literal["auto", "chat", "completion"] = "auto"
@@ -77,10 +76,8 @@ class TeacherConfig(_Strict):
 
     @model_validator(mode="after")
     def _remote_needs_a_target(self) -> TeacherConfig:
-        if self.backend == "local" and (self.base_url or self.provider):
-            raise ValueError("base_url/provider are only for backend: remote")
-        if self.backend == "local" and self.api_key_env:
-            raise ValueError("api_key_env is only for backend: remote")
+        if self.backend == "local" and (self.base_url or self.provider or self.api_key_env):
+            raise ValueError("base_url/provider/api_key_env are only for backend: remote")
         if self.base_url and self.provider:
             raise ValueError("give either base_url (an OpenAI-compatible server) or provider, not both")
         urls = self.base_url if isinstance(self.base_url, list) else [self.base_url] if self.base_url else []
