@@ -125,10 +125,11 @@ def evaluate_teacher(recipe: Recipe, test_set: TestSet, session: _TeacherSession
         # chunk's timing (a chunk cut short keeps the timing so far: the speed report is not worth paying again).
         chunks = latency_then_batches(missing, teacher.batch_size)
         units = [ClassifyUnit(tuple(prompts[index] for index in chunk), tuple(recipe.label_names)) for chunk in chunks]
-        started = time.perf_counter()
+        started, arrived = time.perf_counter(), [0] * len(chunks)
 
         def store(unit: int, position: int, answer: LabelScores) -> None:
-            seconds = (time.perf_counter() - started) / (position + 1)
+            arrived[unit] += 1  # until the chunk ends: its time so far over its answers so far
+            seconds = (time.perf_counter() - started) / arrived[unit]
             _store(cache, records, {keys[chunks[unit][position]]: _record(answer, seconds, len(chunks[unit]))})
 
         for position, answers, seconds in tqdm(teacher.stream_classify(units, on_answer=store), total=len(units),
