@@ -1,12 +1,12 @@
 """A content-addressed, crash-safe record of teacher calls: nothing already paid for is paid for twice.
 
 Each finished call is stored under a key made from everything that determines its output (model, prompt, sampling
-parameters, seed). A batch of calls is committed in one SQLite transaction as soon as it returns, so a run killed
-at any point loses at most the batch in flight, and a re-run finds every earlier answer.
+parameters, seed). The stages commit each answer in its own SQLite transaction the moment it arrives, so a run killed
+at any point loses nothing it was paid for, and a re-run finds every earlier answer.
 
 The cache is ``teacher_calls.sqlite`` in WAL mode: committed answers first land in ``teacher_calls.sqlite-wal`` and
-are moved into the main file by a checkpoint. One runs after every batch and when the cache is opened and closed, so
-the main file alone holds every answer except, after a kill, those of the last batch; the ``-wal`` and ``-shm`` files
+are moved into the main file by a checkpoint. One runs after every write and when the cache is opened and closed, so
+the main file alone holds every answer except, after a kill, perhaps the last; the ``-wal`` and ``-shm`` files
 belong with it until the next open or :func:`checkpoint` merges them. Copy a run folder when no run is using it, or
 call :func:`checkpoint` first.
 

@@ -121,9 +121,28 @@ def _quiet_libraries() -> None:
 
 
 def _load(recipe: str):  # noqa: ANN202 - returns hfsynth.recipe.Recipe; imported lazily to keep --help fast
-    from hfsynth.hub.publish import load_recipe_source
+    from hfsynth.hub.publish import HUB_PREFIX, load_recipe_source
 
-    return load_recipe_source(recipe)
+    loaded = load_recipe_source(recipe)
+    if recipe.startswith(HUB_PREFIX) and loaded.teacher.base_url:
+        # Someone else's recipe chose that server: the user sees where the prompts go before the first call.
+        urls = loaded.teacher.base_url if isinstance(loaded.teacher.base_url, list) else [loaded.teacher.base_url]
+        from hfsynth.teachers.remote import is_hugging_face_url
+
+        key = (f"the key in ${loaded.teacher.api_key_env}" if loaded.teacher.api_key_env
+               else "your Hugging Face token" if all(map(is_hugging_face_url, urls)) else "no API key")
+        console.print(f"[yellow]warning:[/] {escape(recipe)} sends the teacher's requests to {escape(', '.join(urls))} "
+                      f"(a server the recipe names) with {key}", highlight=False, soft_wrap=True)
+    return loaded
+
+
+def _check_teacher_keys(recipes: Sequence[Any]) -> None:
+    """A key a recipe's teacher names (``teacher.api_key_env``) is there: else one line before anything starts."""
+    for recipe in recipes:
+        if recipe.teacher.api_key_env:
+            from hfsynth.teachers.remote import teacher_credential
+
+            teacher_credential(recipe.teacher)
 
 
 def _warn_about_the_human_pool(recipe: Any) -> None:  # hfsynth.recipe.Recipe
@@ -157,6 +176,7 @@ def generate(recipe: RecipeArg, out: OutOption,
 
     _quiet_libraries()
     loaded = _load(recipe)
+    _check_teacher_keys([loaded])
     with run_folder_on(out) as out_dir:
         check_out_dir(out_dir)
         with _engine([loaded], ray) as engine, RunDisplay(engine) as display:
@@ -197,6 +217,7 @@ def evaluate(recipe: RecipeArg, out: OutOption, ray: RayOption = None) -> None:
 
     _quiet_libraries()
     loaded = _load(recipe)
+    _check_teacher_keys([loaded])
     with run_folder_on(out) as out_dir:
         check_out_dir(out_dir)
         with _engine([loaded], ray) as engine, RunDisplay(engine) as display:
@@ -234,6 +255,7 @@ def run(recipes: Annotated[list[str], typer.Argument(
     _quiet_libraries()
     loaded = [_load(recipe) for recipe in recipes]
     pipeline.run_folders(loaded, Path(out))  # the same name twice fails before anything starts
+    _check_teacher_keys(loaded)
     with run_folder_on(out) as out_dir, _engine(loaded, ray) as engine:
         # Recipes running at the same time get a line per event: their bars would interleave.
         with (RecipeLines() if pipeline.runs_together(loaded, engine) else RunDisplay(engine)) as display:

@@ -1,6 +1,6 @@
 """The generation stage: plan label x language x count, prompt the teacher, parse, curate, top up.
 
-Every teacher answer goes to the call cache the moment its batch returns, so a killed run resumes where it stopped
+Every teacher answer goes to the call cache the moment it arrives, so a killed run resumes where it stopped
 and, because batches, seeds and top-up rounds are all derived from the plan and the cached answers, ends with the
 same dataset as an uninterrupted run.
 """
@@ -31,7 +31,7 @@ from hfsynth.prompts import GenerationRequest, classification_prompt, generation
 from hfsynth.realdata import examples_by_label, labelled_texts, load_labelled_set
 from hfsynth.recipe import Recipe
 from hfsynth.run_records import FeedbackReport
-from hfsynth.teachers.base import ClassifyUnit, GenerateUnit, Prompt, Teacher
+from hfsynth.teachers.base import ClassifyUnit, GenerateUnit, LabelScores, Prompt, Teacher
 
 
 @dataclass
@@ -144,9 +144,12 @@ class CachedTeacher:
             batch_keys = keys[start : start + size]
             todo = [i for i, key in enumerate(batch_keys, start) if key not in answers]
             if todo:
-                # The seed depends on the batch's content only, so a resumed run reproduces it exactly.
+                # The seed depends on the batch's content only, and each prompt keeps its place in the batch, so a
+                # resumed run asks what is left exactly as an uninterrupted run did.
                 batch_seed = int(call_key(keys=batch_keys)[:8], 16)
-                units.append(GenerateUnit(tuple(prompts[i] for i in todo), self.recipe.teacher.sampling, batch_seed))
+                places = None if len(todo) == len(batch_keys) else tuple(i - start for i in todo)
+                units.append(GenerateUnit(tuple(prompts[i] for i in todo), self.recipe.teacher.sampling, batch_seed,
+                                          places))
                 unit_keys.append(([keys[i] for i in todo], batch_keys))
             elif progress:
                 progress.on_batch_done(len(batch_keys), sum(count_samples(position[k], answers[k]) for k in batch_keys))
@@ -172,10 +175,14 @@ class CachedTeacher:
         size = self.teacher.batch_size
         chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
         units = [ClassifyUnit(tuple(prompts[i] for i in chunk), tuple(self.recipe.label_names)) for chunk in chunks]
-        for index, scores, _ in self.teacher.stream_classify(units):
-            fresh = {keys[i]: score.label or "" for i, score in zip(chunks[index], scores, strict=True)}
-            self.cache.put_many(fresh)
-            answers.update(fresh)
+
+        def store(unit: int, position: int, score: LabelScores) -> None:
+            key = keys[chunks[unit][position]]  # the moment it exists, as generation's answers
+            self.cache.put_many({key: score.label or ""})
+            answers[key] = score.label or ""
+
+        for _ in self.teacher.stream_classify(units, on_answer=store):
+            pass
         return [answers[key] or None for key in keys]
 
 

@@ -4,9 +4,10 @@
   ``teacher:`` section (a local model on the GPU/CPU share the actor asked for, or a remote client, which may itself
   spread its requests over a list of replica URLs). The replicas' resources are reserved together in one placement
   group, spread over nodes, so that several recipes on one cluster never deadlock holding half their replicas each.
-  Units (the cache's fixed batches) go to the actors through ``ray.util.ActorPool`` and stream back to the driver as
-  they finish; the driver alone writes them to its call cache. Actors restart and re-run the unit they were running
-  when their process or node died (``max_restarts`` / ``max_task_retries``); nothing reached the cache half-written.
+  Units (the cache's fixed batches) go to the actors one at a time each, and every answer streams back to the
+  driver the moment the actor has it (:mod:`hfsynth.ray_streams`); the driver alone writes them to its call cache.
+  An actor whose process or node died restarts (``max_restarts``) and is given only what its unit still lacks; on
+  Ctrl-C the actors send no new request and hand over the answers in flight.
 - **Other units** (``RayEngine.map``: a stage's student runs, its evaluations) are Ray tasks with the resources and
   retries the stage asks for; what every unit shares (the recipe, the training data) is put in the object store
   once. A retried student run resumes from the checkpoints in its run folder. The engine knows no stage.
@@ -48,14 +49,22 @@ from hfsynth.ray_cluster import (
     resource_demand,
     wait_for,
 )
+from hfsynth.ray_streams import UnitItem, UnitStreams, streamed
 from hfsynth.recipe import Recipe, TeacherConfig
 from hfsynth.reproducibility import compute_threads, pin_threads
 from hfsynth.teachers import load_teacher
-from hfsynth.teachers.base import ClassifyUnit, GenerateUnit, LabelScores, Teacher, TeacherStats, UnitAnswerCallback
+from hfsynth.teachers.base import (
+    ClassifyUnit,
+    GenerateUnit,
+    LabelScores,
+    Teacher,
+    TeacherStats,
+    UnitAnswerCallback,
+    UnitScoresCallback,
+)
 
 try:
     import ray
-    from ray.util.actor_pool import ActorPool
     from ray.util.placement_group import placement_group, remove_placement_group
     from ray.util.queue import Empty, Queue
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -91,19 +100,22 @@ class TeacherActor:
         return {"model_id": teacher.model_id, "uses_chat": teacher.uses_chat, "batch_size": teacher.batch_size,
                 "node_id": context.get_node_id(), "pid": os.getpid(), "gpu_ids": ray.get_gpu_ids()}
 
-    def generate(self, index: int, unit: GenerateUnit) -> tuple[int, dict[int, str], BaseException | None]:
-        """The unit's answers by prompt position and, when a call failed for good, its error: the answers that
-        arrived before it were paid for, and go back to the driver's cache all the same."""
-        answers: dict[int, str] = {}
-        try:
-            self.teacher.generate(list(unit.prompts), unit.sampling, unit.seed, on_answer=answers.__setitem__)
-        except Exception as error:  # noqa: BLE001 - handed to the driver, which raises it
-            return index, answers, error
-        return index, answers, None
+    def generate(self, index: int, unit: GenerateUnit, places: Sequence[int]) -> Iterator[UnitItem]:
+        """Streams ``(index, place, answer)`` as each answer arrives (``places``: each prompt's position in the
+        driver's unit), then ``(index, None, error or None)``: answers that arrived before a failure were paid for,
+        and reach the driver's cache all the same."""
+        yield from streamed(index, places, lambda hand_over: list(self.teacher.stream_generate(
+            [unit], on_answer=lambda _, position, answer: hand_over(position, answer))))
 
-    def classify(self, index: int, unit: ClassifyUnit) -> tuple[int, list[LabelScores], float]:
-        _, scores, seconds = next(iter(self.teacher.stream_classify([unit])))
-        return index, scores, seconds
+    def classify(self, index: int, unit: ClassifyUnit, places: Sequence[int]) -> Iterator[UnitItem]:
+        """As :meth:`generate`, with label scores; the last item has the seconds the unit took instead of ``None``."""
+        yield from streamed(index, places, lambda hand_over: next(iter(self.teacher.stream_classify(
+            [unit], on_answer=lambda _, position, scores: hand_over(position, scores))))[2])
+
+    def interrupt(self) -> None:
+        """The driver was interrupted: the unit running sends no new request and ends with the answers in flight."""
+        if self._teacher is not None:
+            self._teacher.interrupt()
 
     def stats(self) -> TeacherStats:
         return self.teacher.stats
@@ -153,6 +165,8 @@ class RayTeacherPool(Teacher):
         options: dict[str, Any] = {
             "num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus, "resources": dict(spec.resources),
             "max_restarts": self.retries, "max_task_retries": self.retries, "runtime_env": runtime_env,
+            # Threaded: the driver's interrupt reaches a replica while it runs a unit (one unit at a time still).
+            "max_concurrency": 2,
         }
         try:
             if demand:
@@ -181,34 +195,36 @@ class RayTeacherPool(Teacher):
     def batch_size(self) -> int:
         return self._batch_size
 
-    def _stream(self, method: str, units: Sequence[Any]) -> Iterator[Any]:
-        pool = ActorPool(list(self.actors))
+    def _stream(self, method: str, units: Sequence[Any],
+                on_answer: Callable[[int, int, Any], None] | None) -> Iterator[tuple[int, dict[int, Any], Any]]:
+        """``(unit index, answers by position, outcome)`` for every unit as it finishes, one unit per replica at a
+        time; every answer is handed to ``on_answer`` the moment it reaches the driver (:class:`hfsynth.ray_streams.UnitStreams`)."""
+        streams = UnitStreams(self.actors, method, units, on_answer, self.retries)
         self._streaming = True
         try:
-            yield from pool.map_unordered(lambda actor, item: getattr(actor, method).remote(*item),
-                                          list(enumerate(units)))
-        except ray.exceptions.RayError as error:
-            reraise(error, "a teacher replica", self.retries)
+            yield from streams.run()
         finally:
-            self._streaming = False
+            try:
+                streams.drain()
+            finally:
+                self._streaming = False
 
     def stream_generate(self, units: Sequence[GenerateUnit],
                         on_answer: UnitAnswerCallback | None = None) -> Iterator[tuple[int, list[str]]]:
-        for index, answers, error in self._stream("generate", units):
-            if on_answer is not None:
-                for position, answer in sorted(answers.items()):
-                    on_answer(index, position, answer)
-            if error is not None:
-                raise error
+        for index, answers, _ in self._stream("generate", units, on_answer):
             yield index, [answers[position] for position in range(len(units[index].prompts))]
 
-    def stream_classify(self, units: Sequence[ClassifyUnit]) -> Iterator[tuple[int, list[LabelScores], float]]:
-        return self._stream("classify", units)
+    def stream_classify(self, units: Sequence[ClassifyUnit], on_answer: UnitScoresCallback | None = None
+                        ) -> Iterator[tuple[int, list[LabelScores], float]]:
+        for index, answers, seconds in self._stream("classify", units, on_answer):
+            yield index, [answers[position] for position in range(len(units[index].prompts))], seconds
 
     def generate(self, prompts: Sequence[Any], sampling: Any, seed: int,
-                 on_answer: Callable[[int, str], None] | None = None) -> list[str]:
+                 on_answer: Callable[[int, str], None] | None = None,
+                 positions: Sequence[int] | None = None) -> list[str]:
         forward = None if on_answer is None else (lambda unit, position, answer: on_answer(position, answer))
-        return next(iter(self.stream_generate([GenerateUnit(tuple(prompts), sampling, seed)], forward)))[1]
+        unit = GenerateUnit(tuple(prompts), sampling, seed, None if positions is None else tuple(positions))
+        return next(iter(self.stream_generate([unit], forward)))[1]
 
     def classify(self, prompts: Sequence[Any], labels: Sequence[str]) -> list[LabelScores]:
         return next(iter(self.stream_classify([ClassifyUnit(tuple(prompts), tuple(labels))])))[1]
@@ -290,7 +306,13 @@ class RayEngine(Engine):
             queue.shutdown(force=True)
 
     def load_teacher(self, recipe: Recipe) -> Teacher:
-        return RayTeacherPool(recipe.teacher, recipe.execution, self.teacher_factory, self.runtime_env,
+        runtime_env = self.runtime_env
+        if recipe.teacher.api_key_env:  # the replicas need the key the recipe names; unset: one line, no actor
+            from hfsynth.teachers.remote import teacher_credential
+
+            key = {recipe.teacher.api_key_env: teacher_credential(recipe.teacher)}
+            runtime_env = {**runtime_env, "env_vars": {**runtime_env["env_vars"], **key}}
+        return RayTeacherPool(recipe.teacher, recipe.execution, self.teacher_factory, runtime_env,
                               self.default_threads)
 
     def map(self, fn: Callable[[Context, Item], Result], items: Sequence[Item], context: Context,

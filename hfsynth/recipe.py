@@ -58,6 +58,8 @@ class TeacherConfig(StrictSection):
     # A list of URLs: replicas of one deployment (one server per node); calls are spread over them.
     base_url: str | list[str] | None = None
     provider: str | None = None
+    # An environment variable's name: the key of a base_url server (the Hub token goes to Hugging Face hosts only).
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     # "auto": chat template when the tokenizer has one, completion-style few-shot prompts otherwise.
     prompt_format: Literal["auto", "chat", "completion"] = "auto"
     device: Device = "auto"
@@ -70,8 +72,8 @@ class TeacherConfig(StrictSection):
 
     @model_validator(mode="after")
     def _remote_needs_a_target(self) -> TeacherConfig:
-        if self.backend == "local" and (self.base_url or self.provider):
-            raise ValueError("base_url/provider are only for backend: remote")
+        if self.backend == "local" and (self.base_url or self.provider or self.api_key_env):
+            raise ValueError("base_url/provider/api_key_env are only for backend: remote")
         if self.base_url and self.provider:
             raise ValueError("give either base_url (an OpenAI-compatible server) or provider, not both")
         urls = self.base_url if isinstance(self.base_url, list) else [self.base_url] if self.base_url else []

@@ -228,10 +228,10 @@ class RecordingTeacher(Teacher):
         return self.inner.batch_size
 
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int,
-                 on_answer: object = None) -> list[str]:
+                 on_answer: object = None, positions: Sequence[int] | None = None) -> list[str]:
         if self.switch is not None:
             self.switch.trip(len(self.log.calls()))
-        answers = self.inner.generate(prompts, sampling, seed, on_answer)
+        answers = self.inner.generate(prompts, sampling, seed, on_answer, positions=positions)
         self.log.add(prompts, seed)
         return answers
 

@@ -34,7 +34,8 @@ class ScriptedTeacher(Teacher):
         return 3
 
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int,
-                 on_answer: Callable[[int, str], None] | None = None) -> list[str]:
+                 on_answer: Callable[[int, str], None] | None = None,
+                 positions: Sequence[int] | None = None) -> list[str]:
         if self.crash_after_batches is not None and self.batches >= self.crash_after_batches:
             raise KeyboardInterrupt("simulated kill")
         self.batches += 1
@@ -43,7 +44,8 @@ class ScriptedTeacher(Teacher):
         for position, prompt in enumerate(prompts):
             self.stats.calls += 1
             # Like a sampling LLM: the same prompt twice in one batch still gives different texts.
-            digest = hashlib.sha256(f"{prompt.messages}{seed}/{position}".encode()).digest()
+            place = positions[position] if positions is not None else position  # as a remote teacher seeds
+            digest = hashlib.sha256(f"{prompt.messages}{seed}/{place}".encode()).digest()
             if self.repeat_every and self.stats.calls % self.repeat_every == 0:
                 digest = b"\x00" * 32  # the same texts as every other repeated answer
             lines = [" ".join(WORDS[(b + i * 7) % len(WORDS)] for b in digest[i * 6 : i * 6 + 6]) for i in range(4)]

@@ -18,8 +18,8 @@ import pytest
 
 from hfsynth import pipeline
 from hfsynth.cache import CallCache
-from hfsynth.execution import LocalEngine
 from hfsynth.errors import HfsynthError
+from hfsynth.execution import LocalEngine
 from hfsynth.object_store import StorageError, storage_uri
 from hfsynth.storage import RunStorage, mirror_of, push_if_mirrored, run_folder_on, shown_path
 from tests.cli_helpers import REPO_ROOT, cli_environment, free_port, one_error_line, run_cli

@@ -35,12 +35,14 @@ from hfsynth.teachers.remote import (
     _openai_url,
     _retry_after_seconds,
     request_seed,
+    teacher_credential,
 )
 
 if TYPE_CHECKING:
     from tests.serve_fixtures import ServedModel
 
 FAKE_TOKEN = "hf_FakeTokenForRemoteTeacherTests0123456789"
+FAKE_KEY = "sk-FakeKeyOfTheRecipesOwnServer0123456789"
 SENTIMENT = ["positive", "negative"]
 
 
@@ -130,6 +132,7 @@ class StandIn:
         self.bodies: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.authorizations: list[str | None] = []
+        self.headers: list[dict[str, str]] = []
         self.arrivals: list[float] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -161,6 +164,7 @@ class StandIn:
                     owner.bodies.append(json.loads(raw))
                     owner.paths.append(self.path)
                     owner.authorizations.append(self.headers.get("Authorization"))
+                    owner.headers.append(dict(self.headers.items()))
                     owner.arrivals.append(time.monotonic())
                     owner.in_flight += 1
                     owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
@@ -260,7 +264,7 @@ def test_concurrency_is_bounded_and_each_request_carries_its_seed(transformers_s
     assert (body["model"], body["max_tokens"], body["temperature"], body["top_p"]) == (
         transformers_server.model, 2, 0.7, 0.9)
     assert body["frequency_penalty"] == pytest.approx(0.2)  # the server maps it back to repetition_penalty 1.2
-    assert fake.authorizations == [f"Bearer {FAKE_TOKEN}"] * 4
+    assert fake.authorizations == [None] * 4  # the Hub token is for Hugging Face hosts only
 
 
 def test_the_same_seed_reproduces_sampled_answers(transformers_server: ServedModel) -> None:
@@ -306,7 +310,7 @@ def test_completion_prompts_are_sent_to_v1_completions(transformers_server: Serv
     ):
         assert not teacher.uses_chat
         [text] = teacher.generate([SPORTS_DOCUMENT], sampling, seed=5)
-    assert fake.paths == ["/v1/completions"] and fake.authorizations == [f"Bearer {FAKE_TOKEN}"]
+    assert fake.paths == ["/v1/completions"] and fake.authorizations == [None]
     body = fake.bodies[0]
     assert (body["model"], body["prompt"], body["stop"]) == (
         transformers_server.model, SPORTS_DOCUMENT.completion, list(COMPLETION_STOPS))
@@ -402,20 +406,70 @@ def test_a_server_slower_than_the_timeout_is_retried_then_reported(debug_logs: p
     assert_token_not_leaked(debug_logs, message)
 
 
-def test_a_client_error_is_not_retried_and_an_echoed_token_is_redacted(debug_logs: pytest.LogCaptureFixture) -> None:
+def test_a_client_error_is_not_retried_and_an_echoed_key_is_redacted(debug_logs: pytest.LogCaptureFixture,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     # A server that quotes the request's Authorization header back in its error message.
-    echo = Reply(status=400, body={"error": {"message": f"bad request (Authorization: Bearer {FAKE_TOKEN})"}})
+    monkeypatch.setenv("SERVER_KEY", FAKE_KEY)
+    echo = Reply(status=400, body={"error": {"message": f"bad request (Authorization: Bearer {FAKE_KEY})"}})
     with (
         stand_in([echo]) as fake,
-        make_teacher(fake.base_url, max_retries=3) as teacher,
+        make_teacher(fake.base_url, max_retries=3, api_key_env="SERVER_KEY") as teacher,
         pytest.raises(TeacherError) as raised,
     ):
         teacher.classify([sentiment_prompt("fine")], SENTIMENT)
     message = str(raised.value)
     assert len(fake.bodies) == 1 and teacher.stats.retries == 0
-    assert fake.authorizations == [f"Bearer {FAKE_TOKEN}"]  # the token was sent, and is in no message or log line
+    assert fake.authorizations == [f"Bearer {FAKE_KEY}"]  # the key was sent, and is in no message or log line
     assert "HTTP 400 Bad Request: bad request (Authorization: Bearer <token>)" in message
     assert_token_not_leaked(debug_logs, message)
+    assert FAKE_KEY not in debug_logs.text
+
+
+# --- whose key goes where -------------------------------------------------------------------------------------------
+
+
+def test_a_recipes_own_server_never_receives_the_hub_token() -> None:
+    with stand_in([answer("positive")]) as fake, make_teacher(fake.base_url, max_concurrency=2) as teacher:
+        teacher.generate([chat("Say hello."), chat("Say hi.")], SamplingParams(max_new_tokens=3), seed=0)
+        teacher.classify([sentiment_prompt("fine")], SENTIMENT)
+    assert len(fake.bodies) == 3
+    assert fake.authorizations == [None] * 3
+    assert not any(FAKE_TOKEN in value for headers in fake.headers for value in headers.values())
+
+
+def test_api_key_env_sends_that_key_and_never_the_hub_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_SERVER_KEY", FAKE_KEY)
+    with (
+        stand_in([answer("positive")]) as fake,
+        make_teacher(fake.base_url, api_key_env="MY_SERVER_KEY") as teacher,
+    ):
+        teacher.classify([sentiment_prompt("fine"), sentiment_prompt("bad")], SENTIMENT)
+    assert fake.authorizations == [f"Bearer {FAKE_KEY}"] * 2
+    assert not any(FAKE_TOKEN in value for headers in fake.headers for value in headers.values())
+
+
+def test_an_unset_api_key_env_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_SUCH_KEY_VARIABLE", raising=False)
+    with stand_in([answer("positive")]) as fake, pytest.raises(TeacherError) as raised:
+        make_teacher(fake.base_url, api_key_env="NO_SUCH_KEY_VARIABLE")
+    assert str(raised.value) == ("teacher.api_key_env: the environment variable NO_SUCH_KEY_VARIABLE is not set: "
+                                 f"export it with the API key of {fake.base_url}")
+    assert fake.bodies == []
+
+
+def test_the_hub_token_goes_to_hugging_face_hosts_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    def config(**settings: Any) -> TeacherConfig:
+        return TeacherConfig(backend="remote", model="org/model", **settings)
+
+    assert teacher_credential(config()) == FAKE_TOKEN  # an Inference Provider, through the router
+    assert teacher_credential(config(base_url="https://x.us-east-1.aws.endpoints.huggingface.cloud/v1")) == FAKE_TOKEN
+    assert teacher_credential(config(base_url=constants.ENDPOINT + "/v1")) == FAKE_TOKEN
+    for elsewhere in ("http://127.0.0.1:9/v1", "https://huggingface.co.evil.example/v1", "https://evilhuggingface.co",
+                      "http://localhost:8000/v1"):
+        assert teacher_credential(config(base_url=elsewhere)) is None, elsewhere
+    assert teacher_credential(config(base_url=["https://a.hf.space/v1", "http://127.0.0.1:9/v1"])) is None
+    monkeypatch.setenv("OTHER_KEY", FAKE_KEY)
+    assert teacher_credential(config(base_url="http://127.0.0.1:9/v1", api_key_env="OTHER_KEY")) == FAKE_KEY
 
 
 @pytest.mark.parametrize("prompt_format", ["chat", "completion"])
@@ -485,6 +539,20 @@ def test_answers_that_arrived_before_a_failure_were_handed_over() -> None:
             teacher.generate([chat(f"prompt {index}") for index in range(3)], SamplingParams(), seed=0,
                              on_answer=lambda index, text: arrived.append((index, text)))
     assert arrived == [(0, "first")] and len(fake.bodies) == 2
+
+
+def test_answers_in_flight_when_a_request_fails_are_handed_over_too() -> None:
+    # Two requests at once: the first to arrive is answered after 1 s, the other fails for good at once. The slow one
+    # was paid for: it is waited for (no new request goes out meanwhile) and handed over before the error is raised.
+    with (
+        stand_in([replace(answer("positive"), delay=1.0), Reply(status=404, body={"detail": "Not Found"})]) as fake,
+        make_teacher(fake.base_url, max_concurrency=2) as teacher,
+    ):
+        arrived: list[tuple[int, str | None]] = []
+        with pytest.raises(TeacherError, match="HTTP 404"):
+            teacher.classify([sentiment_prompt(f"review {index}") for index in range(4)], SENTIMENT,
+                             on_answer=lambda index, scores: arrived.append((index, scores.label)))
+    assert [label for _, label in arrived] == ["positive"] and len(fake.bodies) == 2
 
 
 def test_classification_requests_run_with_bounded_concurrency() -> None:

@@ -122,17 +122,23 @@ def evaluate_teacher(recipe: Recipe, test_set: TestSet, session: _TeacherSession
         logger.info("teacher: classifying %d %s texts (%d cached)", len(missing), test_set.language,
                     len(keys) - len(missing))
 
-        # Written to the cache per chunk: a killed run keeps every chunk that returned.
+        # Every answer goes to the cache the moment it arrives; when its chunk is done, the chunk's records get the
+        # chunk's timing (a chunk cut short keeps the timing so far: the speed report is not worth paying again).
         chunks = latency_then_batches(missing, teacher.batch_size)
         units = [ClassifyUnit(tuple(prompts[index] for index in chunk), tuple(recipe.label_names)) for chunk in chunks]
-        for position, answers, seconds in tqdm(teacher.stream_classify(units), total=len(units),
+        started, arrived = time.perf_counter(), [0] * len(chunks)
+
+        def store(unit: int, position: int, answer: LabelScores) -> None:
+            arrived[unit] += 1  # until the chunk ends: its time so far over its answers so far
+            seconds = (time.perf_counter() - started) / arrived[unit]
+            _store(cache, records, {keys[chunks[unit][position]]: _record(answer, seconds, len(chunks[unit]))})
+
+        for position, answers, seconds in tqdm(teacher.stream_classify(units, on_answer=store), total=len(units),
                                                desc=f"teacher {test_set.language}", unit="batch"):
             chunk = chunks[position]
-            fresh = {keys[index]: {"probabilities": answer.probabilities, "raw": answer.raw,
-                                   "seconds": seconds / len(chunk), "batch_size": len(chunk)}
-                     for index, answer in zip(chunk, answers, strict=True)}
-            cache.put_many({key: json.dumps(record, ensure_ascii=False) for key, record in fresh.items()})
-            records.update(fresh)
+            _store(cache, records, {keys[index]: _record(answer, seconds / len(chunk), len(chunk))
+                                    for index, answer in zip(chunk, answers, strict=True)})
+            started = time.perf_counter()
     answered = [records[key] for key in keys]
     predicted = [LabelScores(record["probabilities"]).label for record in answered]
     scores = classification_scores(test_set.labels, predicted, recipe.label_names)
@@ -147,6 +153,15 @@ def evaluate_teacher(recipe: Recipe, test_set: TestSet, session: _TeacherSession
         **scores,  # with the share of unparseable answers (a remote teacher may name no label)
         **speed([record["seconds"] for record in answered], [record["batch_size"] for record in answered]),
     }), predicted)
+
+
+def _record(answer: LabelScores, seconds: float, batch_size: int) -> dict[str, object]:
+    return {"probabilities": answer.probabilities, "raw": answer.raw, "seconds": seconds, "batch_size": batch_size}
+
+
+def _store(cache: CallCache, records: dict[str, dict], fresh: dict[str, dict]) -> None:
+    cache.put_many({key: json.dumps(record, ensure_ascii=False) for key, record in fresh.items()})
+    records.update(fresh)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,9 @@ class GenerateUnit:
     prompts: tuple[Prompt, ...]
     sampling: SamplingParams
     seed: int
+    #: Each prompt's place in the batch ``seed`` was drawn for, when these are part of it (the prompts a resumed run
+    #: still has to ask); ``None``: the whole batch, in order.
+    positions: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class ClassifyUnit:
 
 #: ``on_answer(unit index, prompt index within the unit, answer)``: an answer the moment it exists.
 UnitAnswerCallback = Callable[[int, int, str], None]
+#: The same for classification: ``on_answer(unit index, prompt index within the unit, label scores)``.
+UnitScoresCallback = Callable[[int, int, LabelScores], None]
 
 
 @dataclass
@@ -97,8 +102,10 @@ class Teacher(ABC):
         sampling: SamplingParams,
         seed: int,
         on_answer: Callable[[int, str], None] | None = None,
+        positions: Sequence[int] | None = None,
     ) -> list[str]:
-        """One completion per prompt, in order. ``seed`` makes sampling reproducible for the same batch.
+        """One completion per prompt, in order. ``seed`` makes sampling reproducible for the same batch;
+        ``positions`` (see :class:`GenerateUnit`) place the prompts in it, for backends that seed each prompt.
 
         ``on_answer(index, text)`` is called, in the caller's thread, as soon as the answer to ``prompts[index]``
         exists (after each internal batch of a local model, as each request of a remote one completes), so that a
@@ -120,14 +127,34 @@ class Teacher(ABC):
         for index, unit in enumerate(units):
             forward = None if on_answer is None else (lambda position, text, index=index: on_answer(index, position,
                                                                                                       text))
-            yield index, self.generate(list(unit.prompts), unit.sampling, unit.seed, on_answer=forward)
+            placed = {} if unit.positions is None else {"positions": list(unit.positions)}
+            yield index, self.generate(list(unit.prompts), unit.sampling, unit.seed, on_answer=forward, **placed)
 
-    def stream_classify(self, units: Sequence[ClassifyUnit]) -> Iterator[tuple[int, list[LabelScores], float]]:
-        """``(unit index, label scores, seconds the teacher took)`` for every unit as it finishes."""
+    def stream_classify(self, units: Sequence[ClassifyUnit], on_answer: UnitScoresCallback | None = None
+                        ) -> Iterator[tuple[int, list[LabelScores], float]]:
+        """``(unit index, label scores, seconds the teacher took)`` for every unit as it finishes; ``on_answer``
+        gets each answer as soon as it exists (see :meth:`classify_streaming`)."""
         for index, unit in enumerate(units):
             started = time.perf_counter()
-            scores = self.classify(list(unit.prompts), list(unit.labels))
+            forward = None if on_answer is None else (lambda position, scores, index=index: on_answer(index, position,
+                                                                                                        scores))
+            scores = self.classify_streaming(list(unit.prompts), list(unit.labels), forward)
             yield index, scores, time.perf_counter() - started
+
+    def classify_streaming(self, prompts: Sequence[Prompt], labels: Sequence[str],
+                           on_answer: Callable[[int, LabelScores], None] | None = None) -> list[LabelScores]:
+        """:meth:`classify`, handing each answer to ``on_answer`` as soon as it exists: here when the call returns (a
+        local model scores its prompts together); a remote teacher hands each over as its request completes, also
+        when a later one fails."""
+        scores = self.classify(prompts, labels)
+        if on_answer is not None:
+            for index, score in enumerate(scores):
+                on_answer(index, score)
+        return scores
+
+    def interrupt(self) -> None:  # noqa: B027 - optional hook
+        """Called from another thread: a running ``generate`` or ``classify`` sends no new request, hands over the
+        answers of those in flight and raises. Backends without requests in flight ignore it."""
 
     @property
     def batch_size(self) -> int:

@@ -45,7 +45,10 @@ class LocalTeacher(Teacher):
         sampling: SamplingParams,
         seed: int,
         on_answer: Callable[[int, str], None] | None = None,
+        positions: Sequence[int] | None = None,
     ) -> list[str]:
+        # A batch is generated, paid and stored whole (its on_answer calls come together), so it is never asked in
+        # part and ``positions`` has nothing to place: the seed is the batch's.
         texts: list[str] = []
         for start in range(0, len(prompts), self.batch_size):
             batch = self._generate_batch(prompts[start : start + self.batch_size], sampling, seed)

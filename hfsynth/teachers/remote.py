@@ -11,33 +11,38 @@ huggingface_hub uses), posted to ``/v1/chat/completions`` or ``/v1/completions``
 the Hub, so ``HF_HUB_OFFLINE=1`` (which makes huggingface_hub's session refuse every request) does not stop it, and a
 local llama-server or ``transformers serve`` works offline. Only an Inference Provider (no ``base_url``), or a
 ``base_url`` on a Hugging Face host (an Inference Endpoint), goes through ``huggingface_hub.InferenceClient``, which
-offline mode refuses, with one line saying so. Requests run from a small thread pool rather than
+offline mode refuses, with one line saying so. Requests run from a small pool of daemon threads
+(:mod:`hfsynth.teachers.calls`: answers handed over as they arrive, also when the call ends early) rather than
 ``AsyncInferenceClient``: the Teacher interface is synchronous, so threads need no event loop of their own (and still
 work when the caller already runs one, as Gradio or Jupyter do), and the pooled session reuses connections from one
 batch to the next. Requests are I/O-bound and few at a time, so threads cost nothing.
 
-The token comes from the usual places (``HF_TOKEN``, a stored login) and is sent to the server, never logged:
-httpx2 logs only the request line, httpcore2 (DEBUG) the request object without headers, and huggingface_hub (DEBUG,
-provider requests) whether a request is authenticated, replacing the header by ``<TOKEN>`` even with ``HF_DEBUG``.
+Credentials (:func:`teacher_credential`): the Hub token (``HF_TOKEN``, a stored login) goes to Hugging Face hosts
+only (an Inference Provider through the router, an Inference Endpoint, the ``HF_ENDPOINT`` Hub); any other server gets
+the key in the environment variable ``teacher.api_key_env`` names, or no key at all: a recipe (perhaps someone else's,
+from the Hub) never decides where the user's token goes. A key is never logged: httpx2 logs only the request line,
+httpcore2 (DEBUG) the request object without headers, and huggingface_hub (DEBUG, provider requests) whether a request
+is authenticated, replacing the header by ``<TOKEN>`` even with ``HF_DEBUG``.
 """
 
 from __future__ import annotations
 
 import email.utils
+import functools
 import hashlib
 import json
 import logging
+import os
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import httpx2
-from huggingface_hub import ChatCompletionOutput, InferenceClient, get_token
+from huggingface_hub import ChatCompletionOutput, InferenceClient, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
@@ -45,6 +50,7 @@ from hfsynth.errors import TeacherError
 from hfsynth.parsing import COMPLETION_STOPS, cut_completion, label_scores
 from hfsynth.recipe import SamplingParams, TeacherConfig
 from hfsynth.teachers.base import LabelScores, Prompt, Teacher
+from hfsynth.teachers.calls import DaemonPool, Stopped, run_calls
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +85,8 @@ class RemoteTeacher(Teacher):
         # "auto" means chat: whether a remote model has a chat template cannot be asked of the server.
         self.uses_chat = config.prompt_format != "completion"
         self._backoff_base = backoff_base
-        self._token = get_token()
         self._target = config.base_url or f"provider {config.provider or 'auto'}"
+        self._token = teacher_credential(config)
         self._client = InferenceClient(
             base_url=config.base_url,
             provider=config.provider,
@@ -92,8 +98,9 @@ class RemoteTeacher(Teacher):
         self._session = httpx2.Client(follow_redirects=True, timeout=config.timeout) if self._own_server else None
         route = "chat/completions" if self.uses_chat else "completions"
         self._url = _openai_url(config.base_url, route) if config.base_url else ""
-        self._pool = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="remote-teacher")
+        self._pool = DaemonPool(config.max_concurrency, "remote-teacher")
         self._stats_lock = threading.Lock()
+        self._running: set[threading.Event] = set()  # the stop flags of the calls in progress (interrupt sets them)
         # A private generator: jitter drawn from worker threads must not disturb a seeded global `random`.
         self._jitter = random.Random()
 
@@ -108,6 +115,7 @@ class RemoteTeacher(Teacher):
         sampling: SamplingParams,
         seed: int,
         on_answer: Callable[[int, str], None] | None = None,
+        positions: Sequence[int] | None = None,
     ) -> list[str]:
         parameters: dict[str, Any] = {
             "max_tokens": sampling.max_new_tokens,
@@ -118,22 +126,37 @@ class RemoteTeacher(Teacher):
             # serve` turns frequency_penalty back into repetition_penalty = 1 + frequency_penalty.
             "frequency_penalty": sampling.repetition_penalty - 1.0 if sampling.repetition_penalty != 1.0 else None,
         }
+        # Each request's seed comes from the prompt's place in its batch, so re-asking part of a batch (a resumed
+        # run) sends exactly the requests an uninterrupted run sent.
+        places = list(positions) if positions is not None else list(range(len(prompts)))
         return self._run_all(
-            [self._request(prompt, {**parameters, "seed": request_seed(seed, index)})
-             for index, prompt in enumerate(prompts)],
+            [self._request(prompt, {**parameters, "seed": request_seed(seed, place)})
+             for place, prompt in zip(places, prompts, strict=True)],
             on_answer,
         )
 
-    def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
+    def classify(self, prompts: Sequence[Prompt], labels: Sequence[str],
+                 on_answer: Callable[[int, LabelScores], None] | None = None) -> list[LabelScores]:
         # Greedy and short: the answer is a label, read from the text (OpenAI-compatible servers differ too much in
         # logprobs support to rely on them; `transformers serve` ignores the field).
+        forward = None if on_answer is None else (lambda index, answer: on_answer(index, label_scores(answer, labels)))
         answers = self._run_all(
-            [self._request(prompt, {"temperature": 0.0, "max_tokens": CLASSIFY_MAX_TOKENS}) for prompt in prompts]
+            [self._request(prompt, {"temperature": 0.0, "max_tokens": CLASSIFY_MAX_TOKENS}) for prompt in prompts],
+            forward,
         )
         return [label_scores(answer, labels) for answer in answers]
 
+    def classify_streaming(self, prompts: Sequence[Prompt], labels: Sequence[str],
+                           on_answer: Callable[[int, LabelScores], None] | None = None) -> list[LabelScores]:
+        return self.classify(prompts, labels, on_answer)
+
+    def interrupt(self) -> None:
+        for stop in list(self._running):
+            stop.set()
+
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # Never waits for a request still running (a hung server): its daemon thread ends with its timeout.
+        self._pool.shutdown()
         if self._session is not None:
             self._session.close()
 
@@ -146,37 +169,22 @@ class RemoteTeacher(Teacher):
 
     def _run_all(self, requests: list[dict[str, Any]],
                  on_answer: Callable[[int, str], None] | None = None) -> list[str]:
-        """Answers in request order, each handed to ``on_answer`` (in this thread) as it arrives. The first request
-        that fails for good stops the rest and raises its error."""
+        """Answers in request order, each handed to ``on_answer`` (in this thread) as it arrives, also those of
+        requests in flight when the call ends early (:func:`hfsynth.teachers.calls.run_calls`)."""
         stop = threading.Event()
-        futures: dict[Future[str], int] = {
-            self._pool.submit(self._complete, request, stop): index for index, request in enumerate(requests)
-        }
-        answers = [""] * len(requests)
+        self._running.add(stop)
         try:
-            for future in as_completed(futures):
-                error = future.exception()
-                if isinstance(error, _Stopped):
-                    continue  # another request failed: its error is the one to raise
-                if error is not None:
-                    raise error
-                answers[futures[future]] = future.result()
-                if on_answer is not None:
-                    on_answer(futures[future], answers[futures[future]])
+            return run_calls(self._pool, [functools.partial(self._complete, request, stop) for request in requests],
+                             stop, on_answer)
         finally:
-            # A failure, or the caller interrupted: queued requests are dropped, running ones end after this attempt.
-            if not all(future.done() for future in futures):
-                stop.set()
-                for future in futures:
-                    future.cancel()
-        return answers
+            self._running.discard(stop)
 
     def _complete(self, request: dict[str, Any], stop: threading.Event) -> str:
         """One request with retries; its answer text."""
         attempt = 0
         while True:
             if stop.is_set():
-                raise _Stopped
+                raise Stopped
             try:
                 text, usage = self._send(request)
                 break
@@ -196,7 +204,7 @@ class RemoteTeacher(Teacher):
             logger.info("%s: %s; retry %d of %d in %.1f s", self._target, self._redact(failure.message), attempt + 1,
                         self.config.max_retries, delay)
             if stop.wait(delay):
-                raise _Stopped
+                raise Stopped
             attempt += 1
         with self._stats_lock:
             self.stats.calls += 1
@@ -210,7 +218,8 @@ class RemoteTeacher(Teacher):
             output = self._client.chat_completion(model=self.config.model, **request)
             return _chat_text(output), dict(output.usage or {})
         payload = {"model": self.config.model, **{key: value for key, value in request.items() if value is not None}}
-        response = self._session.post(self._url, json=payload, headers=build_hf_headers(token=self._token))
+        # token=False: no key means none sent (None would make huggingface_hub add the stored Hub token).
+        response = self._session.post(self._url, json=payload, headers=build_hf_headers(token=self._token or False))
         hf_raise_for_status(response)
         if not self.uses_chat:
             return _completion_text(response)
@@ -260,12 +269,31 @@ class _Failure:
     retry_after: float | None = None
 
 
-class _Stopped(Exception):
-    """A request dropped because another request of its batch failed."""
-
-
 class _MalformedAnswer(Exception):
     """A successful HTTP answer without what an OpenAI-compatible server sends."""
+
+
+def teacher_credential(config: TeacherConfig) -> str | None:
+    """The key a remote teacher sends: the variable ``api_key_env`` names; else the Hub token, when every server
+    is a Hugging Face host (no ``base_url`` means the router); else none. A named variable that is unset is an
+    error (the server would answer 401 to every request)."""
+    if config.api_key_env:
+        key = os.environ.get(config.api_key_env, "").strip()
+        if not key:
+            raise TeacherError(f"teacher.api_key_env: the environment variable {config.api_key_env} is not set: "
+                               f"export it with the API key of {config.base_url or 'the provider'}")
+        return key
+    urls = config.base_url if isinstance(config.base_url, list) else [config.base_url] if config.base_url else []
+    return get_token() if all(is_hugging_face_url(url) for url in urls) else None
+
+
+def is_hugging_face_url(url: str) -> bool:
+    """A Hugging Face host (the Hub, its router, Inference Endpoints, Spaces) or the Hub ``HF_ENDPOINT`` names: the
+    only servers the Hub token goes to."""
+    parsed, hub = urlparse(url), urlparse(constants.ENDPOINT)
+    if (parsed.scheme, parsed.netloc.lower()) == (hub.scheme, hub.netloc.lower()):
+        return True
+    return _is_hugging_face_host(url)
 
 
 def request_seed(batch_seed: int, index: int) -> int:

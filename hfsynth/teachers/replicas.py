@@ -7,10 +7,11 @@ each request to the least busy healthy replica. A replica whose request fails fo
 left out for ``cooldown`` seconds and the request moves to another replica; only when every replica has failed does
 the call fail.
 
-Reproducibility: the request at position ``i`` of a batch with seed ``s`` is always sent as its own one-prompt call
-with seed ``request_seed(s, i)``, so what it asks for does not depend on which replica serves it, how many replicas
-there are, or what else is in flight. (A single URL is served by a plain ``RemoteTeacher``, which seeds by position
-in the same way but one level down; a list of one URL is treated exactly as that single URL.)
+Reproducibility: the request at position ``i`` of a batch with seed ``s`` (its place in the whole batch, also when
+a resumed run asks only part of it) is always sent as its own one-prompt call with seed ``request_seed(s, i)``, so
+what it asks for does not depend on which replica serves it, how many replicas there are, or what else is in flight.
+(A single URL is served by a plain ``RemoteTeacher``, which seeds by position in the same way but one level down; a
+list of one URL is treated exactly as that single URL.)
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from typing import TypeVar
 
 from hfsynth.errors import TeacherError
 from hfsynth.recipe import SamplingParams, TeacherConfig
 from hfsynth.teachers.base import LabelScores, Prompt, Teacher, TeacherStats
+from hfsynth.teachers.calls import DaemonPool, Stopped, run_calls
 from hfsynth.teachers.remote import RemoteTeacher, request_seed
 
 logger = logging.getLogger(__name__)
@@ -54,8 +55,8 @@ class ReplicaTeacher(Teacher):
         self._in_flight = [0] * len(self.replicas)
         self._failed_at: list[float | None] = [None] * len(self.replicas)
         self._last_error: list[str] = [""] * len(self.replicas)
-        self._pool = ThreadPoolExecutor(max_workers=config.max_concurrency * len(self.replicas),
-                                        thread_name_prefix="replica-teacher")
+        self._pool = DaemonPool(config.max_concurrency * len(self.replicas), "replica-teacher")
+        self._running: set[threading.Event] = set()
 
     @property
     def batch_size(self) -> int:
@@ -78,21 +79,34 @@ class ReplicaTeacher(Teacher):
         pass
 
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams, seed: int,
-                 on_answer: Callable[[int, str], None] | None = None) -> list[str]:
+                 on_answer: Callable[[int, str], None] | None = None,
+                 positions: Sequence[int] | None = None) -> list[str]:
         def one(prompt: Prompt, request: int, replica: RemoteTeacher) -> str:
             return replica.generate([prompt], sampling, request)[0]
 
-        return self._spread([functools.partial(one, prompt, request_seed(seed, index))
-                             for index, prompt in enumerate(prompts)], on_answer)
+        places = list(positions) if positions is not None else list(range(len(prompts)))
+        return self._spread([functools.partial(one, prompt, request_seed(seed, place))
+                             for place, prompt in zip(places, prompts, strict=True)], on_answer)
 
-    def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
+    def classify(self, prompts: Sequence[Prompt], labels: Sequence[str],
+                 on_answer: Callable[[int, LabelScores], None] | None = None) -> list[LabelScores]:
         def one(prompt: Prompt, replica: RemoteTeacher) -> LabelScores:
             return replica.classify([prompt], labels)[0]
 
-        return self._spread([functools.partial(one, prompt) for prompt in prompts])
+        return self._spread([functools.partial(one, prompt) for prompt in prompts], on_answer)
+
+    def classify_streaming(self, prompts: Sequence[Prompt], labels: Sequence[str],
+                           on_answer: Callable[[int, LabelScores], None] | None = None) -> list[LabelScores]:
+        return self.classify(prompts, labels, on_answer)
+
+    def interrupt(self) -> None:
+        for stop in list(self._running):
+            stop.set()
+        for replica in self.replicas:
+            replica.interrupt()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown()
         for replica in self.replicas:
             replica.close()
 
@@ -100,26 +114,22 @@ class ReplicaTeacher(Teacher):
 
     def _spread(self, requests: list[Callable[[RemoteTeacher], T]],
                 on_answer: Callable[[int, T], None] | None = None) -> list[T]:
-        """Answers in request order, each also handed to ``on_answer`` (in this thread) as it arrives; the first
-        request that fails on every replica fails the call."""
-        futures = [self._pool.submit(self._serve, request) for request in requests]
-        index_of = {future: index for index, future in enumerate(futures)}
+        """Answers in request order, each also handed to ``on_answer`` (in this thread) as it arrives (also those in
+        flight when the call ends early: :func:`hfsynth.teachers.calls.run_calls`); the first request that fails on
+        every replica fails the call."""
+        stop = threading.Event()
+        self._running.add(stop)
         try:
-            for future in as_completed(futures):
-                error = future.exception()
-                if error is not None:
-                    raise error
-                if on_answer is not None:
-                    on_answer(index_of[future], future.result())
+            return run_calls(self._pool, [functools.partial(self._serve, request, stop) for request in requests],
+                             stop, on_answer)
         finally:
-            for future in futures:
-                future.cancel()
-            wait(futures)
-        return [future.result() for future in futures]
+            self._running.discard(stop)
 
-    def _serve(self, request: Callable[[RemoteTeacher], T]) -> T:
+    def _serve(self, request: Callable[[RemoteTeacher], T], stop: threading.Event) -> T:
         tried: set[int] = set()
         while True:
+            if stop.is_set():
+                raise Stopped
             index = self._acquire(tried)
             try:
                 answer = request(self.replicas[index])
