@@ -249,10 +249,12 @@ class RecipeLines(RunEvents):
 
 def kept_table(recipe: Recipe, result: GenerationResult) -> Table:
     counts = result.counts()
-    table = Table(title=f"samples kept per label (target {recipe.generation.samples_per_label})")
-    table.add_column("label")
+    # Compact (no frame, one space between columns): 11 languages of 3-digit counts fit 80 columns.
+    table = Table(title=f"samples kept per label (target {recipe.generation.samples_per_label})",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
+    table.add_column("label", overflow="fold")
     for language in recipe.languages:
-        table.add_column(language, justify="right")
+        table.add_column(language, justify="right", no_wrap=True)
     for label in recipe.label_names:
         table.add_row(label, *(str(counts[(language, label)]) for language in recipe.languages))
     return table

@@ -4,6 +4,7 @@ progress comes as plain lines at milestones instead of bars."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import socket
@@ -11,8 +12,13 @@ import threading
 import time
 from pathlib import Path
 
+from rich.console import Console
+
 from hfsynth import cli_display
+from hfsynth.curation import Sample
+from hfsynth.generation import GenerationResult
 from hfsynth.grid_plan import CONFIG_TIMEOUT
+from hfsynth.recipe_files import load_recipe
 from hfsynth.run_records import EvaluationResults
 from tests.cli_helpers import REPO_ROOT, run_cli
 from tests.run_helpers import STUDENT, TEACHER_ID, _entry, fake_run
@@ -111,3 +117,15 @@ def test_plan_gives_up_on_configs_that_do_not_arrive_and_says_so() -> None:
     trained = {student["model"] for student in plan["students"] if student["kind"] != "in-context"}
     assert set(plan["unreached_configs"]) == trained and plan["storage_bytes"] is None
     assert seconds < CONFIG_TIMEOUT + 60  # once, for all models at once: not minutes per model
+
+
+def test_samples_kept_of_11_languages_fit_80_columns() -> None:
+    recipe = load_recipe(REPO_ROOT / "recipes" / "pecher2026-topic.yaml")
+    samples = [Sample(f"text {index}", label, language, "p") for language in recipe.languages
+               for index, label in enumerate(recipe.label_names * 200)]  # 200 per cell: three digits
+    narrow = Console(width=80, file=io.StringIO())
+    narrow.print(cli_display.kept_table(recipe, GenerationResult(samples, [], "few-shot", "t")))
+    lines = narrow.file.getvalue().splitlines()
+    assert max(map(len, lines)) <= 80 and "…" not in narrow.file.getvalue()
+    rows = [line.split() for line in lines if line.split()[:1] and line.split()[0] in recipe.label_names]
+    assert len(rows) == 7 and all(row[1:] == ["200"] * 11 for row in rows)
