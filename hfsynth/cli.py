@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -262,6 +263,9 @@ def run(recipes: Annotated[list[str], typer.Argument(
             pipeline.run(loaded, out_dir, engine, display, push=push)
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (for scripts) instead of tables.")]
+
+
 @app.command()
 @user_errors
 def plan(recipes: Annotated[list[str], typer.Argument(help="One or more recipe YAML files.")],
@@ -269,15 +273,36 @@ def plan(recipes: Annotated[list[str], typer.Argument(help="One or more recipe Y
              help="Minutes one student run takes on its resources (measure one on the target hardware).",
              min=0)] = 30.0,
          evaluation_minutes: Annotated[float, typer.Option(
-             help="Minutes one evaluation (a trained run on all its test sets) takes.", min=0)] = 2.0) -> None:
+             help="Minutes one evaluation (a trained run on all its test sets) takes.", min=0)] = 2.0,
+         as_json: JsonOption = False) -> None:
     """What the recipes' whole grid will take (teacher prompts, units, GPU-hours, storage), without running it."""
-    from hfsynth.cli_display import show_plans
+    from hfsynth.cli_display import plans_json, show_plans
     from hfsynth.grid_plan import plan_grid
 
     loaded = [_load(recipe) for recipe in recipes]
     for one in loaded:
-        _warn_about_the_human_pool(one)
-    show_plans([plan_grid(one) for one in loaded], training_minutes, evaluation_minutes)
+        _warn_about_the_human_pool(one)  # on stderr, as every message: --json's standard output stays JSON
+    plans = [plan_grid(one) for one in loaded]
+    if as_json:
+        print(json.dumps(plans_json(plans, training_minutes, evaluation_minutes), indent=2))
+    else:
+        show_plans(plans, training_minutes, evaluation_minutes)
+
+
+@app.command()
+@user_errors
+def results(out: OutOption, as_json: JsonOption = False) -> None:
+    """The results table of an evaluated run (a row per language and model), or its numbers as JSON."""
+    from hfsynth.cli_display import results_rows, results_table
+    from hfsynth.evaluation.results import EvaluationResults
+
+    with run_folder_on(out) as out_dir:
+        check_run_dir(out_dir)
+        loaded = EvaluationResults.load(RunFolder(out_dir).eval.results)
+        if as_json:
+            print(json.dumps({"recipe": loaded.recipe, "rows": results_rows(loaded)}, indent=2))
+        else:
+            console.print(results_table(loaded))
 
 
 space_app = typer.Typer(help="The Gradio Space that compares the teacher with its students.", no_args_is_help=True)

@@ -3,7 +3,7 @@
 Filters, in order: teacher chatter (the teacher talking about the task instead of writing a text), test-set overlap
 (a long word n-gram shared with a real test text: a leak that would inflate every score), length bounds, language
 identification, exact duplicates (normalised text), copies of real seed examples, near duplicates (character 3-gram
-Jaccard similarity), and optionally the teacher's own check that a text fits its label (applied by the generation
+Jaccard similarity within a language, :mod:`hfsynth.near_duplicates`), and optionally the teacher's own check that a text fits its label (applied by the generation
 stage, which owns the teacher).
 """
 
@@ -18,8 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 import pycountry
-from sklearn.feature_extraction.text import HashingVectorizer
 
+from hfsynth.near_duplicates import NearDuplicateIndex, index_of, shingle_sets
 from hfsynth.prompts import DIVERSITY_INSTRUCTIONS, GenerationRequest, generation_prompt
 from hfsynth.recipe import CurationConfig, Recipe
 
@@ -70,21 +70,6 @@ def word_count(text: str) -> int:
     if words and len(text) / words > 20:
         return max(words, len(text) // 5)
     return words
-
-
-_VECTORIZER = HashingVectorizer(analyzer="char", ngram_range=(3, 3), binary=True, norm=None, alternate_sign=False,
-                                n_features=2**20)
-
-
-def jaccard_matrix(left: Sequence[str], right: Sequence[str]) -> np.ndarray:
-    """Pairwise Jaccard similarity of the character 3-gram sets of normalised texts."""
-    a = _VECTORIZER.transform([normalize(text) for text in left])
-    b = _VECTORIZER.transform([normalize(text) for text in right])
-    intersection = (a @ b.T).toarray()
-    sizes_a = np.asarray(a.sum(axis=1)).ravel()
-    sizes_b = np.asarray(b.sum(axis=1)).ravel()
-    union = sizes_a[:, None] + sizes_b[None, :] - intersection
-    return np.divide(intersection, union, out=np.zeros_like(intersection, dtype=float), where=union > 0)
 
 
 @lru_cache(maxsize=1)
@@ -234,85 +219,119 @@ def curate(
     chatter: ChatterCheck | None = None,
     validation_texts: Sequence[str] = (),
 ) -> CurationResult:
-    """Apply the filters in order. ``test_texts``: every real test text (for ``test_overlap``); ``chatter``: the
-    task's check (default: meta-talk patterns only, no instructions, no label names); ``validation_texts``: the real
-    texts error-driven generation scores its steering student on (``validation_overlap``, the same n-gram check)."""
-    kept: list[Sample] = []
-    dropped: list[DropRecord] = []
-    chatter = chatter or ChatterCheck(frozenset(), frozenset(), config.instruction_echo_share)
-    overlap = TestOverlap(test_texts, config.test_overlap_ngram) if test_texts and config.drop_test_overlap else None
-    # Always on: a validation text copied into the data would make the feedback rounds' scores meaningless.
-    validation = TestOverlap(validation_texts, config.test_overlap_ngram) if validation_texts else None
+    """Apply the filters in order (:class:`Curator` over all of ``samples`` at once)."""
+    return Curator(config, seed_texts, test_texts, chatter, validation_texts).add(samples)
 
-    for sample in samples:
+
+class Curator:
+    """Curation that grows with its input, round after round. ``test_texts``: every real test text (for
+    ``test_overlap``); ``chatter``: the task's check (default: meta-talk patterns only, no instructions, no label
+    names); ``validation_texts``: the real texts error-driven generation scores its steering student on
+    (``validation_overlap``, the same n-gram check).
+
+    Every filter decides a sample from it and the samples before it only (duplicates: the first one stays), so
+    ``add``-ing a round's new samples, checked against what is already kept, gives exactly what curating the whole
+    input again would: the kept samples in input order, the drops grouped by filter as a single pass groups them.
+    """
+
+    def __init__(self, config: CurationConfig, seed_texts: Sequence[str] = (), test_texts: Sequence[str] = (),
+                 chatter: ChatterCheck | None = None, validation_texts: Sequence[str] = ()) -> None:
+        self.config = config
+        self.chatter = chatter or ChatterCheck(frozenset(), frozenset(), config.instruction_echo_share)
+        use_overlap = test_texts and config.drop_test_overlap
+        self.overlap = TestOverlap(test_texts, config.test_overlap_ngram) if use_overlap else None
+        # Always on: a validation text copied into the data would make the feedback rounds' scores meaningless.
+        self.validation = TestOverlap(validation_texts, config.test_overlap_ngram) if validation_texts else None
+        use_seeds = config.remove_seed_copies and seed_texts
+        self.seeds = index_of([normalize(text) for text in seed_texts], config.near_duplicate_threshold) \
+            if use_seeds else None
+        self.seen = 0  # samples added so far
+        self.kept: list[Sample] = []
+        self._exact: dict[str, Sample] = {}
+        self._near: dict[str, NearDuplicateIndex] = {}  # per language: a text is compared within its language
+        self._drops: dict[str, list[DropRecord]] = {"filters": [], "duplicate": [], "seed_copy": [],
+                                                    "near_duplicate": []}
+
+    def add(self, samples: Sequence[Sample]) -> CurationResult:
+        """Curate ``samples`` after those added before; returns the result for everything added so far."""
+        self.seen += len(samples)
+        passed = [sample for sample in samples if self._passes_filters(sample)]
+        if self.config.dedup:
+            passed = self._drop_exact_duplicates(passed)
+        if passed and (self.seeds is not None or self.config.dedup):
+            shingles = shingle_sets([normalize(sample.text) for sample in passed])
+            if self.seeds is not None:
+                passed, shingles = self._drop_similar(passed, shingles, "seed_copy", self.seeds.closest(shingles))
+            if self.config.dedup:
+                passed, shingles = self._drop_near_duplicates(passed, shingles)
+        self.kept += passed
+        return CurationResult(list(self.kept), [record for drops in self._drops.values() for record in drops])
+
+    def _passes_filters(self, sample: Sample) -> bool:
+        config, drop = self.config, self._drops["filters"]
         words = word_count(sample.text)
-        chatter_detail = chatter.why(sample.text) if config.drop_teacher_chatter else None
-        shared = overlap.shared(sample.text) if overlap else None
-        shared_validation = validation.shared(sample.text) if validation else None
+        chatter_detail = self.chatter.why(sample.text) if config.drop_teacher_chatter else None
+        shared = self.overlap.shared(sample.text) if self.overlap else None
+        shared_validation = self.validation.shared(sample.text) if self.validation else None
         if chatter_detail:
-            dropped.append(DropRecord.of(sample, "teacher_chatter", chatter_detail))
+            drop.append(DropRecord.of(sample, "teacher_chatter", chatter_detail))
         elif shared:
-            dropped.append(DropRecord.of(sample, "test_overlap", f"shares {shared[:60]!r} with a test text"))
+            drop.append(DropRecord.of(sample, "test_overlap", f"shares {shared[:60]!r} with a test text"))
         elif shared_validation:
-            dropped.append(DropRecord.of(sample, "validation_overlap",
-                                         f"shares {shared_validation[:60]!r} with a feedback validation text"))
+            drop.append(DropRecord.of(sample, "validation_overlap",
+                                      f"shares {shared_validation[:60]!r} with a feedback validation text"))
         elif words < config.min_words:
-            dropped.append(DropRecord.of(sample, "too_short", f"{words} words < {config.min_words}"))
+            drop.append(DropRecord.of(sample, "too_short", f"{words} words < {config.min_words}"))
         elif words > config.max_words:
-            dropped.append(DropRecord.of(sample, "too_long", f"{words} words > {config.max_words}"))
+            drop.append(DropRecord.of(sample, "too_long", f"{words} words > {config.max_words}"))
         elif config.language_id and supports_language_id(sample.language):
             detected, probability = identify_language(sample.text)
             # Only a confident verdict for another language drops a sample: short texts fool any identifier.
             if detected != _alpha2(sample.language) and probability >= config.min_language_confidence:
-                dropped.append(DropRecord.of(sample, "wrong_language", f"{detected} ({probability:.2f})"))
+                drop.append(DropRecord.of(sample, "wrong_language", f"{detected} ({probability:.2f})"))
             else:
+                return True
+        else:
+            return True
+        return False
+
+    def _drop_exact_duplicates(self, samples: list[Sample]) -> list[Sample]:
+        kept = []
+        for sample in samples:
+            first = self._exact.setdefault(normalize(sample.text), sample)
+            if first is sample:
                 kept.append(sample)
-        else:
-            kept.append(sample)
+            else:
+                detail = "same text, other label" if first.label != sample.label else "same text"
+                self._drops["duplicate"].append(DropRecord.of(sample, "duplicate", detail))
+        return kept
 
-    if config.dedup:
-        kept, dropped_exact = _drop_exact_duplicates(kept)
-        dropped += dropped_exact
-    if config.remove_seed_copies and seed_texts and kept:
-        similarity = jaccard_matrix([s.text for s in kept], seed_texts).max(axis=1)
-        copies = similarity >= config.near_duplicate_threshold
-        dropped += [DropRecord.of(s, "seed_copy", f"similarity {sim:.2f}")
-                    for s, sim, copy in zip(kept, similarity, copies, strict=True) if copy]
-        kept = [s for s, copy in zip(kept, copies, strict=True) if not copy]
-    if config.dedup and kept:
-        kept, dropped_near = _drop_near_duplicates(kept, config.near_duplicate_threshold)
-        dropped += dropped_near
-    return CurationResult(kept, dropped)
+    def _drop_similar(self, samples: list[Sample], shingles: list[np.ndarray], reason: str,
+                      similarities: Sequence[float | None]) -> tuple[list[Sample], list[np.ndarray]]:
+        """Drop the samples with a similarity (to a seed text, to a sample kept before them), for ``reason``."""
+        kept, kept_shingles = [], []
+        for sample, sample_shingles, similarity in zip(samples, shingles, similarities, strict=True):
+            if similarity is None:
+                kept.append(sample)
+                kept_shingles.append(sample_shingles)
+            else:
+                self._drops[reason].append(DropRecord.of(sample, reason, f"similarity {similarity:.2f}"))
+        return kept, kept_shingles
 
-
-def _drop_exact_duplicates(samples: list[Sample]) -> tuple[list[Sample], list[DropRecord]]:
-    seen: dict[str, Sample] = {}
-    kept, dropped = [], []
-    for sample in samples:
-        key = normalize(sample.text)
-        if key in seen:
-            first = seen[key]
-            detail = "same text, other label" if first.label != sample.label else "same text"
-            dropped.append(DropRecord.of(sample, "duplicate", detail))
-        else:
-            seen[key] = sample
-            kept.append(sample)
-    return kept, dropped
-
-
-def _drop_near_duplicates(samples: list[Sample], threshold: float) -> tuple[list[Sample], list[DropRecord]]:
-    """Greedy: keep a sample unless it is too similar to one kept before it (the first of a cluster survives)."""
-    similarity = jaccard_matrix([s.text for s in samples], [s.text for s in samples])
-    np.fill_diagonal(similarity, 0.0)
-    kept_indices: list[int] = []
-    dropped = []
-    for index, sample in enumerate(samples):
-        closest = max(kept_indices, key=lambda kept: similarity[index, kept], default=None)
-        if closest is not None and similarity[index, closest] >= threshold:
-            dropped.append(DropRecord.of(sample, "near_duplicate", f"similarity {similarity[index, closest]:.2f}"))
-        else:
-            kept_indices.append(index)
-    return [samples[i] for i in kept_indices], dropped
+    def _drop_near_duplicates(self, samples: list[Sample],
+                              shingles: list[np.ndarray]) -> tuple[list[Sample], list[np.ndarray]]:
+        """Greedy: keep a sample unless it is too similar to one of its language kept before it (the first of a
+        cluster survives)."""
+        similarities: list[float | None] = [None] * len(samples)
+        for language in dict.fromkeys(sample.language for sample in samples):
+            positions = [i for i, sample in enumerate(samples) if sample.language == language]
+            index = self._near.get(language)
+            if index is None:
+                index = self._near[language] = NearDuplicateIndex(self.config.near_duplicate_threshold)
+            for position, similarity in zip(positions, index.add_unless_near([shingles[i] for i in positions]),
+                                            strict=True):
+                similarities[position] = similarity
+        return self._drop_similar(samples, shingles, "near_duplicate", similarities)
 
 
 def apply_self_check(samples: Sequence[Sample], predicted: Sequence[str | None]) -> CurationResult:

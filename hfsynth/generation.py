@@ -19,10 +19,10 @@ from hfsynth.cache import CallCache, call_key
 from hfsynth.curation import (
     ChatterCheck,
     CurationResult,
+    Curator,
     DropRecord,
     Sample,
     apply_self_check,
-    curate,
     instruction_texts,
 )
 from hfsynth.feedback import SetFitSteerer, Steerer, load_validation, round_of, run_feedback
@@ -228,9 +228,11 @@ def generate_samples(
                     for request, answer in zip(requests, answers, strict=True)
                     for text in parse(answer)[: request.count]]
 
+        curator = Curator(recipe.curation, [*seed_texts, *validation_texts], test_texts, chatter, validation_texts)
+
         def curate_all(raw: list[Sample]) -> CurationResult:
-            curated = curate(raw, recipe.curation, [*seed_texts, *validation_texts], test_texts, chatter,
-                             validation_texts)
+            # Each round appends to ``raw``: only its new samples are curated, against what is already kept.
+            curated = curator.add(raw[curator.seen :])
             if recipe.curation.self_check and curated.kept:
                 curated = _self_check(recipe, cached_teacher, curated)
             return curated

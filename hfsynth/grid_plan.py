@@ -16,8 +16,12 @@ generated, trained or downloaded but, where it can be reached, each base model's
 from __future__ import annotations
 
 import math
+import threading
+import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hfsynth.feedback import round_budgets
 from hfsynth.generation import plan_requests
@@ -25,8 +29,14 @@ from hfsynth.model_shapes import lora_parameters, meta_model
 from hfsynth.recipe import Recipe
 from hfsynth.training import StudentRun, planned_runs, run_params
 
+if TYPE_CHECKING:
+    import torch
+
 #: Bytes per saved parameter (safetensors, float32).
 FLOAT32_BYTES = 4
+#: Seconds the base models' configs may take to arrive, all fetched at once: without a network the Hub client would
+#: wait minutes per model before giving up (485 s for the paper's recipes).
+CONFIG_TIMEOUT = 8.0
 
 
 @dataclass(frozen=True)
@@ -55,10 +65,17 @@ class GridPlan:
     students: tuple[StudentPlan, ...]
     gpus_per_training: float
     gpus_per_evaluation: float
+    #: Base models whose config could not be reached (offline, gated) or did not arrive within CONFIG_TIMEOUT.
+    unreached: tuple[str, ...] = ()
 
     @property
     def student_runs(self) -> int:
         return sum(student.runs for student in self.students)
+
+    @property
+    def trained_runs(self) -> int:
+        """Runs that train (an in-context student only shows examples: it costs its evaluation alone)."""
+        return sum(student.runs for student in self.students if student.kind != "in-context")
 
     @property
     def storage_bytes(self) -> int | None:
@@ -68,8 +85,8 @@ class GridPlan:
         return sum(student.runs * (student.bytes_per_run or 0) for student in self.students)
 
     def gpu_hours(self, training_minutes: float, evaluation_minutes: float) -> float:
-        return self.student_runs * (self.gpus_per_training * training_minutes
-                                    + self.gpus_per_evaluation * evaluation_minutes) / 60
+        return (self.trained_runs * self.gpus_per_training * training_minutes
+                + self.student_runs * self.gpus_per_evaluation * evaluation_minutes) / 60
 
 
 def plan_grid(recipe: Recipe) -> GridPlan:
@@ -77,10 +94,12 @@ def plan_grid(recipe: Recipe) -> GridPlan:
             for language in recipe.languages for label in recipe.label_names}
     first_pass = len(plan_requests(recipe, full, 0, {}))
     runs = planned_runs(recipe, Path("."))
+    models = _meta_models([config.model for config in recipe.students if config.kind != "in-context"])
     students = []
     for config in recipe.students:
         count = sum(1 for run in runs if run.config.name == config.name)
-        students.append(StudentPlan(config.name, config.kind, config.model, count, _saved_bytes(runs, config.name)))
+        students.append(StudentPlan(config.name, config.kind, config.model, count,
+                                    _saved_bytes(runs, config.name, models)))
     return GridPlan(
         recipe=recipe.name,
         languages=len(recipe.languages),
@@ -93,6 +112,7 @@ def plan_grid(recipe: Recipe) -> GridPlan:
         students=tuple(students),
         gpus_per_training=recipe.execution.students.num_gpus,
         gpus_per_evaluation=recipe.execution.evaluation.num_gpus,
+        unreached=tuple(sorted(name for name, model in models.items() if model is None)),
     )
 
 
@@ -122,12 +142,38 @@ def _test_texts(recipe: Recipe) -> int | None:
     return total
 
 
-def _saved_bytes(runs: list[StudentRun], name: str) -> int | None:
+@cache
+def _fetch(name: str) -> list[Any]:
+    """A daemon thread building ``name`` on the meta device; its result lands in the returned list. Cached: a model
+    of several students or recipes is fetched once, and one that did not arrive is not waited for again."""
+    box: list[Any] = []
+
+    def build() -> None:
+        try:
+            box.append(meta_model(name))
+        except Exception:  # noqa: BLE001 - whatever stops it, the plan says "?" for its size
+            box.append(None)
+
+    threading.Thread(target=build, daemon=True, name=f"config {name}").start()
+    return box
+
+
+def _meta_models(names: list[str], timeout: float = CONFIG_TIMEOUT) -> dict[str, torch.nn.Module | None]:
+    """Each model on the meta device, fetched all at once; None for one that cannot be reached or did not arrive
+    within ``timeout`` seconds (its thread is a daemon: it does not hold the command's exit)."""
+    boxes = {name: _fetch(name) for name in dict.fromkeys(names)}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(boxes.values()):
+        time.sleep(0.05)
+    return {name: box[0] if box else None for name, box in boxes.items()}
+
+
+def _saved_bytes(runs: list[StudentRun], name: str, models: dict[str, torch.nn.Module | None]) -> int | None:
     run = next(run for run in runs if run.config.name == name)
     config, params = run.config, run_params(run)
     if config.kind == "in-context":
         return 0  # a few examples and their embeddings
-    model = meta_model(config.model)
+    model = models[config.model]
     if model is None:
         return None
     if config.kind != "sft":

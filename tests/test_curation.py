@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hfsynth.curation import (
     ChatterCheck,
+    Curator,
     Sample,
     TestOverlap,
     apply_self_check,
@@ -14,10 +15,10 @@ from hfsynth.curation import (
     curate,
     identify_language,
     instruction_texts,
-    jaccard_matrix,
     normalize,
     word_count,
 )
+from hfsynth.near_duplicates import jaccard, shingle_sets
 from hfsynth.recipe import CurationConfig
 from tests.student_helpers import make_recipe
 
@@ -59,6 +60,64 @@ def test_near_duplicates_keep_the_first_of_a_cluster() -> None:
     assert reasons(result) == {texts[1]: "near_duplicate"}
 
 
+def test_near_duplicates_are_compared_within_a_language() -> None:
+    config = CurationConfig(min_words=1, language_id=False)
+    text = "Paris Saint-Germain won the final 2-1 in Munich on Sunday."
+    result = curate([sample(text), sample(text.replace("Sunday", "Sunday night"), language="fr"), sample(text.replace("2-1", "3-1"))], config)
+    assert [s.language for s in result.kept] == ["en", "fr"]
+    assert [record.reason for record in result.dropped] == ["near_duplicate"]
+
+
+def sib200_with_near_copies(count: int) -> list[Sample]:
+    """Real English sentences, every third one followed by a copy with one word changed or dropped."""
+    rows = [json.loads(line) for line in (DATA / "sib200/eng_Latn/train.jsonl").read_text().splitlines()][:count]
+    samples = []
+    for index, row in enumerate(rows):
+        samples.append(sample(row["text"], label=row["label"]))
+        words = row["text"].split()
+        if index % 3 == 0 and len(words) > 6:
+            changed = words[:index % 5] + words[index % 5 + 1:] if index % 2 else [*words[:-1], "today."]
+            samples.append(sample(" ".join(changed), label=row["label"]))
+    return samples
+
+
+def greedy_all_pairs(samples: list[Sample], threshold: float) -> list[str]:
+    """What the dense all-pairs curation dropped: each text against every text kept before it."""
+    kept: list = []
+    dropped = []
+    for sample_, shingles in zip(samples, shingle_sets([normalize(s.text) for s in samples]), strict=True):
+        if max((jaccard(shingles, other) for other in kept), default=0.0) >= threshold:
+            dropped.append(sample_.text)
+        else:
+            kept.append(shingles)
+    return dropped
+
+
+def test_minhash_lsh_drops_what_all_pairs_drops_on_real_sentences() -> None:
+    samples = sib200_with_near_copies(450)
+    config = CurationConfig(min_words=1, language_id=False, dedup=True)
+    exact = {normalize(s.text) for s in samples}
+    assert len(exact) == len(samples)  # no exact duplicate: every drop below is a near duplicate
+    result = curate(samples, config)
+    expected = greedy_all_pairs(samples, config.near_duplicate_threshold)
+    assert len(expected) > 50
+    assert [record.text for record in result.dropped] == expected
+    assert all(float(r.detail.split()[-1]) >= 0.8 for r in result.dropped)
+
+
+def test_curating_round_after_round_equals_curating_everything_at_once() -> None:
+    samples = sib200_with_near_copies(120)
+    samples += [sample("Too short."), sample(samples[3].text.upper()), *samples[:5]]
+    config = CurationConfig(min_words=3, language_id=False)
+    seed = samples[10].text
+    whole = curate(samples, config, seed_texts=[seed])
+    curator = Curator(config, seed_texts=[seed])
+    for start in range(0, len(samples), 37):
+        rounds = curator.add(samples[start : start + 37])
+    assert rounds == whole and curator.seen == len(samples)
+    assert {"too_short", "duplicate", "seed_copy", "near_duplicate"} <= set(whole.drop_counts())
+
+
 def test_seed_copies_are_removed() -> None:
     config = CurationConfig(min_words=1, language_id=False)
     seed = "Mutation adds new genetic variation, and selection removes it from the pool."
@@ -95,8 +154,9 @@ def test_helpers() -> None:
     assert normalize("  Hello,   WORLD! ") == "hello world"
     assert word_count("one two three") == 3
     assert word_count("\u0e27\u0e31\u0e19\u0e19\u0e35\u0e49\u0e2d\u0e32\u0e01\u0e32\u0e28\u0e14\u0e35\u0e21\u0e32\u0e01" * 3) >= 3  # Thai, no spaces
-    similarity = jaccard_matrix(["abcdef", "xyz uvw"], ["abcdef"])
-    assert similarity[0, 0] == 1.0 and similarity[1, 0] == 0.0
+    same, other, empty = shingle_sets(["abcdef", "xyz uvw", ""])
+    assert jaccard(same, same) == 1.0 and jaccard(same, other) == 0.0 and jaccard(empty, empty) == 0.0
+    assert jaccard(*shingle_sets(["abcd", "abce"])) == 1 / 3  # {abc, bcd} and {abc, bce}
     assert identify_language("Der Hund bellt sehr laut im Garten.")[0] == "de"
 
 

@@ -28,7 +28,10 @@ def test_the_paper_grid_counts() -> None:
     assert plan.generation_prompts == len(raw["languages"]) * len(raw["labels"]) * per_cell
     assert plan.generation_prompts_max == 3 * plan.generation_prompts  # two top-up rounds at most
     assert plan.test_texts is None and plan.test_sets == 11  # the test sets are on the Hub, no max_samples
-    assert plan.gpus_per_training == 1 and plan.gpu_hours(30, 2) == plan.student_runs * 32 / 60
+    in_context = sum(student.runs for student in plan.students if student.kind == "in-context")
+    assert plan.trained_runs == plan.student_runs - in_context < plan.student_runs  # in-context trains nothing
+    assert plan.gpus_per_training == 1
+    assert plan.gpu_hours(30, 2) == (plan.trained_runs * 30 + plan.student_runs * 2) / 60
 
 
 def test_adapter_size_is_what_peft_trains() -> None:
