@@ -286,7 +286,7 @@ def results_table(results: EvaluationResults) -> Table:
                    if (entry := results.headline_entry(role, model, language)) is not None]
         for position, entry in enumerate(entries):
             table.add_row(language, escape(entry.display_name), escape(entry.score_text("macro_f1")),
-                          _verdicts(entry), f"{entry.texts_per_s:.1f}" if entry.texts_per_s else "-",
+                          _verdicts(results, entry), f"{entry.texts_per_s:.1f}" if entry.texts_per_s else "-",
                           end_section=position == len(entries) - 1)
     return table
 
@@ -297,26 +297,30 @@ def results_rows(results: EvaluationResults) -> list[dict[str, Any]]:
     for language in results.languages:
         for role, model, _ in results.headline_models():
             entry = results.headline_entry(role, model, language)
+            human = results.human_comparison(model, language)
             if entry is not None:
                 rows.append({
                     "language": language, "model": model, "role": role, "data": entry.data,
                     "macro_f1": entry.macro_f1, "macro_f1_ci": entry.macro_f1_ci, "macro_f1_std": entry.macro_f1_std,
                     "repeats": entry.repeats, "completion_rate": entry.completion_rate,
                     "vs_teacher": entry.vs_teacher.statement if entry.vs_teacher else None,
-                    "vs_human_ratio": entry.vs_human.ratio if entry.vs_human else None,
+                    # Against human data of the same size (a synthetic subsample where the human pool is smaller).
+                    "vs_human": human.comparison.statement if human else None,
+                    "vs_human_ratio": human.comparison.ratio if human else None,
                     "texts_per_s": entry.texts_per_s})
     return rows
 
 
-def _verdicts(entry: SummaryEntry) -> str:
-    """The teacher's completion rate, or the student's verdicts."""
+def _verdicts(results: EvaluationResults, entry: SummaryEntry) -> str:
+    """The teacher's completion rate, or the student's verdicts (against human data: at the same size)."""
     lines = []
     if entry.completion_rate is not None:
         lines.append(f"{entry.completion_rate:.0%} answered")
     if entry.vs_teacher is not None:
         lines.append(entry.vs_teacher.statement)
-    if entry.vs_human is not None:
-        lines.append(escape(f"{entry.vs_human.ratio_text()} of human data"))
+    human = results.human_comparison(entry.model, entry.language) if entry.role == "student" else None
+    if human is not None:
+        lines.append(escape(f"{human.comparison.ratio_text()} of human data"))
     return "\n".join(lines)
 
 
@@ -339,7 +343,7 @@ def _plan_cells(prompts: int, prompts_max: int, test_texts: int | None, runs: in
 
 def show_plans(plans: Sequence[GridPlan], training_minutes: float, evaluation_minutes: float) -> None:
     """``hfsynth plan``: each recipe's grid, then the totals; whole recipe names and every number at 80 columns."""
-    from hfsynth.grid_plan import CONFIG_TIMEOUT
+    from hfsynth.model_shapes import CONFIG_TIMEOUT
 
     table = Table(title="What the grid takes (hfsynth plan: nothing run)", title_justify="left", box=box.SIMPLE_HEAD,
                   padding=(0, 1), pad_edge=False, collapse_padding=True, show_edge=False)

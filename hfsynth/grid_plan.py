@@ -16,16 +16,13 @@ generated, trained or downloaded but, where it can be reached, each base model's
 from __future__ import annotations
 
 import math
-import threading
-import time
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hfsynth.feedback import round_budgets
 from hfsynth.generation import plan_requests
-from hfsynth.model_shapes import lora_parameters, meta_model
+from hfsynth.model_shapes import lora_parameters, meta_models
 from hfsynth.recipe import Recipe
 from hfsynth.training import StudentRun, planned_runs, run_params
 
@@ -34,9 +31,6 @@ if TYPE_CHECKING:
 
 #: Bytes per saved parameter (safetensors, float32).
 FLOAT32_BYTES = 4
-#: Seconds the base models' configs may take to arrive, all fetched at once: without a network the Hub client would
-#: wait minutes per model before giving up (485 s for the paper's recipes).
-CONFIG_TIMEOUT = 8.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +59,8 @@ class GridPlan:
     students: tuple[StudentPlan, ...]
     gpus_per_training: float
     gpus_per_evaluation: float
-    #: Base models whose config could not be reached (offline, gated) or did not arrive within CONFIG_TIMEOUT.
+    #: Base models whose config could not be reached (offline, gated) or did not arrive within
+    #: model_shapes.CONFIG_TIMEOUT.
     unreached: tuple[str, ...] = ()
 
     @property
@@ -94,7 +89,7 @@ def plan_grid(recipe: Recipe) -> GridPlan:
             for language in recipe.languages for label in recipe.label_names}
     first_pass = len(plan_requests(recipe, full, 0, {}))
     runs = planned_runs(recipe, Path("."))
-    models = _meta_models([config.model for config in recipe.students if config.kind != "in-context"])
+    models = meta_models([config.model for config in recipe.students if config.kind != "in-context"])
     students = []
     for config in recipe.students:
         count = sum(1 for run in runs if run.config.name == config.name)
@@ -140,32 +135,6 @@ def _test_texts(recipe: Recipe) -> int | None:
             return None
         total += min(value for value in (lines, cap) if value is not None)
     return total
-
-
-@cache
-def _fetch(name: str) -> list[Any]:
-    """A daemon thread building ``name`` on the meta device; its result lands in the returned list. Cached: a model
-    of several students or recipes is fetched once, and one that did not arrive is not waited for again."""
-    box: list[Any] = []
-
-    def build() -> None:
-        try:
-            box.append(meta_model(name))
-        except Exception:  # noqa: BLE001 - whatever stops it, the plan says "?" for its size
-            box.append(None)
-
-    threading.Thread(target=build, daemon=True, name=f"config {name}").start()
-    return box
-
-
-def _meta_models(names: list[str], timeout: float = CONFIG_TIMEOUT) -> dict[str, torch.nn.Module | None]:
-    """Each model on the meta device, fetched all at once; None for one that cannot be reached or did not arrive
-    within ``timeout`` seconds (its thread is a daemon: it does not hold the command's exit)."""
-    boxes = {name: _fetch(name) for name in dict.fromkeys(names)}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not all(boxes.values()):
-        time.sleep(0.05)
-    return {name: box[0] if box else None for name, box in boxes.items()}
 
 
 def _saved_bytes(runs: list[StudentRun], name: str, models: dict[str, torch.nn.Module | None]) -> int | None:

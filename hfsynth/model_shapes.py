@@ -4,7 +4,10 @@ plan's storage estimate (:mod:`hfsynth.grid_plan`) and the recipe check of a LoR
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+import time
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -51,3 +54,34 @@ def missing_target_modules(model: torch.nn.Module, target_modules: list[str] | s
     names = [name for name, _ in model.named_modules()]
     return [target for target in target_modules
             if not any(name == target or name.endswith(f".{target}") for name in names)]
+
+
+#: Seconds the base models' configs may take to arrive, all fetched at once: without a network the Hub client would
+#: wait minutes per model before giving up (485 s for the paper's recipes).
+CONFIG_TIMEOUT = 8.0
+
+
+@cache
+def _fetch(name: str) -> list[Any]:
+    """A daemon thread building ``name`` on the meta device; its result lands in the returned list. Cached: a model
+    of several students or recipes is fetched once, and one that did not arrive is not waited for again."""
+    box: list[Any] = []
+
+    def build() -> None:
+        try:
+            box.append(meta_model(name))
+        except Exception:  # noqa: BLE001 - whatever stops it, the plan says "?" for its size
+            box.append(None)
+
+    threading.Thread(target=build, daemon=True, name=f"config {name}").start()
+    return box
+
+
+def meta_models(names: list[str], timeout: float = CONFIG_TIMEOUT) -> dict[str, torch.nn.Module | None]:
+    """Each model on the meta device, fetched all at once; None for one that cannot be reached or did not arrive
+    within ``timeout`` seconds (its thread is a daemon: it does not hold the command's exit)."""
+    boxes = {name: _fetch(name) for name in dict.fromkeys(names)}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(boxes.values()):
+        time.sleep(0.05)
+    return {name: box[0] if box else None for name, box in boxes.items()}

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from importlib.util import find_spec
 
 from hfsynth.errors import HfsynthError, RecipeError
-from hfsynth.model_shapes import meta_model, missing_target_modules
+from hfsynth.model_shapes import meta_models, missing_target_modules
 from hfsynth.realdata import load_labelled_set
 from hfsynth.recipe import Recipe, SeedSet
 from hfsynth.students.params import SFTParams
@@ -97,12 +97,13 @@ def _check_data_files(recipe: Recipe) -> str | None:
 
 def _check_lora_targets(recipe: Recipe) -> str | None:
     """A LoRA student's named target modules exist in its model (peft would fail when training starts). Checked on
-    the model built from its config alone; a model whose config cannot be reached here is checked by peft."""
-    for index, student in enumerate(recipe.students):
-        params = student.params
-        if not isinstance(params, SFTParams) or isinstance(params.target_modules, str):
-            continue
-        model = meta_model(student.model)
+    the model built from its config alone; a model whose config cannot be reached here within seconds is checked by
+    peft."""
+    named = [(index, student) for index, student in enumerate(recipe.students)
+             if isinstance(student.params, SFTParams) and not isinstance(student.params.target_modules, str)]
+    models = meta_models([student.model for _, student in named]) if named else {}
+    for index, student in named:
+        model, params = models[student.model], student.params
         missing = missing_target_modules(model, params.target_modules) if model is not None else []
         if missing:
             return (f"field 'students[{index}].params.target_modules': {student.model} has no module named "

@@ -16,10 +16,10 @@ from rich.console import Console
 
 from hfsynth import cli_display
 from hfsynth.curation import Sample
+from hfsynth.evaluation.results import EvaluationResults
 from hfsynth.generation import GenerationResult
-from hfsynth.grid_plan import CONFIG_TIMEOUT
+from hfsynth.model_shapes import CONFIG_TIMEOUT
 from hfsynth.recipe_files import load_recipe
-from hfsynth.run_records import EvaluationResults
 from tests.cli_helpers import REPO_ROOT, run_cli
 from tests.run_helpers import STUDENT, TEACHER_ID, _entry, fake_run
 
