@@ -212,6 +212,16 @@ def cases() -> list[Case]:
                                                str(free_port())]),
         Case("run two recipes, one name", ["run", "recipe.yaml", "copy.yaml", "--out", "run"],
              {**GOOD, "copy.yaml": recipe_text()}),
+        # --- issue #25 items 1 and 9, issue #26: a teacher's key, storage -------------------------------------
+        Case("api_key_env names an unset variable", ["generate", "recipe.yaml", "--out", "run"], {**GOOD,
+             "recipe.yaml": recipe_text(teacher={"backend": "remote", "model": "m", "base_url": endpoint + "/v1",
+                                                 "api_key_env": "HFSYNTH_PROBE_UNSET_KEY"})}),
+        Case("--out foo://", ["generate", "recipe.yaml", "--out", "foo://bucket/run1"], GOOD,
+             also=lambda output: "foo:" not in output.split("error:")[0]),
+        Case("--out s3a://", ["generate", "recipe.yaml", "--out", "s3a://bucket/run1"], GOOD),
+        Case("--out on a store nobody answers at", ["generate", "recipe.yaml", "--out", "s3://bucket/run1"], GOOD,
+             {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "probe", "AWS_SECRET_ACCESS_KEY": "probe",
+              "AWS_DEFAULT_REGION": "us-east-1"}, also=lambda output: "plan:" not in output),
         # --- issue #25 item 8: values validate let through and a later command died on --------------------------
         Case("teacher.timeout .inf", VALIDATE, {**GOOD, "recipe.yaml": recipe_text(teacher__timeout=float("inf"))}),
         Case("teacher.device banana", VALIDATE, {**GOOD, "recipe.yaml": recipe_text(teacher__device="banana")}),
@@ -294,6 +304,13 @@ def markdown(rows: list[dict[str, object]]) -> str:
         "",
         ("`python benchmarks/malformed_inputs.py`: each case is a fresh `python -m hfsynth.cli` process. A case is "
          "ok when it exits non-zero, with no traceback, and ends with its one `error:` line (lines: all it printed)."),
+        "",
+        ("What one command cannot show is tested instead: a foreign `base_url` never receiving the Hub token, "
+         "kill -9 and Ctrl-C during generation and evaluation on both engines paying only what was never answered "
+         "and writing the uninterrupted run's data (`tests/test_paid_once.py`, issue #25 items 1-4, 7), SIGTERM, "
+         "one lock per storage location and storage as the source of truth (`tests/test_object_storage.py`, items "
+         "5, 6, 10), a full disk then room again (`tests/test_full_disk.py`), `hub serve` stopped by SIGTERM or by "
+         "Ctrl-C when started with SIGINT ignored (`tests/test_hub_serve_command.py`, item 13)."),
         "",
         (f"**{len(rows)} cases, {tracebacks} tracebacks, {len(rows) - len(failures)} ok"
          + (f", not ok: {', '.join(str(row['case']) for row in failures)}" if failures else "") + ".**"),
