@@ -19,7 +19,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,14 +324,15 @@ def started_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Starte
 
     ray_bin = str(Path(sys.executable).parent / "ray")
     head_home, other_home = tmp_path_factory.mktemp("head-home"), tmp_path_factory.mktemp("node-home")
-    token = uuid.uuid4().hex + uuid.uuid4().hex
-    (head_home / ".ray").mkdir()
-    (head_home / ".ray" / "auth_token").write_text(token)
     # No venv on PATH, as when `ray start` ran from a plain shell; the import path of this checkout for the workers.
     base = {name: value for name, value in os.environ.items() if not name.startswith(("RAY_", "VIRTUAL_ENV"))}
     base["PATH"] = os.pathsep.join(part for part in base.get("PATH", "").split(os.pathsep)
                                    if not part.startswith(str(Path(sys.executable).parent)))
     base["PYTHONPATH"] = str(ROOT)
+    # As the README's first step: Ray generates the head's token in its empty home (~/.ray/auth_token) and prints it.
+    token = subprocess.run([ray_bin, "get-auth-token", "--generate"], env=base | {"HOME": str(head_home)},
+                           capture_output=True, text=True, check=True, timeout=120).stdout.strip()
+    assert (head_home / ".ray" / "auth_token").read_text().strip() == token
     client_env = {"HOME": str(other_home), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     port, dashboard_port = free_port(), free_port()
     temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths have a length limit
