@@ -62,8 +62,9 @@ class SyntheticDatasetCardData:
     quality_plot: str | None = None
     #: Error-driven generation's rounds (``feedback.json``), when the recipe turned it on.
     feedback: FeedbackReport | None = None
-    #: Each reference student against human data of its size, per language (results.json).
+    #: Each reference student against human data of its size, per language, and the pool it came from (results.json).
     human: list[SyntheticVsHuman] = field(default_factory=list)
+    human_pool: str | None = None
 
     @property
     def pretty_name(self) -> str:
@@ -94,6 +95,7 @@ class SyntheticDatasetCardData:
             "language_names": language_names(self.recipe.languages),
             "results": self.results,
             "human": {f"{row.student}/{row.language}": row for row in self.human},
+            "human_pool": self.human_pool,
             "dropped_file": _DATASET_FILES.dropped.name,
             "recipe_file": _DATASET_FILES.recipe.name,
             "quality": self.quality,

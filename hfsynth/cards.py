@@ -95,6 +95,7 @@ def dataset_card(recipe: Recipe, dataset_dir: Path, results: EvaluationResults |
         folder.quality_plot.name if quality is not None and folder.quality_plot.is_file() else None,
         FeedbackReport.load_if_present(folder.feedback),
         results.synthetic_vs_human if results else [],
+        results.reference_pool.pool if results and results.reference_pool else None,
     ))
 
 

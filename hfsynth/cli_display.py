@@ -307,6 +307,7 @@ def results_rows(results: EvaluationResults) -> list[dict[str, Any]]:
                     # Against human data of the same size (a synthetic subsample where the human pool is smaller).
                     "vs_human": human.comparison.statement if human else None,
                     "vs_human_ratio": human.comparison.ratio if human else None,
+                    "human_pool": results.reference_pool.pool if human and results.reference_pool else None,
                     "texts_per_s": entry.texts_per_s})
     return rows
 
@@ -320,7 +321,9 @@ def _verdicts(results: EvaluationResults, entry: SummaryEntry) -> str:
         lines.append(entry.vs_teacher.statement)
     human = results.human_comparison(entry.model, entry.language) if entry.role == "student" else None
     if human is not None:
-        lines.append(escape(f"{human.comparison.ratio_text()} of human data"))
+        pool = f", pool {results.reference_pool.pool}" if results.reference_pool is not None else ""
+        lines.append(escape(f"{human.comparison.ratio_text()} of human data ({human.human_examples_per_label or 0:.0f}"
+                            f" per label{pool})"))
     return "\n".join(lines)
 
 

@@ -434,7 +434,7 @@ def test_the_cards_say_where_synthetic_data_stands(reference_run: ReferenceRun) 
     dataset_card = run_folder.dataset.card.read_text()
     assert "## Quality of the synthetic data" in dataset_card and "![Synthetic and real" in dataset_card
     assert f"| encoder | student | en | {synthetic_en.score_text('macro_f1')} |" in dataset_card
-    assert f"{synthetic_en.vs_human.ratio_text()}: {synthetic_en.vs_human.statement} (4.0 per label)" in dataset_card
+    assert f"{synthetic_en.vs_human.ratio_text()}: {synthetic_en.vs_human.statement} (4.0 per label, pool strict)" in dataset_card
     student_card = run_folder.student("encoder").card.read_text()
     assert (f"- **en**: this model {synthetic_en.score_text('macro_f1')}, the teacher "
             f"{results.summary[0].score_text('macro_f1')}: **{synthetic_en.vs_teacher.statement}**") in student_card

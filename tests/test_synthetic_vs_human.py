@@ -10,6 +10,7 @@ from types import ModuleType
 
 import pytest
 
+from hfsynth.cli_display import results_rows
 from hfsynth.errors import HfsynthError
 from hfsynth.evaluation.results import EvaluationResults, ResultRow
 from hfsynth.evaluation.summary import ScoredRun, build_results
@@ -109,6 +110,8 @@ def test_a_smaller_human_pool_is_compared_with_synthetic_data_of_its_size_and_th
                                              "worse in 0; vs human data (same size): better in 0 of 1 languages, "
                                              "no clear difference in 0, worse in 1")
     assert all(entry.data != "synthetic-at-human-size" for entry in results.learning_curve)
+    student_row = next(row for row in results_rows(results) if row["role"] == "student")
+    assert (student_row["vs_human"], student_row["vs_human_ratio"]) == ("below human data", row.comparison.ratio)
 
 
 def test_seed_repeats_are_averaged_before_the_comparison() -> None:
