@@ -383,9 +383,11 @@ def test_replica_urls_one_killed_midway(two_replicas: tuple, ray_cluster: RayClu
     cache_path = tmp_path / "cache.sqlite"
 
     def kill_first_after_one_unit() -> None:
+        # Midway: once the first replica has answered (every answer is cached as it arrives, so the cache's first
+        # answer may be the second replica's) and the run has answers stored.
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            if cache_path.is_file():
+            if cache_path.is_file() and first.requests_served() > 0:
                 with CallCache(cache_path) as cache:
                     if len(cache):
                         first.process.kill()
