@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -32,7 +33,9 @@ from tests.openai_server import OpenAIServer, openai_server
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["negative", "neutral", "positive"]
-HUB_TOKEN = "hf_TheUsersOwnHubTokenNeverForOtherServers0123"
+#: The user's Hub token, made for each test session (none is written into the code): it must never reach the recipe's
+#: own server.
+HUB_TOKEN = f"hf_{secrets.token_hex(17)}"
 ANSWERED, IN_FLIGHT = 5, 2  # where a run is cut: answers before the server holds, requests it then holds
 STAGES = {"generate": 12, "evaluate": 12}  # teacher calls of the whole stage (3 labels x 4 calls; 12 test texts)
 
