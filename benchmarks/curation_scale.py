@@ -7,7 +7,7 @@ every 20th is a near copy of an earlier sample of its language (one word dropped
 copy. The real dev sentences are the seed texts (``seed_copy``). The recipe's curation is the paper's
 (``pecher2026-topic``: 4 to 80 words, threshold 0.8, seed copies removed) with language identification on.
 
-- before: ``hfsynth/curation.py`` at BEFORE_COMMIT (a dense n x n 3-gram Jaccard matrix, all languages together);
+- before: ``hfsynth/generation/curation.py`` at BEFORE_COMMIT (a dense n x n 3-gram Jaccard matrix, all languages together);
 - after: this checkout's ``curate`` (MinHash LSH within a language, every candidate's exact Jaccard verified);
 - after, 3 rounds: the same samples added in three rounds (80%, 10%, 10%) as generation's top-ups do, each round
   against what is already kept; it must give the same drops as one pass.
@@ -57,7 +57,7 @@ def _rows(language: str, split: str) -> list[dict[str, str]]:
 
 def build_samples(count: int) -> tuple[list[Any], list[str]]:
     """``count`` samples, the 11 languages taking turns, and the seed texts (fixed by ``count``)."""
-    from hfsynth.curation import Sample
+    from hfsynth.generation.samples import Sample
 
     rng = random.Random(f"curation-scale/{count}")
     pools = {language: _rows(language, "train") + _rows(language, "test") for language in LANGUAGES}
@@ -83,14 +83,14 @@ def build_samples(count: int) -> tuple[list[Any], list[str]]:
 
 
 def _curation_config() -> Any:
-    from hfsynth.recipe import CurationConfig
+    from hfsynth.recipe.schema import CurationConfig
 
     return CurationConfig(min_words=4, max_words=80, dedup=True, near_duplicate_threshold=0.8,
                           remove_seed_copies=True, language_id=True)
 
 
 def _before_module() -> Any:
-    source = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:hfsynth/curation.py"], cwd=ROOT, check=True,
+    source = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:hfsynth/generation/curation.py"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp(prefix="curation-before-")) / "curation_before.py"
     path.write_text(source)
@@ -111,7 +111,7 @@ def _rss_kib() -> int:
 
 def measure_once(setting: str, count: int) -> dict[str, Any]:
     """One measurement, in this (fresh) process: seconds, peak RSS, and the drops."""
-    from hfsynth import curation
+    from hfsynth.generation import curation
 
     module = _before_module() if setting == "before" else curation
     samples, seeds = build_samples(count)

@@ -43,10 +43,10 @@ from hfsynth import pipeline
 from hfsynth.cache import checkpoint
 from hfsynth.evaluation.bootstrap import Predictions, paired_difference, resample_indices, resampled_scores
 from hfsynth.evaluation.results import EvaluationResults
-from hfsynth.recipe import FeedbackConfig, Recipe
-from hfsynth.recipe_files import load_recipe
-from hfsynth.run_folder import RunFolder
-from hfsynth.run_records import FeedbackReport, GenerationStats
+from hfsynth.recipe.schema import FeedbackConfig, Recipe
+from hfsynth.recipes.files import load_recipe
+from hfsynth.runs.folder import RunFolder
+from hfsynth.runs.records import FeedbackReport, GenerationStats
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

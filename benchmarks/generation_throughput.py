@@ -19,9 +19,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hfsynth.embedded import resolve_model
-from hfsynth.parsing import parse_answer
-from hfsynth.prompts import GenerationRequest, generation_prompt
-from hfsynth.recipe_files import load_recipe
+from hfsynth.generation.parsing import parse_answer
+from hfsynth.generation.prompts import GenerationRequest, generation_prompt
+from hfsynth.recipes.files import load_recipe
 from hfsynth.teachers.local import LocalTeacher
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -111,7 +111,7 @@ class PeakMemory:
 
 def prompts_for_round(recipe: Any, count: int, round_index: int) -> list[Any]:
     """``count`` generation prompts no earlier round saw: call indices and few-shot seeds move on every round."""
-    from hfsynth.prompts import GenerationRequest, generation_prompt
+    from hfsynth.generation.prompts import GenerationRequest, generation_prompt
 
     labels, languages, config = recipe.label_names, recipe.languages, recipe.generation
     seeds: dict[tuple[str, str], list[str]] = {}
@@ -135,7 +135,7 @@ def prompts_for_round(recipe: Any, count: int, round_index: int) -> list[Any]:
 def bench_model(model: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     import torch
 
-    from hfsynth.recipe_files import load_recipe
+    from hfsynth.recipes.files import load_recipe
     from hfsynth.reproducibility import pin_threads
     from hfsynth.teachers.local import LocalTeacher
     from hfsynth.teachers.remote import RemoteTeacher

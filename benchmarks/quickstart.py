@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hfsynth.evaluation.results import EvaluationResults
-from hfsynth.run_folder import RunFolder
+from hfsynth.runs.folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -36,9 +36,9 @@ import datasets
 import torch
 import yaml
 
-from hfsynth.dataset import features
-from hfsynth.execution import LOCAL
-from hfsynth.recipe_files import load_recipe
+from hfsynth.engines.base import LOCAL
+from hfsynth.generation.samples import features
+from hfsynth.recipes.files import load_recipe
 from hfsynth.training import train_students
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ def main() -> None:
 
     from ray.cluster_utils import Cluster
 
-    from hfsynth.ray_engine import RayEngine
+    from hfsynth.engines.ray_engine import RayEngine
 
     work = Path(tempfile.mkdtemp(prefix="ray-overhead-"))
     recipe = load_recipe(sweep_recipe(work))

@@ -72,8 +72,8 @@ def main() -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from hfsynth.execution import UnitSpec
-    from hfsynth.ray_engine import RayEngine
+    from hfsynth.engines.base import UnitSpec
+    from hfsynth.engines.ray_engine import RayEngine
 
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     load_before = os.getloadavg()

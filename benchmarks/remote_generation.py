@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the replicas are started as the test fixture starts one (tests/serve_fixtures.py)
 
-from hfsynth.prompts import GenerationRequest, generation_prompt  # noqa: E402
-from hfsynth.recipe import SamplingParams, TeacherConfig  # noqa: E402
-from hfsynth.recipe_files import load_recipe  # noqa: E402
+from hfsynth.generation.prompts import GenerationRequest, generation_prompt  # noqa: E402
+from hfsynth.recipe.schema import SamplingParams, TeacherConfig  # noqa: E402
+from hfsynth.recipes.files import load_recipe  # noqa: E402
 from hfsynth.teachers import load_teacher  # noqa: E402
 from tests.serve_fixtures import start_transformers_serve  # noqa: E402
 

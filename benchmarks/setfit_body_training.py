@@ -40,7 +40,7 @@ def training_data(per_label: int, label_names: Sequence[str]) -> tuple[Any, list
     """``per_label`` SIB-200 English training sentences per topic (file order) and the whole English test split."""
     import datasets
 
-    from hfsynth.dataset import features
+    from hfsynth.generation.samples import features
 
     def rows(split: str) -> list[dict[str, str]]:
         with (ROOT / "data" / "sib200" / "eng_Latn" / f"{split}.jsonl").open(encoding="utf-8") as handle:
@@ -62,8 +62,8 @@ def run(setting: str, seed: int, steps: int, per_label: int, threads: int) -> di
     from transformers import TrainerCallback
 
     from hfsynth.metrics import classification_scores
-    from hfsynth.recipe_files import load_recipe
-    from hfsynth.students.params import SetFitParams
+    from hfsynth.recipe.student_params import SetFitParams
+    from hfsynth.recipes.files import load_recipe
     from hfsynth.students.setfit_student import SetFitStudent
 
     torch.set_num_threads(threads)

@@ -27,10 +27,10 @@ import torch
 
 from hfsynth import pipeline
 from hfsynth.evaluation.results import EvaluationResults
-from hfsynth.recipe import Recipe
-from hfsynth.recipe_files import load_recipe
-from hfsynth.run_folder import RunFolder
-from hfsynth.run_records import RunStats
+from hfsynth.recipe.schema import Recipe
+from hfsynth.recipes.files import load_recipe
+from hfsynth.runs.folder import RunFolder
+from hfsynth.runs.records import RunStats
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

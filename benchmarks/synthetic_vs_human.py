@@ -29,9 +29,9 @@ from hfsynth import pipeline
 from hfsynth.errors import HfsynthError
 from hfsynth.evaluation.results import EvaluationResults
 from hfsynth.formatting import interval_text
-from hfsynth.recipe import Recipe
-from hfsynth.recipe_files import load_recipe
-from hfsynth.run_folder import RunFolder
+from hfsynth.recipe.schema import Recipe
+from hfsynth.recipes.files import load_recipe
+from hfsynth.runs.folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -1,7 +1,7 @@
 """Local teacher classification: the shared prompt prefix read once and packed batches, against whole prompts.
 
 Both paths score the same prompts with the same loaded model in one process: recipe-style classification prompts
-(``hfsynth.prompts.classification_prompt``, the quickstart recipe's task and labels, one real SIB-200 demonstration
+(``hfsynth.generation.prompts.classification_prompt``, the quickstart recipe's task and labels, one real SIB-200 demonstration
 per topic, so the shared prefix is long) for SIB-200 English test sentences, sent in chunks of the teacher's batch
 size as the evaluation sends them. "prefix" is ``LocalTeacher.classify`` (what the pipeline runs); "whole prompts" is
 the scoring before prefix reuse, kept as ``label_log_likelihoods(..., prefix=None)``.
@@ -29,9 +29,8 @@ from typing import Any
 import torch
 
 from hfsynth.language_model import PrefixCache
-from hfsynth.prompts import classification_prompt
-from hfsynth.recipe_files import load_recipe
-from hfsynth.teachers.base import LabelScores, Prompt
+from hfsynth.prompting import LabelScores, Prompt, classification_prompt
+from hfsynth.recipes.files import load_recipe
 from hfsynth.teachers.local import LocalTeacher
 
 ROOT = Path(__file__).resolve().parents[1]

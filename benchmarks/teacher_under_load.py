@@ -36,8 +36,8 @@ def worker(threads: int, rounds: int, prompts: int, max_new_tokens: int, hogs: i
     processes."""
     import torch  # before hfsynth, which would set the PASSIVE policy: "default" must stay libgomp's default
 
-    from hfsynth.prompts import GenerationRequest, generation_prompt
-    from hfsynth.recipe_files import load_recipe
+    from hfsynth.generation.prompts import GenerationRequest, generation_prompt
+    from hfsynth.recipes.files import load_recipe
     from hfsynth.teachers.local import LocalTeacher
 
     recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml")

@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 from hfsynth.errors import HfsynthError
-from hfsynth.run_folder import RunFolder
 
 
 def check_out_dir(out: Path, option: str = "--out") -> None:
@@ -37,21 +36,6 @@ def check_out_dir(out: Path, option: str = "--out") -> None:
         raise HfsynthError(f"{option} {out}: {what} ({reason})") from None
     if existing != out and not os.access(existing, os.W_OK | os.X_OK):
         raise HfsynthError(f"{option} {out}: cannot create it in {existing} (permission denied)")
-
-
-def check_run_dir(out: Path, option: str = "--out") -> None:
-    """``out`` must be a run folder some earlier command wrote (a dataset or students in it): the commands that only
-    read a run (``publish``, ``space deploy``) would otherwise do nothing, or push an empty Space, and say nothing."""
-
-    out = Path(out)
-    if not out.exists():
-        raise HfsynthError(f"{option} {out}: no such folder: give the run folder `hfsynth generate` and `train` wrote")
-    if not out.is_dir():
-        raise HfsynthError(f"{option} {out}: is a file, not a run folder")
-    run = RunFolder(out)
-    if not run.dataset.root.is_dir() and not run.students.is_dir():
-        raise HfsynthError(f"{option} {out}: not a run folder (no {run.dataset.root.name}/ or {run.students.name}/ "
-                           "in it): run `hfsynth generate` and `hfsynth train` first")
 
 
 class PortError(HfsynthError):

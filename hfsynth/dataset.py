@@ -1,6 +1,6 @@
 """The synthetic dataset: built from curated samples, saved to disk with its card, loaded back from disk or the Hub.
 
-The folder's layout (``hfsynth.run_folder.DatasetFolder``): the ``DatasetDict`` (``save_to_disk``), the dataset card,
+The folder's layout (``hfsynth.runs.folder.DatasetFolder``): the ``DatasetDict`` (``save_to_disk``), the dataset card,
 the recipe that made it, every sample curation dropped (and why) and the generation statistics the card is built from;
 the pipeline adds the quality report (:mod:`hfsynth.quality`).
 """
@@ -17,25 +17,12 @@ from typing import Any
 import datasets
 
 from hfsynth.errors import HfsynthError
-from hfsynth.generation import GenerationResult, per_cell_counts
-from hfsynth.recipe import Recipe
-from hfsynth.run_folder import TEACHER_SHOWN_FILE, DatasetFolder
-from hfsynth.run_records import GenerationStats, TeacherShown
+from hfsynth.generation.samples import GenerationResult, features, per_cell_counts
+from hfsynth.recipe.schema import Recipe
+from hfsynth.runs.folder import TEACHER_SHOWN_FILE, DatasetFolder
+from hfsynth.runs.records import GenerationStats, TeacherShown
 
 SPLITS = ("train", "validation")
-
-
-def features(label_names: list[str]) -> datasets.Features:
-    return datasets.Features(
-        {
-            "text": datasets.Value("string"),
-            "label": datasets.ClassLabel(names=label_names),
-            "language": datasets.Value("string"),
-            "teacher": datasets.Value("string"),
-            "strategy": datasets.Value("string"),
-            "prompt_id": datasets.Value("string"),
-        }
-    )
 
 
 def build_dataset_dict(recipe: Recipe, result: GenerationResult) -> datasets.DatasetDict:
@@ -113,7 +100,7 @@ def check_every_cell(recipe: Recipe, result: GenerationResult) -> None:
 
 def save_dataset(recipe: Recipe, result: GenerationResult, out_dir: Path) -> datasets.DatasetDict:
     """Write the dataset, the recipe, the drop record and the statistics into ``out_dir`` (the card is written by
-    :func:`hfsynth.cards.write_dataset_card` once the quality report is there too).
+    :func:`hfsynth.cards.render.write_dataset_card` once the quality report is there too).
 
     Fails (:func:`check_every_cell`) when a label is left without samples in a language.
     """

@@ -1,7 +1,7 @@
 """What a recipe's whole grid will take, worked out from the recipe alone in seconds (``hfsynth plan``): nothing is
 generated, trained or downloaded but, where it can be reached, each base model's ``config.json``.
 
-- **Teacher prompts**: generation's own plan (:func:`hfsynth.generation.plan_requests`) for the first pass, and the
+- **Teacher prompts**: generation's own plan (:func:`hfsynth.generation.stage.plan_requests`) for the first pass, and the
   most the top-up rounds (and feedback rounds) may add; the classification prompts of the evaluation, one per test
   text when the test sets' sizes are known here (a local file, or ``max_samples``).
 - **Units**: every student run (:func:`hfsynth.training.planned_runs`: students x training sizes x seeds, and the
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hfsynth.feedback import round_budgets
-from hfsynth.generation import plan_requests
+from hfsynth.generation.feedback import round_budgets
+from hfsynth.generation.plan import plan_requests
 from hfsynth.model_shapes import lora_parameters, meta_models
-from hfsynth.recipe import Recipe
+from hfsynth.recipe.schema import Recipe
 from hfsynth.training import StudentRun, planned_runs, run_params
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ class StudentPlan:
 
 @dataclass(frozen=True)
 class GridPlan:
+    """What a recipe's grid will take (``hfsynth plan``): samples, teacher prompts, student runs and GPU-hours."""
+
     recipe: str
     languages: int
     labels: int
@@ -85,6 +87,7 @@ class GridPlan:
 
 
 def plan_grid(recipe: Recipe) -> GridPlan:
+    """The recipe's plan, from the stages' own plans, running nothing (student sizes on the meta device)."""
     full = {(language, label): recipe.generation.samples_per_label
             for language in recipe.languages for label in recipe.label_names}
     first_pass = len(plan_requests(recipe, full, 0, {}))
@@ -112,7 +115,7 @@ def plan_grid(recipe: Recipe) -> GridPlan:
 
 
 def _feedback_prompts(recipe: Recipe) -> int:
-    """The most prompts feedback rounds may send: each round's samples (:func:`hfsynth.feedback.round_budgets`)
+    """The most prompts feedback rounds may send: each round's samples (:func:`hfsynth.generation.feedback.round_budgets`)
     spread over the cells, each cell's share asked ``samples_per_call`` at a time (one short call per cell at most)."""
     if recipe.generation.feedback is None:
         return 0

@@ -18,14 +18,14 @@ from collections.abc import Iterable, Sequence
 
 import datasets
 
-from hfsynth.curation import normalize
-from hfsynth.dataset import features
 from hfsynth.errors import HfsynthError
-from hfsynth.generation import load_seed_examples, seed_texts_the_plan_may_show
+from hfsynth.generation.plan import load_seed_examples, seed_texts_the_plan_may_show
+from hfsynth.generation.samples import features
 from hfsynth.realdata import labelled_texts, load_labelled_set, texts_shown_to_the_teacher
-from hfsynth.recipe import Recipe
-from hfsynth.run_folder import TEACHER_SHOWN_FILE
-from hfsynth.run_records import HumanReference, ReferenceCell
+from hfsynth.recipe.schema import Recipe
+from hfsynth.runs.folder import TEACHER_SHOWN_FILE
+from hfsynth.runs.records import HumanReference, ReferenceCell
+from hfsynth.text_measures import normalize
 
 Cell = tuple[str, str]  # (language, label)
 

@@ -48,7 +48,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreT
 
 from hfsynth.embedded import resolve_model
 from hfsynth.errors import HfsynthError
-from hfsynth.teachers.base import Prompt
+from hfsynth.prompting import Prompt
 
 _ANSWER_MARK = "\u2063LABEL\u2063"  # unlikely to occur in any chat template
 
@@ -140,7 +140,7 @@ class LanguageModel:
         """The exact text of an answer that is just ``label``, for each label.
 
         Chat: the label followed by the template's end of turn (e.g. ``sports<|im_end|>``), found by rendering an
-        assistant turn. Completion: the documents of :mod:`hfsynth.prompts` end in ``Label:`` and put each answer on
+        assistant turn. Completion: the documents of :mod:`hfsynth.generation.prompts` end in ``Label:`` and put each answer on
         its own line, so `` sports\\n``.
         """
         if not self.chat:

@@ -1,6 +1,6 @@
 """What a model is made of, from its config alone: built on torch's meta device (no memory, no weights), for the
 plan's storage estimate (:mod:`hfsynth.grid_plan`) and the recipe check of a LoRA student's target modules
-(:mod:`hfsynth.recipe_checks`)."""
+(:mod:`hfsynth.recipes.checks`)."""
 
 from __future__ import annotations
 

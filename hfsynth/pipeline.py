@@ -1,8 +1,8 @@
 """The stages a recipe runs through, as functions researchers can import, and :func:`run`, the one orchestrator of
 them; the CLI is a thin shell that parses arguments and shows what these return and report (:class:`RunEvents`).
 
-Each stage owns its plan and its unit of work and hands them to an engine (:mod:`hfsynth.execution`), which only
-executes. The run folder ``DIR`` and every name in it: :mod:`hfsynth.run_folder`. Each stage's wall time and peak
+Each stage owns its plan and its unit of work and hands them to an engine (:mod:`hfsynth.engines.base`), which only
+executes. The run folder ``DIR`` and every name in it: :mod:`hfsynth.runs.folder`. Each stage's wall time and peak
 memory go to ``DIR/run_stats.json`` (:mod:`hfsynth.stage_stats`).
 """
 
@@ -20,25 +20,26 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import datasets
 
 from hfsynth.cache import checkpoint
-from hfsynth.cards import student_card, write_dataset_card
+from hfsynth.cards.render import student_card, write_dataset_card
 from hfsynth.checks import check_out_dir
 from hfsynth.dataset import load_synthetic_dataset, load_teacher_shown, save_dataset
+from hfsynth.engines.base import LOCAL, Engine, UnitsProgress, release_memory
 from hfsynth.errors import HfsynthError
 from hfsynth.evaluation import run_evaluation
 from hfsynth.evaluation.results import EvaluationResults
-from hfsynth.execution import LOCAL, Engine, UnitsProgress, release_memory
-from hfsynth.execution_config import ExecutionConfig
-from hfsynth.folder_lock import locked_folder
-from hfsynth.generation import GenerationProgress, GenerationResult, generate_samples
+from hfsynth.generation.samples import GenerationProgress, GenerationResult
+from hfsynth.generation.stage import generate_samples
 from hfsynth.hub.publish import push_dataset, push_folder
-from hfsynth.hub.repo_ids import dataset_repo_id, student_repo_id
 from hfsynth.quality import teacher_classifier, write_quality
-from hfsynth.recipe import Recipe, StudentConfig
+from hfsynth.recipe.execution import ExecutionConfig
+from hfsynth.recipe.schema import Recipe, StudentConfig
+from hfsynth.repo_ids import dataset_repo_id, student_repo_id
 from hfsynth.reproducibility import pin_threads
-from hfsynth.run_events import RunEvents
-from hfsynth.run_folder import RUN_FOLDER_LOCK, RunFolder
+from hfsynth.runs.events import RunEvents
+from hfsynth.runs.folder import RUN_FOLDER_LOCK, RunFolder
 from hfsynth.stage_stats import measured_stage
-from hfsynth.storage import push_if_mirrored
+from hfsynth.storage.folder_lock import locked_folder
+from hfsynth.storage.mirror import push_if_mirrored
 from hfsynth.students.base import Student
 from hfsynth.training import TrainedRun, train_students
 
@@ -52,7 +53,7 @@ def holds_run_folder(stage: Stage) -> Stage:
     """The stage ``stage(recipe, out_dir, ...)`` holds its run folder for its life: a second command on the same
     folder is refused with one line naming the holder, instead of paying every call again and writing over it.
     Torch gets hfsynth's fixed thread count first, so the stage's numbers never depend on the launcher's. When the
-    run folder is a copy of object storage (:mod:`hfsynth.storage`), what the stage wrote goes up as it ends."""
+    run folder is a copy of object storage (:mod:`hfsynth.storage.mirror`), what the stage wrote goes up as it ends."""
 
     @functools.wraps(stage)
     def locked(recipe: Recipe, out_dir: Path, *args: Any, **kwargs: Any) -> Any:
@@ -74,7 +75,7 @@ def generate(
     """Generate and curate the synthetic dataset into ``out_dir/dataset`` (resuming from the call cache), with its
     quality report.
 
-    ``engine``: where the teacher runs (:mod:`hfsynth.execution`; default: in this process)."""
+    ``engine``: where the teacher runs (:mod:`hfsynth.engines.base`; default: in this process)."""
     run_folder = RunFolder(out_dir)
     dataset_dir = run_folder.dataset.root
     engine = engine or LOCAL
@@ -120,6 +121,7 @@ def evaluate(recipe: Recipe, out_dir: Path, engine: Engine | None = None,
 
 
 def read_results(out_dir: Path) -> EvaluationResults | None:
+    """The run's ``results.json``, or ``None`` before its evaluation."""
     return EvaluationResults.load_if_present(RunFolder(out_dir).eval.results)
 
 
@@ -170,7 +172,7 @@ def publish(recipe: Recipe, out_dir: Path) -> list[str]:
 def publish_student(recipe: Recipe, out_dir: Path, student: StudentConfig) -> str:
     """Push one trained student's folder as it is (run :func:`write_cards` first for its card); returns the URL.
 
-    Its repo id is :func:`hfsynth.hub.repo_ids.student_repo_id`'s, where ``hfsynth space deploy`` finds it.
+    Its repo id is :func:`hfsynth.repo_ids.student_repo_id`'s, where ``hfsynth space deploy`` finds it.
     """
     folder = RunFolder(out_dir).student(student.name).root
     with tempfile.TemporaryDirectory(prefix="hfsynth-release-") as release:
@@ -184,6 +186,8 @@ def publish_student(recipe: Recipe, out_dir: Path, student: StudentConfig) -> st
 
 @dataclass(frozen=True)
 class RecipeOutcome:
+    """What :func:`run` did with one recipe: its run folder, its results (``None`` without test sets) or its error."""
+
     recipe: Recipe
     out_dir: Path
     results: EvaluationResults | None
@@ -286,6 +290,6 @@ def engine_for(recipes: Sequence[Recipe], ray_flag: str | None = None) -> Engine
             named = ", ".join(sorted(str(address) for address in addresses))
             raise HfsynthError(f"the recipes name different Ray clusters ({named}): give --ray ADDRESS")
         address = next(iter(addresses), None)
-    from hfsynth.ray_engine import RayEngine  # says which extra to install when ray is missing
+    from hfsynth.engines.ray_engine import RayEngine  # says which extra to install when ray is missing
 
     return RayEngine(address)

@@ -15,8 +15,8 @@ texts (diversity measures depend on how many texts they see):
   (logistic regression on the embeddings of the real reference data, or the teacher in classification mode);
 - **test overlap and teacher chatter**: what curation dropped for each, and what is left in the data.
 
-Written to the dataset folder (``hfsynth.run_folder.DatasetFolder.quality``, typed as
-``hfsynth.run_records.QualityReport``) with a 2-D projection plot (PCA) of synthetic vs real texts per label.
+Written to the dataset folder (``hfsynth.runs.folder.DatasetFolder.quality``, typed as
+``hfsynth.runs.records.QualityReport``) with a 2-D projection plot (PCA) of synthetic vs real texts per label.
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ import numpy as np
 from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global figure state
 
 from hfsynth.cache import CallCache, call_key
-from hfsynth.curation import ChatterCheck, TestOverlap, instruction_texts, normalize
 from hfsynth.dataset import load_synthetic_dataset, load_teacher_shown
-from hfsynth.generation import CachedTeacher
+from hfsynth.generation.curation import ChatterCheck, TestOverlap, instruction_texts
 from hfsynth.human_reference import reference_pool
-from hfsynth.prompts import classification_prompt
+from hfsynth.prompting import classification_prompt
 from hfsynth.realdata import TestSet, labelled_texts, load_labelled_set, load_test_sets
-from hfsynth.recipe import Recipe
-from hfsynth.run_folder import DatasetFolder
-from hfsynth.run_records import GenerationStats, QualityReport
+from hfsynth.recipe.schema import Recipe
+from hfsynth.runs.folder import DatasetFolder
+from hfsynth.runs.records import GenerationStats, QualityReport
+from hfsynth.teachers.cached import CachedTeacher, label_key
 from hfsynth.text_measures import (
     Embedder,
     coverage,
@@ -50,6 +50,7 @@ from hfsynth.text_measures import (
     lexical,
     mean_pairwise_distance,
     nearest_distances,
+    normalize,
 )
 
 if TYPE_CHECKING:
@@ -395,7 +396,9 @@ def teacher_classifier(recipe: Recipe, teacher: Teacher, cache_path: Path) -> Cl
     def classify(texts: Sequence[str], languages: Sequence[str]) -> list[str | None]:
         prompts = [classification_prompt(recipe, text, language)
                    for text, language in zip(texts, languages, strict=True)]
+        keys = [label_key(teacher.model_id, teacher.uses_chat, prompt, recipe.label_names) for prompt in prompts]
         with CallCache(cache_path) as cache:
-            return CachedTeacher(teacher, cache, recipe).classify(prompts)
+            return [label or None for label in CachedTeacher(teacher, cache).classify(prompts, keys,
+                                                                                     recipe.label_names)]
 
     return classify

@@ -15,7 +15,7 @@ from pathlib import Path
 import datasets
 
 from hfsynth.errors import HfsynthError
-from hfsynth.recipe import Recipe, SeedSet
+from hfsynth.recipe.schema import Recipe, SeedSet
 
 _LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".tsv": "csv"}
 

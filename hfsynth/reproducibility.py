@@ -13,7 +13,7 @@ default (the cores) nor from ``OMP_NUM_THREADS``:
 
 - teacher generation and classification, student evaluation and the quality report: :func:`pin_threads`, called
   when a stage starts (:func:`hfsynth.pipeline.holds_run_folder`), by the local teacher, and in every Ray unit and
-  teacher actor (:mod:`hfsynth.ray_engine`); ``HFSYNTH_THREADS``, default :data:`DEFAULT_THREADS`;
+  teacher actor (:mod:`hfsynth.engines.ray_engine`); ``HFSYNTH_THREADS``, default :data:`DEFAULT_THREADS`;
 - trainings: :func:`training_context`, ``HFSYNTH_TRAINING_THREADS``, default :data:`DEFAULT_TRAINING_THREADS`.
 
 The same count on a 1-core and a 64-core machine gives the same bits (up to the CPU's vector instructions and the

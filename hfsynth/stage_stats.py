@@ -1,5 +1,5 @@
 """What each stage of a run costs: its wall time and its peak memory, kept in the run folder's ``run_stats.json``
-(:class:`hfsynth.run_records.RunStats`) and printed by ``hfsynth run``.
+(:class:`hfsynth.runs.records.RunStats`) and printed by ``hfsynth run``.
 
 Peak memory is the process's high-water mark of resident memory (``VmHWM``). Linux lets a process reset it (writing
 ``5`` to ``/proc/self/clear_refs``), so each stage reports its own peak; where that is not possible the record says
@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hfsynth.run_folder import RunFolder
-from hfsynth.run_records import RunStats, StageStats
+from hfsynth.runs.folder import RunFolder
+from hfsynth.runs.records import RunStats, StageStats
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")

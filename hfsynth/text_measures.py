@@ -1,17 +1,26 @@
 """Measures of a set of texts that the quality report (:mod:`hfsynth.quality`) compares between synthetic and real
 data: lexical diversity (distinct-n, compression ratio), semantic diversity and coverage over sentence embeddings,
-and the embedder itself."""
+and the embedder itself; and the normal form every stage compares texts in (:func:`normalize`)."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 import zlib
 from collections.abc import Sequence
 
 import numpy as np
 
-from hfsynth.curation import normalize
 from hfsynth.embedded import base_model_id, resolve_model
-from hfsynth.recipe import Recipe
+from hfsynth.recipe.schema import Recipe
+
+
+def normalize(text: str) -> str:
+    """Case-, accent-form-, punctuation- and whitespace-insensitive form used to find duplicates."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"[^\w\s]", " ", text)
+    return " ".join(text.split())
+
 
 # --- lexical measures ------------------------------------------------------------------------------------------------
 

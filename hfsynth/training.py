@@ -29,17 +29,17 @@ import datasets
 
 from hfsynth import __version__
 from hfsynth.cache import call_key
+from hfsynth.engines.base import LOCAL, Engine, UnitSpec, UnitsProgress, gather
 from hfsynth.errors import HfsynthError, SharedStorageError
-from hfsynth.execution import LOCAL, Engine, UnitSpec, UnitsProgress, gather
 from hfsynth.human_reference import human_reference, synthetic_at_human_size
-from hfsynth.recipe import Recipe, StudentConfig
+from hfsynth.recipe.schema import Recipe, StudentConfig
+from hfsynth.recipe.student_kinds import student_kind
+from hfsynth.recipe.student_params import StudentParams
 from hfsynth.reproducibility import training_context
-from hfsynth.run_folder import RunFolder, StudentFolder
-from hfsynth.run_records import DataSource, HumanReference, TrainingRecord
-from hfsynth.storage import FolderAccess, unit_folders
+from hfsynth.runs.folder import RunFolder, StudentFolder
+from hfsynth.runs.records import DataSource, HumanReference, TrainingRecord
+from hfsynth.storage.mirror import FolderAccess, unit_folders
 from hfsynth.students.base import read_meta, student_class
-from hfsynth.students.params import StudentParams
-from hfsynth.students.registry import student_kind
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
@@ -66,6 +66,8 @@ class StudentRun:
 
 @dataclass(frozen=True)
 class TrainedRun:
+    """One planned student run after the training stage: trained now, or found trained with the same configuration."""
+
     run: StudentRun
     skipped: bool  # already trained with the same configuration and data
     seconds: float  # training time (of the earlier run, when skipped)
@@ -178,7 +180,7 @@ def train_students(
     reference runs on real data with as many examples per language and label (:func:`hfsynth.human_reference.human_reference`).
 
     ``callbacks`` go to each run's trainer, wherever it runs (progress reporting, early stopping). ``engine``: where
-    the runs train (:mod:`hfsynth.execution`; default: one after the other in this process). ``teacher_shown``: the
+    the runs train (:mod:`hfsynth.engines.base`; default: one after the other in this process). ``teacher_shown``: the
     real texts the dataset's teacher was shown (:func:`hfsynth.dataset.load_teacher_shown`), kept out of the
     human-data reference; None when the dataset does not say (then there can be no reference runs).
     """

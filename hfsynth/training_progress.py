@@ -1,7 +1,7 @@
 """A training's progress as events: a transformers ``TrainerCallback`` that sends each run's steps to a callable.
 
 Picklable whenever that callable is, so a run on a cluster's worker reports to the driver through the engine's event
-sink (:meth:`hfsynth.execution.Engine.event_sink`); the CLI draws the bars (:mod:`hfsynth.cli_display`). Imports
+sink (:meth:`hfsynth.engines.base.Engine.event_sink`); the CLI draws the bars (:mod:`hfsynth.cli.display`). Imports
 transformers: load it only when training.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from hfsynth.run_folder import STUDENTS_DIR
+from hfsynth.runs.folder import STUDENTS_DIR
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from hfsynth.prompts import prompt_fingerprint
-from hfsynth.recipe import SamplingParams, TeacherConfig
-from hfsynth.teachers.base import LabelScores, Prompt, Teacher
+from hfsynth.prompting import LabelScores, Prompt, prompt_fingerprint
+from hfsynth.recipe.schema import SamplingParams, TeacherConfig
+from hfsynth.teachers.base import Teacher
 from tests.serve_fixtures import ServerProcess, start_transformers_serve
 
 ROOT = Path(__file__).resolve().parents[1]

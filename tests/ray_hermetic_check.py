@@ -9,7 +9,7 @@ from pathlib import Path
 import ray
 import ray.util.scheduling_strategies
 
-from hfsynth.ray_engine import RayEngine
+from hfsynth.engines.ray_engine import RayEngine
 from tests.ray_fixtures import RayCluster, ray_cluster  # noqa: F401 - the fixture
 
 

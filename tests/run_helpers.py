@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from hfsynth.evaluation.results import EvaluationResults
-from hfsynth.recipe import Recipe
-from hfsynth.run_folder import RunFolder
-from hfsynth.run_records import GenerationStats, StudentMeta, TrainingRecord
+from hfsynth.recipe.schema import Recipe
+from hfsynth.runs.folder import RunFolder
+from hfsynth.runs.records import GenerationStats, StudentMeta, TrainingRecord
 from tests.student_helpers import LABELS, make_recipe, write_test_set
 
 STUDENT = "setfit-minilm"

@@ -10,8 +10,9 @@ import hashlib
 from collections.abc import Callable, Sequence
 
 from hfsynth.errors import TeacherError
-from hfsynth.recipe import SamplingParams
-from hfsynth.teachers.base import LabelScores, Prompt, Teacher
+from hfsynth.prompting import LabelScores, Prompt
+from hfsynth.recipe.schema import SamplingParams
+from hfsynth.teachers.base import Teacher
 
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from hfsynth.recipe import Recipe
+from hfsynth.recipe.schema import Recipe
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIB200_ENGLISH = REPO_ROOT / "data" / "sib200" / "eng_Latn"
@@ -79,7 +79,7 @@ def space_run(tmp_path_factory: pytest.TempPathFactory) -> SpaceRun:
     import datasets
 
     from hfsynth.evaluation import run_evaluation
-    from hfsynth.recipe_files import load_recipe
+    from hfsynth.recipes.files import load_recipe
     from hfsynth.training import train_students
 
     root = tmp_path_factory.mktemp("space-run")

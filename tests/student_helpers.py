@@ -12,9 +12,9 @@ from typing import Any
 import datasets
 from transformers import TrainerCallback
 
-from hfsynth.dataset import features
-from hfsynth.recipe import Recipe
-from hfsynth.recipe_files import parse_recipe
+from hfsynth.generation.samples import features
+from hfsynth.recipe.schema import Recipe
+from hfsynth.recipes.files import parse_recipe
 
 SIB200 = Path(__file__).resolve().parent.parent / "data" / "sib200"
 LABELS = ["science/technology", "travel", "politics"]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from huggingface_hub import DatasetCard, ModelCard
 
-from hfsynth.card_data import SyntheticDatasetCardData, size_category
-from hfsynth.cards import StudentModelCard, SyntheticDatasetCard, dataset_card, student_card
-from hfsynth.students.registry import STUDENT_KINDS
+from hfsynth.cards.data import SyntheticDatasetCardData, size_category
+from hfsynth.cards.render import StudentModelCard, SyntheticDatasetCard, dataset_card, student_card
+from hfsynth.recipe.student_kinds import STUDENT_KINDS
 from hfsynth.templates import template_path
 from tests.run_helpers import STUDENT, TEACHER_ID, evaluation_results, fake_run, generation_stats, recipe_with_a_student
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hfsynth.run_folder import CHECKPOINTS_DIR, StudentFolder
-from hfsynth.run_records import TrainingRecord
+from hfsynth.runs.folder import CHECKPOINTS_DIR, StudentFolder
+from hfsynth.runs.records import TrainingRecord
 from hfsynth.students.training_args import CHECKPOINT_COMPLETE_MARKER, last_complete_checkpoint
 
 

@@ -14,12 +14,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hfsynth import cli_display
-from hfsynth.curation import Sample
+from hfsynth.cli import display as cli_display
 from hfsynth.evaluation.results import EvaluationResults
-from hfsynth.generation import GenerationResult
+from hfsynth.generation.samples import GenerationResult, Sample
 from hfsynth.model_shapes import CONFIG_TIMEOUT
-from hfsynth.recipe_files import load_recipe
+from hfsynth.recipes.files import load_recipe
 from tests.cli_helpers import REPO_ROOT, run_cli
 from tests.run_helpers import STUDENT, TEACHER_ID, _entry, fake_run
 

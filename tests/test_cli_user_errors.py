@@ -9,9 +9,9 @@ import pytest
 from huggingface_hub import HfApi
 
 from hfsynth.dataset import save_dataset
-from hfsynth.generation import generate_samples
+from hfsynth.generation.stage import generate_samples
 from hfsynth.hub.publish import push_folder
-from hfsynth.recipe_files import load_recipe
+from hfsynth.recipes.files import load_recipe
 from tests.cli_helpers import one_error_line, run_cli
 from tests.scripted_teacher import ScriptedTeacher
 from tests.test_publish import RECIPE

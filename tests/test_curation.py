@@ -5,21 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hfsynth.curation import (
+from hfsynth.generation.curation import (
     ChatterCheck,
     Curator,
-    Sample,
     TestOverlap,
     apply_self_check,
     count_test_overlap,
     curate,
     identify_language,
     instruction_texts,
-    normalize,
     word_count,
 )
-from hfsynth.near_duplicates import jaccard, shingle_sets
-from hfsynth.recipe import CurationConfig
+from hfsynth.generation.near_duplicates import jaccard, shingle_sets
+from hfsynth.generation.samples import Sample
+from hfsynth.recipe.schema import CurationConfig
+from hfsynth.text_measures import normalize
 from tests.student_helpers import make_recipe
 
 DATA = Path(__file__).resolve().parent.parent / "data"

@@ -15,20 +15,21 @@ import pytest
 from PIL import Image
 
 from hfsynth.cache import CallCache
-from hfsynth.curation import Sample
 from hfsynth.dataset import save_dataset
 from hfsynth.errors import HfsynthError, RecipeError
 from hfsynth.evaluation import LATENCY_TEXTS, run_evaluation
 from hfsynth.evaluation.results import EvaluationResults
-from hfsynth.generation import GenerationResult, load_seed_examples, seed_texts_the_plan_may_show
+from hfsynth.generation.plan import load_seed_examples, seed_texts_the_plan_may_show
+from hfsynth.generation.samples import GenerationResult, Sample
 from hfsynth.human_reference import human_reference, pool_warnings
 from hfsynth.pipeline import write_cards
+from hfsynth.prompting import LabelScores, Prompt
 from hfsynth.realdata import texts_shown_to_the_teacher
-from hfsynth.recipe import Recipe
-from hfsynth.recipe_files import parse_recipe
-from hfsynth.run_folder import EvalFolder, RunFolder
+from hfsynth.recipe.schema import Recipe
+from hfsynth.recipes.files import parse_recipe
+from hfsynth.runs.folder import EvalFolder, RunFolder
 from hfsynth.students.base import read_meta
-from hfsynth.teachers import LabelScores, Prompt, Teacher, load_teacher
+from hfsynth.teachers import Teacher, load_teacher
 from hfsynth.training import planned_runs, train_students
 from tests.student_helpers import LABELS, make_recipe, sib200_rows, synthetic_dataset, write_test_set
 

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from hfsynth.cache import CallCache
-from hfsynth.curation import normalize
 from hfsynth.errors import RecipeError
-from hfsynth.feedback import allocate, load_validation, round_budgets, round_of
-from hfsynth.generation import generate_samples
-from hfsynth.prompts import GenerationRequest, generation_prompt
-from hfsynth.recipe import SamplingParams
-from hfsynth.recipe_files import parse_recipe
-from hfsynth.teachers.base import Prompt
+from hfsynth.generation.feedback import allocate, load_validation, round_budgets
+from hfsynth.generation.prompts import GenerationRequest, generation_prompt
+from hfsynth.generation.stage import generate_samples
+from hfsynth.prompting import Prompt
+from hfsynth.recipe.schema import SamplingParams
+from hfsynth.recipes.files import parse_recipe
+from hfsynth.text_measures import normalize
 from tests.scripted_teacher import ScriptedTeacher
 
 LABELS = ("sports", "health", "travel")
@@ -106,7 +106,7 @@ def test_round_one_prompts_are_built_from_the_known_errors(tmp_path: Path) -> No
     # A cell with no misclassified text of its own (health) is shown its synthetic demonstrations instead.
     assert first[("en", "health")].shown_errors == [] and first[("en", "health")].shown_demonstrations
     # Every feedback sample says which round made it.
-    assert Counter(round_of(sample.prompt_id) for sample in result.samples)[1] == report.rounds[0].kept > 0
+    assert Counter(sample.round for sample in result.samples)[1] == report.rounds[0].kept > 0
 
 
 def test_budget_is_exact_and_recorded(tmp_path: Path) -> None:
@@ -124,7 +124,7 @@ def test_budget_is_exact_and_recorded(tmp_path: Path) -> None:
 
 
 def test_allocation_is_proportional_and_deterministic() -> None:
-    from hfsynth.feedback import Scores
+    from hfsynth.generation.feedback import Scores
 
     cells = [("en", "a"), ("en", "b"), ("en", "c")]
     scores = Scores(0.5, {("en", "a"): 1.0, ("en", "b"): 0.5, ("en", "c"): 0.0}, {})
@@ -209,9 +209,9 @@ def test_embedded_teacher_feedback_killed_mid_round_resumes(tmp_path: Path) -> N
 
     from hfsynth.dataset import load_synthetic_dataset
     from hfsynth.pipeline import generate
-    from hfsynth.recipe import dump_recipe
-    from hfsynth.recipe_files import load_recipe
-    from hfsynth.run_records import FeedbackReport
+    from hfsynth.recipe.schema import dump_recipe
+    from hfsynth.recipes.files import load_recipe
+    from hfsynth.runs.records import FeedbackReport
 
     quickstart = load_recipe(Path(__file__).parents[1] / "recipes" / "quickstart.yaml")
     data = quickstart.model_dump(mode="json", exclude_defaults=True)
@@ -265,10 +265,10 @@ def test_embedded_teacher_feedback_killed_mid_round_resumes(tmp_path: Path) -> N
 
 
 def test_card_report_and_space_show_the_rounds(tmp_path: Path) -> None:
-    from hfsynth.cards import write_dataset_card
+    from hfsynth.cards.render import write_dataset_card
     from hfsynth.dataset import save_dataset
     from hfsynth.evaluation import run_evaluation
-    from hfsynth.run_folder import RunFolder
+    from hfsynth.runs.folder import RunFolder
     from hfsynth.space.app import _results_summary
     from tests.student_helpers import sib200_rows
     from tests.test_evaluation import AnswerKeyTeacher, eval_recipe
@@ -305,7 +305,7 @@ def test_card_report_and_space_show_the_rounds(tmp_path: Path) -> None:
 
 
 def test_a_test_set_named_by_another_path_is_still_refused(tmp_path: Path) -> None:
-    from hfsynth.recipe_files import load_recipe
+    from hfsynth.recipes.files import load_recipe
 
     data = write_validation(tmp_path / "real.jsonl", "en")
     (tmp_path / "sub").mkdir()

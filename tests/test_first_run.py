@@ -16,10 +16,10 @@ from hfsynth.cache import CallCache, checkpoint
 from hfsynth.cli import app
 from hfsynth.dataset import save_dataset
 from hfsynth.errors import HfsynthError
-from hfsynth.generation import generate_samples
+from hfsynth.generation.stage import generate_samples
 from hfsynth.hub.publish import push_dataset
 from hfsynth.hub_server.server import HubServer
-from hfsynth.recipe_files import load_recipe, parse_recipe
+from hfsynth.recipes.files import load_recipe, parse_recipe
 from tests.hub_fixtures import HubUsers
 from tests.scripted_teacher import ScriptedTeacher
 

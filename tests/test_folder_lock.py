@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from hfsynth.folder_lock import locked_folder
-from hfsynth.run_folder import RUN_FOLDER_LOCK
+from hfsynth.runs.folder import RUN_FOLDER_LOCK
+from hfsynth.storage.folder_lock import locked_folder
 from tests.test_recipe import minimal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ def hold(folder: Path) -> subprocess.Popen:
     code = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from hfsynth.folder_lock import locked_folder
+        from hfsynth.storage.folder_lock import locked_folder
         with locked_folder(Path({str(folder)!r}), {RUN_FOLDER_LOCK!r}, "run folder"):
             print("held", flush=True)
             time.sleep(600)
@@ -61,7 +61,7 @@ def test_the_lock_is_reentrant_within_a_process_and_released_after(tmp_path: Pat
     with locked_folder(tmp_path, RUN_FOLDER_LOCK, "run folder"), locked_folder(tmp_path, RUN_FOLDER_LOCK, "run folder"):
         holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
             from pathlib import Path
-            from hfsynth.folder_lock import locked_folder
+            from hfsynth.storage.folder_lock import locked_folder
             with locked_folder(Path({str(tmp_path)!r}), {RUN_FOLDER_LOCK!r}, "run folder"):
                 pass
         """)], stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})

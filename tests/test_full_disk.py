@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from hfsynth.dataset import save_dataset
-from hfsynth.generation import generate_samples
-from hfsynth.recipe_files import load_recipe
+from hfsynth.generation.stage import generate_samples
+from hfsynth.recipes.files import load_recipe
 from tests.cli_helpers import cli_environment
 from tests.scripted_teacher import ScriptedTeacher
 

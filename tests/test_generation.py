@@ -13,10 +13,11 @@ import datasets
 import pytest
 
 from hfsynth.cache import CallCache
-from hfsynth.cards import write_dataset_card
+from hfsynth.cards.render import write_dataset_card
 from hfsynth.dataset import save_dataset
-from hfsynth.generation import generate_samples, plan_requests
-from hfsynth.recipe_files import parse_recipe
+from hfsynth.generation.plan import plan_requests
+from hfsynth.generation.stage import generate_samples
+from hfsynth.recipes.files import parse_recipe
 from tests.scripted_teacher import ScriptedTeacher
 
 

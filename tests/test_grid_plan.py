@@ -10,7 +10,7 @@ from peft import LoraConfig, get_peft_model
 
 from hfsynth.grid_plan import plan_grid
 from hfsynth.model_shapes import lora_parameters, meta_model
-from hfsynth.recipe_files import load_recipe
+from hfsynth.recipes.files import load_recipe
 from tests.cli_helpers import REPO_ROOT, run_cli
 
 PECHER = REPO_ROOT / "recipes" / "pecher2026-topic.yaml"

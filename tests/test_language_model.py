@@ -11,10 +11,9 @@ import torch
 
 from hfsynth.errors import HfsynthError
 from hfsynth.language_model import LanguageModel, PrefixCache, device_and_dtype, score_continuations
-from hfsynth.prompts import classification_prompt
-from hfsynth.recipe import Recipe
-from hfsynth.recipe_files import load_recipe
-from hfsynth.teachers.base import Prompt
+from hfsynth.prompting import Prompt, classification_prompt
+from hfsynth.recipe.schema import Recipe
+from hfsynth.recipes.files import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 # Token counts differ: one token up to several, and "science" is a prefix of "science/technology".

@@ -8,9 +8,8 @@ import pytest
 
 from hfsynth.errors import TeacherError
 from hfsynth.language_model import PrefixCache
-from hfsynth.parsing import COMPLETION_STOPS
-from hfsynth.recipe import SamplingParams, TeacherConfig
-from hfsynth.teachers.base import LabelScores, Prompt
+from hfsynth.prompting import COMPLETION_STOPS, LabelScores, Prompt
+from hfsynth.recipe.schema import SamplingParams, TeacherConfig
 from hfsynth.teachers.local import LocalTeacher
 
 # Prompts of different lengths, so that a batch is left-padded.

@@ -1,4 +1,4 @@
-"""A run folder on object storage (hfsynth.storage, hfsynth.object_store) against two independent S3-compatible
+"""A run folder on object storage (hfsynth.storage.mirror, hfsynth.storage.object_store) against two independent S3-compatible
 servers on loopback (moto and s3rver): what goes up comes down the same and is checked both ways, unchanged files are
 not sent again, a local copy resumes from storage (the truth), storage that cannot be used is one line before
 anything runs, and the call cache goes up as it grows. The cluster case (nodes sharing no folder, a node killed) is
@@ -18,16 +18,16 @@ import pytest
 
 from hfsynth import pipeline
 from hfsynth.cache import CallCache
+from hfsynth.engines.base import LocalEngine
 from hfsynth.errors import HfsynthError
-from hfsynth.execution import LocalEngine
-from hfsynth.object_store import StorageError, storage_uri
-from hfsynth.storage import RunStorage, mirror_of, push_if_mirrored, run_folder_on, shown_path
+from hfsynth.storage.mirror import RunStorage, mirror_of, push_if_mirrored, run_folder_on, shown_path
+from hfsynth.storage.object_store import StorageError, storage_uri
 from tests.cli_helpers import REPO_ROOT, cli_environment, free_port, one_error_line, run_cli
 from tests.scripted_teacher import ScriptedTeacher
 from tests.student_helpers import make_recipe
 
 if TYPE_CHECKING:
-    from hfsynth.recipe import Recipe
+    from hfsynth.recipe.schema import Recipe
     from tests.storage_fixtures import GuardedS3, S3Server
 
 pytest_plugins = ["tests.storage_fixtures"]
@@ -250,7 +250,7 @@ def test_the_call_cache_goes_up_as_it_grows(any_s3_server: S3Server, tmp_path: P
 def test_sigterm_sends_what_was_done_up_like_ctrl_c(any_s3_server: S3Server, tmp_path: Path) -> None:
     """Kubernetes stops a pod with SIGTERM: what the command did reaches storage before it exits."""
     uri = any_s3_server.uri()
-    script = ("import sys, time\nfrom hfsynth.storage import run_folder_on\n"
+    script = ("import sys, time\nfrom hfsynth.storage.mirror import run_folder_on\n"
               "with run_folder_on(sys.argv[1]) as out:\n"
               "    (out / 'cache').mkdir()\n    (out / 'cache' / 'done.txt').write_text('paid for')\n"
               "    print('ready', flush=True)\n    time.sleep(60)\n")
@@ -265,7 +265,7 @@ def test_sigterm_sends_what_was_done_up_like_ctrl_c(any_s3_server: S3Server, tmp
 
 def test_the_checksum_settings_are_chosen_and_reach_ray_workers(any_s3_server: S3Server, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from hfsynth.ray_cluster import forwarded_runtime_env
+    from hfsynth.engines.ray_cluster import forwarded_runtime_env
 
     monkeypatch.setenv("HFSYNTH_SCRATCH", str(tmp_path))
     monkeypatch.delenv("AWS_REQUEST_CHECKSUM_CALCULATION", raising=False)
@@ -352,7 +352,7 @@ def test_a_unit_on_a_node_shows_its_student_not_its_scratch_folder(any_s3_server
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from hfsynth.storage import StagedFolders
+    from hfsynth.storage.mirror import StagedFolders
     from hfsynth.training_progress import StepReporter
 
     monkeypatch.setenv("HFSYNTH_SCRATCH", str(tmp_path))

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hfsynth.parsing import (
-    clean_sample,
-    cut_completion,
-    label_scores,
-    parse_completion_answer,
-    parse_label,
-    parse_list_answer,
-)
+from hfsynth.generation.parsing import clean_sample, parse_completion_answer, parse_list_answer
+from hfsynth.prompting import cut_completion, label_scores, parse_label
 
 SENTIMENT = ["positive", "negative"]
 

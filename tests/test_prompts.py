@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hfsynth.prompts import (
-    DIVERSITY_INSTRUCTIONS,
-    ITEM_MARKER,
-    GenerationRequest,
-    classification_prompt,
-    generation_prompt,
-    prompt_fingerprint,
-)
-from hfsynth.recipe_files import parse_recipe
+from hfsynth.generation.prompts import DIVERSITY_INSTRUCTIONS, GenerationRequest, generation_prompt
+from hfsynth.prompting import ITEM_MARKER, classification_prompt, prompt_fingerprint
+from hfsynth.recipes.files import parse_recipe
 
 
 @pytest.fixture

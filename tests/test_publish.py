@@ -11,9 +11,9 @@ from huggingface_hub import DatasetCard, HfApi
 
 from hfsynth.dataset import save_dataset
 from hfsynth.errors import HfsynthError
-from hfsynth.generation import generate_samples
+from hfsynth.generation.stage import generate_samples
 from hfsynth.hub.publish import load_recipe_source, parse_hub_path, push_dataset
-from hfsynth.recipe_files import load_recipe
+from hfsynth.recipes.files import load_recipe
 from tests.hub_fixtures import HubUsers
 from tests.scripted_teacher import ScriptedTeacher
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from hfsynth.quality import SyntheticTexts, quality_report
-from hfsynth.recipe import QualityConfig, Recipe
+from hfsynth.recipe.schema import QualityConfig, Recipe
 from hfsynth.text_measures import compression_ratio, coverage, distinct_n, lexical, mean_pairwise_distance
 from tests.student_helpers import LABELS, make_recipe, sib200_rows, write_test_set
 

@@ -25,10 +25,11 @@ from hfsynth.cache import CallCache
 from hfsynth.cli import app
 from hfsynth.dataset import load_synthetic_dataset
 from hfsynth.errors import HfsynthError, TeacherError
-from hfsynth.generation import CachedTeacher, generate_samples
-from hfsynth.recipe import Recipe
-from hfsynth.recipe_files import load_recipe
-from hfsynth.teachers.base import Prompt
+from hfsynth.generation.stage import generate_samples
+from hfsynth.prompting import Prompt
+from hfsynth.recipe.schema import Recipe
+from hfsynth.recipes.files import load_recipe
+from hfsynth.teachers.cached import CachedTeacher
 from hfsynth.training import train_students
 from hfsynth.training_progress import StepReporter, TrainingStep
 from tests.ray_fixtures import (
@@ -73,8 +74,8 @@ def tiny_quickstart(folder: Path, **execution: Any) -> Path:
     return path
 
 
-def engine(cluster: RayCluster, **options: Any):  # noqa: ANN201 - hfsynth.ray_engine.RayEngine
-    from hfsynth.ray_engine import RayEngine
+def engine(cluster: RayCluster, **options: Any):  # noqa: ANN201 - hfsynth.engines.ray_engine.RayEngine
+    from hfsynth.engines.ray_engine import RayEngine
 
     return RayEngine(cluster.address, **options)
 
@@ -112,7 +113,7 @@ def unit_threads(context: None, item: int) -> tuple[str | None, int]:
 
 
 def test_ray_units_use_the_pinned_thread_count_not_rays_omp_num_threads(ray_cluster: RayCluster) -> None:
-    from hfsynth.execution import UnitSpec
+    from hfsynth.engines.base import UnitSpec
     from hfsynth.reproducibility import compute_threads
 
     with engine(ray_cluster) as ray_engine:
@@ -133,8 +134,8 @@ def test_teacher_replicas_land_on_separate_gpu_nodes(ray_cluster: RayCluster, tm
 
 
 def test_a_unit_sees_exactly_the_gpus_it_was_given(ray_cluster: RayCluster) -> None:
-    from hfsynth.execution import UnitSpec
-    from hfsynth.execution_config import WorkResources
+    from hfsynth.engines.base import UnitSpec
+    from hfsynth.recipe.execution import WorkResources
 
     with engine(ray_cluster) as ray_engine:
         with_gpu = list(ray_engine.map(visible_gpus, range(4), None,
@@ -239,7 +240,7 @@ def test_run_folder_on_object_storage(local_run: tuple[Recipe, Path], ray_cluste
     """--out s3://... on each S3-compatible server (moto, s3rver): every node works in its own scratch folder, a
     whole worker node (raylet, workers and its scratch folder) is lost mid-sweep, and a driver on another machine
     (another scratch folder) evaluates from what reached storage: the local engine's scores."""
-    from hfsynth.storage import RunStorage, run_folder_on
+    from hfsynth.storage.mirror import RunStorage, run_folder_on
 
     recipe, local_out = local_run
     uri = any_s3_server.uri()
@@ -304,7 +305,7 @@ def test_ray_job_submit_as_the_readme_says(local_run: tuple[Recipe, Path], start
 def test_student_folder_not_shared_with_the_driver_is_an_error(local_run: tuple[Recipe, Path],
                                                                ray_cluster: RayCluster, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from hfsynth import ray_engine as module
+    from hfsynth.engines import ray_engine as module
 
     recipe, local_out = local_run
     # As a node that mounts another disk at that path would: the probe the driver wrote is not there.
@@ -325,7 +326,7 @@ def test_answers_a_replica_got_before_a_failure_reach_the_cache(ray_cluster: Ray
     with engine(ray_cluster, teacher_factory=lambda config: FailingMidBatch(answered=3)) as ray_engine, \
             ray_engine.load_teacher(recipe) as teacher, CallCache(tmp_path / "cache.sqlite") as cache:
         with pytest.raises(TeacherError, match="failed for good"):
-            CachedTeacher(teacher, cache, recipe).generate(prompts, [str(index) for index in range(5)])
+            CachedTeacher(teacher, cache).generate(prompts, [str(index) for index in range(5)], recipe.teacher.sampling)
         assert len(cache) == 3  # paid for on the worker, stored by the driver before the error reached it
 
 
@@ -414,7 +415,7 @@ def test_ray_without_the_extra_is_one_line(tmp_path: Path, monkeypatch: pytest.M
     for name in [module for module in sys.modules if module == "ray" or module.startswith("ray.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
-    monkeypatch.delitem(sys.modules, "hfsynth.ray_engine", raising=False)
+    monkeypatch.delitem(sys.modules, "hfsynth.engines.ray_engine", raising=False)
     recipe = tiny_quickstart(tmp_path)
     result = CliRunner().invoke(app, ["generate", str(recipe), "--out", str(tmp_path / "run"), "--ray"])
     assert result.exit_code == 1
@@ -425,7 +426,8 @@ def test_ray_without_the_extra_is_one_line(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_ray_flag_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hfsynth import cli, execution
+    from hfsynth import cli
+    from hfsynth.engines import base as execution
 
     seen: list[str | None] = []
 

@@ -37,7 +37,7 @@ def test_the_suite_passes_with_a_ray_token_at_home_and_sigint_ignored(tmp_path: 
 def test_a_local_instance_leaves_no_token_behind(tmp_path: Path) -> None:
     """Ray writes a token to ~/.ray/auth_token for a new local instance; hfsynth's gets one of its own instead, so
     later clusters on the machine behave as before."""
-    script = ("from hfsynth.ray_cluster import connect; import ray; connect('local', {}); "
+    script = ("from hfsynth.engines.ray_cluster import connect; import ray; connect('local', {}); "
               "print(ray.get(ray.remote(lambda: 'ran').remote())); ray.shutdown()")
     environment = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
     environment |= {"HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from hfsynth.errors import RecipeError
-from hfsynth.recipe import dump_recipe
-from hfsynth.recipe_files import load_recipe, parse_recipe
+from hfsynth.recipe.schema import dump_recipe
+from hfsynth.recipes.files import load_recipe, parse_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -176,7 +176,7 @@ def test_a_data_file_that_is_not_utf8_or_a_link_loop_is_one_line(tmp_path: Path)
 def test_a_data_file_rewritten_in_place_is_read_again(tmp_path: Path) -> None:
     """datasets' cache knows a local file by its path; a file rewritten in place must not give its old rows."""
     from hfsynth.realdata import load_labelled_set
-    from hfsynth.recipe import SeedSet
+    from hfsynth.recipe.schema import SeedSet
 
     path = tmp_path / "set.jsonl"
     rows = [{"text": f"Sentence number {index}.", "label": "sports"} for index in range(40)]

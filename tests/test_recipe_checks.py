@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from hfsynth.cli import app
-from hfsynth.recipe_checks import MAX_BOOTSTRAP_DRAWS, MAX_TRAINING_RUNS
+from hfsynth.recipes.checks import MAX_BOOTSTRAP_DRAWS, MAX_TRAINING_RUNS
 from tests.test_validation_cli import one_line, with_
 
 SETFIT = {"kind": "setfit", "model": "all-minilm-l6-v2"}
@@ -111,10 +111,10 @@ def test_labels_and_planned_work_fail_validation(tmp_path: Path, changes: dict, 
 
 
 def test_engine_ray_without_ray_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import hfsynth.recipe_checks
+    import hfsynth.recipes.checks
 
     # Ray is installed in the test environment: stand in for one where it is not (find_spec is all the check asks).
-    monkeypatch.setattr(hfsynth.recipe_checks, "find_spec", lambda name: None)
+    monkeypatch.setattr(hfsynth.recipes.checks, "find_spec", lambda name: None)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(with_({"execution.engine": "ray"})))
     line = _same_line_from_validate_and("generate", recipe, tmp_path / "run")

@@ -26,9 +26,8 @@ import pytest
 from huggingface_hub import constants
 
 from hfsynth.errors import TeacherError
-from hfsynth.parsing import COMPLETION_STOPS
-from hfsynth.recipe import SamplingParams, TeacherConfig
-from hfsynth.teachers.base import Prompt
+from hfsynth.prompting import COMPLETION_STOPS, Prompt
+from hfsynth.recipe.schema import SamplingParams, TeacherConfig
 from hfsynth.teachers.remote import (
     CLASSIFY_MAX_TOKENS,
     RemoteTeacher,
@@ -630,7 +629,7 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
 def test_answers_paid_before_a_failure_are_in_the_cache_and_not_paid_again(tmp_path: Path) -> None:
     # A batch of 8 calls against a faulty server: 7 answered, then one fails for good (4xx: no retry).
     from hfsynth.cache import CallCache
-    from hfsynth.generation import CachedTeacher
+    from hfsynth.teachers.cached import CachedTeacher
     from tests.student_helpers import make_recipe
 
     recipe = make_recipe()
@@ -644,7 +643,7 @@ def test_answers_paid_before_a_failure_are_in_the_cache_and_not_paid_again(tmp_p
         CallCache(cache_path) as cache,
         pytest.raises(TeacherError, match="HTTP 404"),
     ):
-        CachedTeacher(teacher, cache, recipe).generate(prompts, ids)
+        CachedTeacher(teacher, cache).generate(prompts, ids, recipe.teacher.sampling)
     assert len(fake.bodies) == 8
     with CallCache(cache_path) as cache:
         assert len(cache) == 7  # every answer stored as it arrived, not only whole batches
@@ -654,6 +653,6 @@ def test_answers_paid_before_a_failure_are_in_the_cache_and_not_paid_again(tmp_p
         make_teacher(fake.base_url, max_concurrency=1) as teacher,
         CallCache(cache_path) as cache,
     ):
-        answers, cached = CachedTeacher(teacher, cache, recipe).generate(prompts, ids)
+        answers, cached = CachedTeacher(teacher, cache).generate(prompts, ids, recipe.teacher.sampling)
     assert len(fake.bodies) == 1 and cached == 7  # only the unanswered call is paid for
     assert answers == [f"text {index}" for index in range(7)] + ["the last one"]

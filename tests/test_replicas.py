@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from hfsynth.errors import TeacherError
-from hfsynth.recipe import SamplingParams, TeacherConfig
+from hfsynth.recipe.schema import SamplingParams, TeacherConfig
 from hfsynth.teachers import load_teacher
 from hfsynth.teachers.remote import RemoteTeacher, request_seed
 from hfsynth.teachers.replicas import ReplicaTeacher

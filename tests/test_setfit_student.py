@@ -15,8 +15,8 @@ from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback
 
 from hfsynth.embedded import resolve_model
-from hfsynth.students.params import SetFitParams
-from hfsynth.students.registry import student_kind
+from hfsynth.recipe.student_kinds import student_kind
+from hfsynth.recipe.student_params import SetFitParams
 from hfsynth.students.setfit_student import SetFitStudent
 from tests.student_helpers import LABELS, make_recipe, sib200_rows, synthetic_dataset
 

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from hfsynth.cli import app
 from hfsynth.embedded import EMBEDDED_MODELS
 from hfsynth.realdata import load_labelled_set
-from hfsynth.recipe import Recipe
-from hfsynth.recipe_files import load_recipe
-from hfsynth.students.registry import student_kind
+from hfsynth.recipe.schema import Recipe
+from hfsynth.recipe.student_kinds import student_kind
+from hfsynth.recipes.files import load_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 ALL = sorted(RECIPES.glob("*.yaml"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hfsynth.run_folder import RunFolder, SpaceFolder
+from hfsynth.runs.folder import RunFolder, SpaceFolder
 from tests.space_fixtures import TRAINED_STUDENT, UNTRAINED_STUDENT, SpaceRun
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def test_recipe_from_run_resolves_data_paths_written_relative_to_the_recipes_fol
 @pytest.mark.slow
 def test_every_model_predicts_real_test_sentences(space_run: SpaceRun, served_space: str) -> None:
     """Each column holds that model's own prediction: the same as the model gives when called directly."""
-    from hfsynth.prompts import classification_prompt
+    from hfsynth.prompting import classification_prompt
     from hfsynth.students.base import Student
     from hfsynth.teachers import load_teacher
 
@@ -285,8 +285,8 @@ def test_deploy_after_publish_links_the_published_student(space_run: SpaceRun, h
     # (one repo-id rule for both) instead of copying its weights into the Space.
     from huggingface_hub import SpaceCard, snapshot_download
 
-    from hfsynth.hub.repo_ids import student_repo_id
     from hfsynth.pipeline import publish_student
+    from hfsynth.repo_ids import student_repo_id
     from hfsynth.space.commands import deploy
 
     monkeypatch.setenv("HF_TOKEN", hub_users.alice.token)

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from hfsynth.run_folder import RunFolder
+from hfsynth.runs.folder import RunFolder
 from hfsynth.stage_stats import measured_stage, summary
 
 MIB = 2**20

@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM
 
 from hfsynth.embedded import resolve_model
 from hfsynth.errors import HfsynthError, RecipeError
-from hfsynth.run_folder import CHECKPOINTS_DIR, StudentFolder
+from hfsynth.runs.folder import CHECKPOINTS_DIR, StudentFolder
 from hfsynth.students.base import Student
 from hfsynth.training import per_label_subset, planned_runs, train_students
 from tests.student_helpers import (

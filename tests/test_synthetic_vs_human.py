@@ -10,13 +10,13 @@ from types import ModuleType
 
 import pytest
 
-from hfsynth.cli_display import results_rows
+from hfsynth.cli.display import results_rows
 from hfsynth.errors import HfsynthError
 from hfsynth.evaluation.results import EvaluationResults, ResultRow
 from hfsynth.evaluation.summary import ScoredRun, build_results
 from hfsynth.metrics import classification_scores
 from hfsynth.realdata import TestSet
-from hfsynth.recipe_files import load_recipe
+from hfsynth.recipes.files import load_recipe
 from tests.student_helpers import LABELS, make_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from hfsynth.cli import app
 from hfsynth.realdata import load_labelled_set
-from hfsynth.recipe import MAX_SAMPLES_PER_LABEL
-from hfsynth.recipe_files import load_recipe
+from hfsynth.recipe.schema import MAX_SAMPLES_PER_LABEL
+from hfsynth.recipes.files import load_recipe
 from tests.test_recipe import minimal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ def test_empty_evaluation_file_fails_validation_and_evaluate(tmp_path: Path) -> 
 
 def test_empty_or_header_only_files_say_so(tmp_path: Path) -> None:
     from hfsynth.errors import HfsynthError
-    from hfsynth.recipe import SeedSet
+    from hfsynth.recipe.schema import SeedSet
 
     (tmp_path / "blank.jsonl").write_text("\n\n")
     (tmp_path / "header.csv").write_text("text,label\n")

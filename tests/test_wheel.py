@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from hfsynth.run_folder import RunFolder
+from hfsynth.runs.folder import RunFolder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: What the wheel is built from (the rest of the checkout stays out of the copy the build runs in).

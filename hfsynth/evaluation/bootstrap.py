@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hfsynth.run_records import Verdict
+from hfsynth.runs.records import Verdict
 
 RESAMPLES = 1000
 CONFIDENCE = 0.95

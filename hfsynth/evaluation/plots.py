@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from hfsynth.evaluation.results import EvaluationResults, SummaryEntry
-from hfsynth.run_records import FeedbackReport
+from hfsynth.runs.records import FeedbackReport
 
 
 def _error_bars(entries: Sequence[SummaryEntry | None]) -> np.ndarray:

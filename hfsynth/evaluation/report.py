@@ -10,7 +10,7 @@ from typing import Any
 from hfsynth.evaluation.results import EvaluationResults, SummaryEntry
 from hfsynth.evaluation.summary import mean_of_present
 from hfsynth.formatting import format_number, format_percent, interval_text
-from hfsynth.run_folder import EvalFolder
+from hfsynth.runs.folder import EvalFolder
 from hfsynth.templates import render
 
 REPORT_TEMPLATE = "evaluation_report.md"

@@ -1,6 +1,6 @@
 """Typed contents of ``results.json``: every model's scores on the real test sets, the summary over seeds with
 intervals and verdicts, and the comparisons cards, report, Space and benchmarks read (written by
-:mod:`hfsynth.evaluation.summary`). Records behave as every run file's do (:class:`hfsynth.run_records.Record`)."""
+:mod:`hfsynth.evaluation.summary`). Records behave as every run file's do (:class:`hfsynth.runs.records.Record`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import Counter
 from typing import ClassVar, Literal
 
 from hfsynth.formatting import format_number, interval_text
-from hfsynth.run_records import DataSource, FeedbackReport, HumanReference, QualityReport, Record, Verdict
+from hfsynth.runs.records import DataSource, FeedbackReport, HumanReference, QualityReport, Record, Verdict
 
 
 class LabelReport(Record):

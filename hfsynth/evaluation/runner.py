@@ -7,10 +7,10 @@ reference data, the same runs trained on human data. Scores are macro-F1, accura
 confusion matrix (:mod:`hfsynth.metrics`), plus throughput (texts/s, batched) and latency (one text at a time,
 measured on the first texts); :mod:`hfsynth.evaluation.summary` adds bootstrap intervals and verdicts.
 
-The eval folder (``hfsynth.run_folder.EvalFolder``) gets the results, the report, the plots and every prediction
+The eval folder (``hfsynth.runs.folder.EvalFolder``) gets the results, the report, the plots and every prediction
 (so the intervals are recomputable). Teacher answers go to the run's call cache as they arrive, as generation's do,
 so a re-run (or a killed run) never pays for a teacher call twice. The dataset's quality report is recomputed when
-its inputs changed. Each student run is one unit of work for the engine (:mod:`hfsynth.execution`): loaded once,
+its inputs changed. Each student run is one unit of work for the engine (:mod:`hfsynth.engines.base`): loaded once,
 scored on every test set.
 """
 
@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from hfsynth.cache import CallCache, call_key
+from hfsynth.cache import CallCache
 from hfsynth.embedded import base_model_id
+from hfsynth.engines.base import LOCAL, Engine, UnitSpec, UnitsProgress, gather
 from hfsynth.errors import HfsynthError
 from hfsynth.evaluation.plots import (
     plot_feedback_rounds,
@@ -41,18 +42,18 @@ from hfsynth.evaluation.plots import (
 from hfsynth.evaluation.report import render_report
 from hfsynth.evaluation.results import EvaluationResults, ResultRow
 from hfsynth.evaluation.summary import ScoredRun, build_results
-from hfsynth.execution import LOCAL, Engine, UnitSpec, UnitsProgress, gather
-from hfsynth.hub.repo_ids import teacher_public_id
 from hfsynth.metrics import classification_scores
-from hfsynth.prompts import classification_prompt, prompt_fingerprint
+from hfsynth.prompting import LabelScores, classification_prompt
 from hfsynth.quality import teacher_classifier, write_quality
 from hfsynth.realdata import TestSet, load_test_sets, teacher_demonstrations
-from hfsynth.recipe import Recipe
-from hfsynth.run_folder import RunFolder
-from hfsynth.run_records import FeedbackReport, HumanReference, QualityReport
-from hfsynth.storage import FolderAccess, unit_folders
+from hfsynth.recipe.schema import Recipe
+from hfsynth.repo_ids import teacher_public_id
+from hfsynth.runs.folder import RunFolder
+from hfsynth.runs.records import FeedbackReport, HumanReference, QualityReport
+from hfsynth.storage.mirror import FolderAccess, unit_folders
 from hfsynth.students.base import Student, read_meta
-from hfsynth.teachers.base import ClassifyUnit, LabelScores, Teacher
+from hfsynth.teachers.base import Teacher
+from hfsynth.teachers.cached import CachedTeacher, evaluation_key
 from hfsynth.training import StudentRun, run_params, runs_to_evaluate
 
 logger = logging.getLogger(__name__)
@@ -110,36 +111,12 @@ class _TeacherSession:
 def evaluate_teacher(recipe: Recipe, test_set: TestSet, session: _TeacherSession, cache: CallCache) -> ScoredRun:
     demonstrations = teacher_demonstrations(recipe, test_set)
     prompts = [classification_prompt(recipe, text, test_set.language, demonstrations) for text in test_set.texts]
-    keys = [
-        call_key(job="evaluate", model=session.model_id, language=test_set.language, text=text,
-                 prompt=prompt_fingerprint(prompt))
-        for text, prompt in zip(test_set.texts, prompts, strict=True)
-    ]
-    records = {key: json.loads(answer) for key, answer in cache.get_many(keys).items()}
-    missing = [index for index, key in enumerate(keys) if key not in records]
-    if missing:
-        teacher = session.get()
-        logger.info("teacher: classifying %d %s texts (%d cached)", len(missing), test_set.language,
-                    len(keys) - len(missing))
-
-        # Every answer goes to the cache the moment it arrives; when its chunk is done, the chunk's records get the
-        # chunk's timing (a chunk cut short keeps the timing so far: the speed report is not worth paying again).
-        chunks = latency_then_batches(missing, teacher.batch_size)
-        units = [ClassifyUnit(tuple(prompts[index] for index in chunk), tuple(recipe.label_names)) for chunk in chunks]
-        started, arrived = time.perf_counter(), [0] * len(chunks)
-
-        def store(unit: int, position: int, answer: LabelScores) -> None:
-            arrived[unit] += 1  # until the chunk ends: its time so far over its answers so far
-            seconds = (time.perf_counter() - started) / arrived[unit]
-            _store(cache, records, {keys[chunks[unit][position]]: _record(answer, seconds, len(chunks[unit]))})
-
-        for position, answers, seconds in tqdm(teacher.stream_classify(units, on_answer=store), total=len(units),
-                                               desc=f"teacher {test_set.language}", unit="batch"):
-            chunk = chunks[position]
-            _store(cache, records, {keys[index]: _record(answer, seconds / len(chunk), len(chunk))
-                                    for index, answer in zip(chunk, answers, strict=True)})
-            started = time.perf_counter()
-    answered = [records[key] for key in keys]
+    keys = [evaluation_key(session.model_id, test_set.language, text, prompt)
+            for text, prompt in zip(test_set.texts, prompts, strict=True)]
+    # Each answer is cached with its batch's timing: the latency and throughput of the report.
+    values = CachedTeacher(session.get, cache).classify(prompts, keys, recipe.label_names, record=_record,
+                                                         batching=latency_then_batches, progress=test_set.language)
+    answered = [json.loads(value) for value in values]
     predicted = [LabelScores(record["probabilities"]).label for record in answered]
     scores = classification_scores(test_set.labels, predicted, recipe.label_names)
     return ScoredRun(ResultRow(**{
@@ -155,13 +132,9 @@ def evaluate_teacher(recipe: Recipe, test_set: TestSet, session: _TeacherSession
     }), predicted)
 
 
-def _record(answer: LabelScores, seconds: float, batch_size: int) -> dict[str, object]:
-    return {"probabilities": answer.probabilities, "raw": answer.raw, "seconds": seconds, "batch_size": batch_size}
-
-
-def _store(cache: CallCache, records: dict[str, dict], fresh: dict[str, dict]) -> None:
-    cache.put_many({key: json.dumps(record, ensure_ascii=False) for key, record in fresh.items()})
-    records.update(fresh)
+def _record(answer: LabelScores, seconds: float, batch_size: int) -> str:
+    return json.dumps({"probabilities": answer.probabilities, "raw": answer.raw, "seconds": seconds,
+                       "batch_size": batch_size}, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -265,7 +238,7 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
     """Evaluate the teacher and every trained student run on the recipe's real test sets; write the eval folder.
 
     ``teacher``: an already loaded teacher to use; by default the recipe's is loaded, and only when some answer is
-    not cached yet. ``engine``: where the teacher and the student evaluations run (:mod:`hfsynth.execution`;
+    not cached yet. ``engine``: where the teacher and the student evaluations run (:mod:`hfsynth.engines.base`;
     default: in this process). ``on_progress(done, total)``: student runs evaluated so far. Returns what the
     results file holds.
     """

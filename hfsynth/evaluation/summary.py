@@ -29,8 +29,8 @@ from hfsynth.evaluation.bootstrap import (
 )
 from hfsynth.evaluation.results import EvaluationResults, ResultRow
 from hfsynth.realdata import TestSet
-from hfsynth.recipe import Recipe
-from hfsynth.run_records import FeedbackReport, HumanReference, QualityReport, Verdict
+from hfsynth.recipe.schema import Recipe
+from hfsynth.runs.records import FeedbackReport, HumanReference, QualityReport, Verdict
 
 #: The verdicts in words; anything else is "no clear difference".
 _STATEMENTS = {

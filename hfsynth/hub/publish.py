@@ -21,13 +21,13 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from hfsynth.cards import write_dataset_card
+from hfsynth.cards.render import write_dataset_card
 from hfsynth.dataset import load_synthetic_dataset
 from hfsynth.errors import HfsynthError
-from hfsynth.hub.repo_ids import dataset_repo_id
-from hfsynth.recipe import Recipe
-from hfsynth.recipe_files import load_detached_recipe, load_recipe
-from hfsynth.run_folder import CARD_FILE, DatasetFolder
+from hfsynth.recipe.schema import Recipe
+from hfsynth.recipes.files import load_detached_recipe, load_recipe
+from hfsynth.repo_ids import dataset_repo_id
+from hfsynth.runs.folder import CARD_FILE, DatasetFolder
 
 HUB_PREFIX = "hf://"
 
@@ -131,7 +131,7 @@ def load_recipe_source(source: str, base_dir: Path | None = None) -> Recipe:
     """A recipe from a local file or from the Hub (``hf://...``).
 
     Relative data paths in a downloaded recipe resolve against ``base_dir`` when given, else as
-    :func:`hfsynth.recipe_files.load_detached_recipe` says (./recipes, then the current directory).
+    :func:`hfsynth.recipes.files.load_detached_recipe` says (./recipes, then the current directory).
     """
     if not source.startswith(HUB_PREFIX):
         return load_recipe(source)

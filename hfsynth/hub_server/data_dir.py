@@ -2,7 +2,7 @@
 
 Two servers on one folder would each serialize writers with their own in-process locks and overwrite each other's
 refs.json, silently losing commits. An exclusive `flock` on `hub-server.lock` inside the folder
-(:mod:`hfsynth.folder_lock`) rules that out; the kernel drops it when the process ends, however it ends, so a crash
+(:mod:`hfsynth.storage.folder_lock`) rules that out; the kernel drops it when the process ends, however it ends, so a crash
 leaves no stale lock behind. The file names its holder for the message a second server prints.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hfsynth.errors import HfsynthError
-from hfsynth.folder_lock import FolderLockedError, locked_folder
+from hfsynth.storage.folder_lock import FolderLockedError, locked_folder
 
 LOCK_FILE_NAME = "hub-server.lock"
 

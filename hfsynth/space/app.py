@@ -24,9 +24,9 @@ from PIL import Image
 from hfsynth.evaluation.results import EvaluationResults, SummaryEntry
 from hfsynth.formatting import interval_text
 from hfsynth.languages import language_name
-from hfsynth.prompts import classification_prompt
-from hfsynth.recipe import Recipe
-from hfsynth.run_folder import SpaceFolder
+from hfsynth.prompting import classification_prompt
+from hfsynth.recipe.schema import Recipe
+from hfsynth.runs.folder import SpaceFolder
 from hfsynth.space.manifest import TEACHER_NAME, SpaceManifest, load_manifest
 from hfsynth.students.base import Student
 from hfsynth.teachers import load_teacher

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from hfsynth.checks import check_port_free
 from hfsynth.errors import HfsynthError
 from hfsynth.hub.publish import HUB_CALL_ERRORS, describe_hub_error, push_folder
-from hfsynth.hub.repo_ids import repo_id_problem, space_repo_id
-from hfsynth.recipe import Recipe
-from hfsynth.run_folder import RunFolder
+from hfsynth.recipe.schema import Recipe
+from hfsynth.repo_ids import repo_id_problem, space_repo_id
+from hfsynth.runs.folder import RunFolder
 from hfsynth.space.session import served_session
 from hfsynth.space.staging import recipe_from_run, stage_space
 

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from hfsynth.recipe import Recipe
-from hfsynth.recipe_files import parse_recipe
+from hfsynth.recipe.schema import Recipe
+from hfsynth.recipes.files import parse_recipe
 
 #: The name of the teacher's column; students may not take it.
 TEACHER_NAME = "teacher"

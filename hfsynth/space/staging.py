@@ -1,9 +1,9 @@
-"""Staging: a run folder becomes a Space folder (``hfsynth.run_folder.SpaceFolder``).
+"""Staging: a run folder becomes a Space folder (``hfsynth.runs.folder.SpaceFolder``).
 
 The folder holds the Space's entry files (the project's ``spaces/compare/``, shipped in the package as
 ``hfsynth.space_template``), its card, the manifest the app reads, and the recipe. Locally the manifest points at the
 run's students and evaluation files where they are; for the Hub, students published under their recipe repo ids
-(:func:`hfsynth.hub.repo_ids.student_repo_id`, the id ``hfsynth publish`` pushes to) are named by those ids and the
+(:func:`hfsynth.repo_ids.student_repo_id`, the id ``hfsynth publish`` pushes to) are named by those ids and the
 others, like the evaluation files, are copied in.
 """
 
@@ -16,14 +16,14 @@ import re
 import shutil
 from pathlib import Path
 
-from hfsynth.cards import space_card
+from hfsynth.cards.render import space_card
 from hfsynth.embedded import EMBEDDED_MODELS, base_model_id
 from hfsynth.errors import HfsynthError, RecipeError
-from hfsynth.hub.repo_ids import dataset_repo_id, student_repo_id, teacher_public_id
 from hfsynth.realdata import load_labelled_set
-from hfsynth.recipe import Recipe, StudentConfig, TeacherConfig
-from hfsynth.recipe_files import load_detached_recipe
-from hfsynth.run_folder import EvalFolder, RunFolder, SpaceFolder
+from hfsynth.recipe.schema import Recipe, StudentConfig, TeacherConfig
+from hfsynth.recipes.files import load_detached_recipe
+from hfsynth.repo_ids import dataset_repo_id, student_repo_id, teacher_public_id
+from hfsynth.runs.folder import EvalFolder, RunFolder, SpaceFolder
 from hfsynth.space.manifest import ExampleText, SpaceManifest, StudentSource
 from hfsynth.students.base import Student, read_meta
 
@@ -38,7 +38,7 @@ def recipe_from_run(run_dir: Path) -> Recipe:
     """The recipe a run was made with (``RUN/dataset/recipe.yaml``).
 
     Its relative data paths were written relative to the original recipe file, which may have lived anywhere; they
-    are tried against the run's dataset folder, then as :func:`hfsynth.recipe_files.load_detached_recipe` says.
+    are tried against the run's dataset folder, then as :func:`hfsynth.recipes.files.load_detached_recipe` says.
     """
     path = RunFolder(run_dir).dataset.recipe
     if not path.is_file():

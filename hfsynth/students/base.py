@@ -1,7 +1,7 @@
 """The small interface every student kind implements: train on synthetic data, give label probabilities, save, load.
 
-A saved student is a folder (``hfsynth.run_folder.StudentFolder``): the model files (``save_pretrained`` of the kind's
-library), the meta file (``hfsynth.run_records.StudentMeta``: kind, labels, base model, training settings, training
+A saved student is a folder (``hfsynth.runs.folder.StudentFolder``): the model files (``save_pretrained`` of the kind's
+library), the meta file (``hfsynth.runs.records.StudentMeta``: kind, labels, base model, training settings, training
 data size and fingerprint) and the recipe whose task and labels its prompts are built from. The meta file is written
 last, so its presence means the student finished.
 """
@@ -20,11 +20,11 @@ import yaml
 
 from hfsynth.embedded import base_model_id
 from hfsynth.errors import HfsynthError
-from hfsynth.recipe import Recipe
-from hfsynth.run_folder import CHECKPOINTS_DIR, StudentFolder
-from hfsynth.run_records import StudentMeta, TrainingRecord
-from hfsynth.students.params import StudentParams
-from hfsynth.students.registry import StudentKind, student_kind
+from hfsynth.recipe.schema import Recipe
+from hfsynth.recipe.student_kinds import StudentKind, student_kind
+from hfsynth.recipe.student_params import StudentParams
+from hfsynth.runs.folder import CHECKPOINTS_DIR, StudentFolder
+from hfsynth.runs.records import StudentMeta, TrainingRecord
 
 if TYPE_CHECKING:
     import datasets

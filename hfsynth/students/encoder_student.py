@@ -21,8 +21,8 @@ from transformers import (
 from hfsynth.embedded import resolve_model
 from hfsynth.language_model import device_and_dtype
 from hfsynth.logs import quiet_trainer
+from hfsynth.recipe.student_params import EncoderParams
 from hfsynth.students.base import Student
-from hfsynth.students.params import EncoderParams
 from hfsynth.students.training_args import last_complete_checkpoint, trainer_arguments
 
 

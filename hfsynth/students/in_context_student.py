@@ -20,10 +20,10 @@ from transformers import TrainerCallback
 
 from hfsynth.embedded import resolve_model
 from hfsynth.language_model import LanguageModel, device_and_dtype
-from hfsynth.prompts import classification_prompt
-from hfsynth.run_folder import StudentFolder
+from hfsynth.prompting import classification_prompt
+from hfsynth.recipe.student_params import InContextParams
+from hfsynth.runs.folder import StudentFolder
 from hfsynth.students.base import Student
-from hfsynth.students.params import InContextParams
 
 
 class InContextStudent(Student):

@@ -1,7 +1,7 @@
 """SetFit: contrastive fine-tuning of a sentence-transformers body on pairs of synthetic texts, then a logistic
 regression head on its embeddings. Cheap on CPU and strong with few examples per label.
 
-``body_training`` chooses what the contrastive phase updates (:class:`~hfsynth.students.params.SetFitParams`): a
+``body_training`` chooses what the contrastive phase updates (:class:`~hfsynth.recipe.student_params.SetFitParams`): a
 frozen parameter is left out of the optimizer (transformers' Trainer builds its groups from parameters that require
 gradients), so it costs neither gradient nor optimizer memory.
 """
@@ -20,8 +20,8 @@ from transformers import TrainerCallback
 from hfsynth.embedded import resolve_model
 from hfsynth.language_model import device_and_dtype
 from hfsynth.logs import quiet_trainer
+from hfsynth.recipe.student_params import SetFitParams
 from hfsynth.students.base import Student
-from hfsynth.students.params import SetFitParams
 from hfsynth.students.training_args import checkpoint_arguments, last_complete_checkpoint
 
 

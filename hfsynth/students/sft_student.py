@@ -1,7 +1,7 @@
 """A small LLM fine-tuned with LoRA (peft) on the synthetic data as prompt/completion pairs (TRL ``SFTTrainer``).
 
 The training prompt is the very classification prompt the teacher and the other LLM students answer
-(:func:`hfsynth.prompts.classification_prompt`), and the completion is the label, so train and test prompts agree.
+(:func:`hfsynth.generation.prompts.classification_prompt`), and the completion is the label, so train and test prompts agree.
 Predictions score each label as the answer (:mod:`hfsynth.language_model`), never parse generated text.
 
 A trained student is saved as its LoRA adapter alone in ``adapter/`` (``PeftModel.from_pretrained(base, folder,
@@ -28,10 +28,10 @@ from trl import SFTConfig, SFTTrainer
 from hfsynth.embedded import base_model_id
 from hfsynth.language_model import LanguageModel, device_and_dtype
 from hfsynth.logs import quiet_trainer
-from hfsynth.prompts import classification_prompt
-from hfsynth.run_folder import StudentFolder
+from hfsynth.prompting import classification_prompt
+from hfsynth.recipe.student_params import SFTParams
+from hfsynth.runs.folder import StudentFolder
 from hfsynth.students.base import Student
-from hfsynth.students.params import SFTParams
 from hfsynth.students.training_args import last_complete_checkpoint, trainer_arguments
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hfsynth.recipe import TeacherConfig
-from hfsynth.teachers.base import LabelScores, Prompt, Teacher
+from hfsynth.recipe.schema import TeacherConfig
+from hfsynth.teachers.base import Teacher
 
-__all__ = ["LabelScores", "Prompt", "Teacher", "load_teacher"]
+__all__ = ["Teacher", "load_teacher"]
 
 
 def load_teacher(config: TeacherConfig) -> Teacher:

@@ -2,50 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from hfsynth.recipe import SamplingParams
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """One request, in both forms a teacher may need.
-
-    ``messages`` (role, content) pairs go through the chat template of an instruction-tuned model; ``completion`` is
-    the same request as a plain-text few-shot prompt for a base model (which continues it). A backend uses one.
-    """
-
-    messages: tuple[tuple[str, str], ...]
-    completion: str
-
-    def as_openai_messages(self) -> list[dict[str, str]]:
-        return [{"role": role, "content": content} for role, content in self.messages]
-
-
-@dataclass(frozen=True)
-class LabelScores:
-    """A teacher's classification of one text: a probability per label, or ``None`` where no label could be read."""
-
-    probabilities: dict[str, float] | None
-    raw: str = ""  # the teacher's answer as text (remote backends); kept for the unparseable-answer report
-
-    @property
-    def label(self) -> str | None:
-        if not self.probabilities:
-            return None
-        return max(self.probabilities, key=self.probabilities.__getitem__)
-
-    @classmethod
-    def from_logprobs(cls, logprobs: dict[str, float], raw: str = "") -> LabelScores:
-        """Softmax over per-label log-likelihoods."""
-        top = max(logprobs.values())
-        exps = {label: math.exp(value - top) for label, value in logprobs.items()}
-        total = sum(exps.values())
-        return cls({label: value / total for label, value in exps.items()}, raw)
+from hfsynth.prompting import LabelScores, Prompt
+from hfsynth.recipe.schema import SamplingParams
 
 
 @dataclass(frozen=True)

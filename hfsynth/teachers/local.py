@@ -10,10 +10,10 @@ import torch
 from hfsynth.embedded import base_model_id
 from hfsynth.errors import HfsynthError, TeacherError
 from hfsynth.language_model import LanguageModel, PrefixCache, device_and_dtype
-from hfsynth.parsing import COMPLETION_STOPS, cut_completion
-from hfsynth.recipe import SamplingParams, TeacherConfig
+from hfsynth.prompting import COMPLETION_STOPS, LabelScores, Prompt, cut_completion
+from hfsynth.recipe.schema import SamplingParams, TeacherConfig
 from hfsynth.reproducibility import pin_threads
-from hfsynth.teachers.base import LabelScores, Prompt, Teacher
+from hfsynth.teachers.base import Teacher
 
 
 class LocalTeacher(Teacher):

@@ -47,9 +47,9 @@ from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, Offlin
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
 from hfsynth.errors import TeacherError
-from hfsynth.parsing import COMPLETION_STOPS, cut_completion, label_scores
-from hfsynth.recipe import SamplingParams, TeacherConfig
-from hfsynth.teachers.base import LabelScores, Prompt, Teacher
+from hfsynth.prompting import COMPLETION_STOPS, LabelScores, Prompt, cut_completion, label_scores
+from hfsynth.recipe.schema import SamplingParams, TeacherConfig
+from hfsynth.teachers.base import Teacher
 from hfsynth.teachers.calls import DaemonPool, Stopped, run_calls
 
 logger = logging.getLogger(__name__)

@@ -24,8 +24,9 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from hfsynth.errors import TeacherError
-from hfsynth.recipe import SamplingParams, TeacherConfig
-from hfsynth.teachers.base import LabelScores, Prompt, Teacher, TeacherStats
+from hfsynth.prompting import LabelScores, Prompt
+from hfsynth.recipe.schema import SamplingParams, TeacherConfig
+from hfsynth.teachers.base import Teacher, TeacherStats
 from hfsynth.teachers.calls import DaemonPool, Stopped, run_calls
 from hfsynth.teachers.remote import RemoteTeacher, request_seed
 

@@ -1,0 +1,171 @@
+"""How any model is asked about the task, and how its answer is read back: the classification prompt (the teacher
+as a classifier, the in-context and SFT students), the label a free-text answer names, and where a base model's
+completion ends. Generation's own prompt and list parsing build on it (:mod:`hfsynth.generation.prompts`).
+
+A remote teacher answers in words ("The sentiment is positive."); :func:`parse_label` finds the one label it names. (A
+local teacher never needs this: it scores the labels, see :mod:`hfsynth.language_model`.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hfsynth.languages import language_name
+from hfsynth.recipe.schema import Label, Recipe
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One request, in both forms a teacher may need.
+
+    ``messages`` (role, content) pairs go through the chat template of an instruction-tuned model; ``completion`` is
+    the same request as a plain-text few-shot prompt for a base model (which continues it). A backend uses one.
+    """
+
+    messages: tuple[tuple[str, str], ...]
+    completion: str
+
+    def as_openai_messages(self) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+
+@dataclass(frozen=True)
+class LabelScores:
+    """A teacher's classification of one text: a probability per label, or ``None`` where no label could be read."""
+
+    probabilities: dict[str, float] | None
+    raw: str = ""  # the teacher's answer as text (remote backends); kept for the unparseable-answer report
+
+    @property
+    def label(self) -> str | None:
+        if not self.probabilities:
+            return None
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+    @classmethod
+    def from_logprobs(cls, logprobs: dict[str, float], raw: str = "") -> LabelScores:
+        """Softmax over per-label log-likelihoods."""
+        top = max(logprobs.values())
+        exps = {label: math.exp(value - top) for label, value in logprobs.items()}
+        total = sum(exps.values())
+        return cls({label: value / total for label, value in exps.items()}, raw)
+
+
+#: Completion-style documents separate items with this marker, so a base model's continuation can be cut there.
+ITEM_MARKER = "Text:"
+# A base model continuing a few-shot document writes one item, then starts the next: its answer ends there.
+COMPLETION_STOPS = ("\n\n", f"\n{ITEM_MARKER}")
+
+
+def recipe_label(recipe: Recipe, name: str) -> Label:
+    return next(label for label in recipe.labels if label.name == name)
+
+
+def label_line(label: Label) -> str:
+    return f"{label.name} ({label.description})" if label.description else label.name
+
+
+def classification_prompt(
+    recipe: Recipe, text: str, language: str, examples: Sequence[tuple[str, str]] = ()
+) -> Prompt:
+    """Ask for the label of ``text``; the answer (the assistant turn, or the document's continuation) is the label.
+
+    ``examples`` are (text, label) demonstrations: real ones for a few-shot teacher, synthetic ones for the
+    in-context student. The same prompt is used to fine-tune the SFT student, so train and test prompts agree.
+    """
+    task = recipe.task
+    label_lines = "\n".join(f"- {label_line(label)}" for label in recipe.labels)
+    instruction = (
+        f"{task.description}\nLanguage: {language_name(language)}.\n"
+        f"Answer with exactly one label from this list:\n{label_lines}"
+    )
+    messages: list[tuple[str, str]] = [("system", instruction)]
+    for example_text, example_label in examples:
+        messages += [("user", example_text), ("assistant", example_label)]
+    messages.append(("user", text))
+
+    names = ", ".join(recipe.label_names)
+    document = [f"{task.description} Labels: {names}.", ""]
+    for example_text, example_label in examples:
+        document += [f"{ITEM_MARKER} {example_text}", f"Label: {example_label}", ""]
+    document += [f"{ITEM_MARKER} {text}", "Label:"]
+    return Prompt(messages=tuple(messages), completion="\n".join(document))
+
+
+def prompt_fingerprint(prompt: Prompt) -> str:
+    return hashlib.sha256(repr((prompt.messages, prompt.completion)).encode()).hexdigest()
+
+
+def cut_completion(text: str) -> str:
+    """A base model's continuation up to where its next few-shot item would begin (servers may run past a stop
+    string or return it), stripped."""
+    for stop in COMPLETION_STOPS:
+        text = text.split(stop, 1)[0]
+    return text.strip()
+
+
+
+# --- the label a classification answer names -------------------------------------------------------------------------
+
+
+def _normalize(text: str) -> str:
+    """Case-folded words: punctuation, quotes, markdown and separators ("sci/tech", "sci-tech") become single spaces."""
+    return " ".join(re.sub(r"[\W_]+", " ", text.casefold()).split())
+
+
+def parse_label(answer: str, labels: Sequence[str]) -> str | None:
+    """The label a free-text answer names, or ``None`` when it names none or several.
+
+    Tried in order: the exact label; the same words ignoring case, punctuation and quotes ("'Positive.'"); an answer
+    that starts with a label ("Positive. The review praises..."); exactly one label among the answer's words ("The
+    sentiment is positive"); an answer that is the start of exactly one label (cut short: "pos").
+    """
+    if answer.strip() in labels:
+        return answer.strip()
+    text = _normalize(answer)
+    if not text:
+        return None
+    words = {label: _normalize(label) for label in labels}
+    same = [label for label, normalized in words.items() if normalized == text]
+    if same:
+        return same[0] if len(same) == 1 else None
+
+    leading = [label for label, normalized in words.items() if normalized and text.startswith(normalized + " ")]
+    if leading:
+        longest = max(len(words[label]) for label in leading)
+        leading = [label for label in leading if len(words[label]) == longest]
+        return leading[0] if len(leading) == 1 else None
+
+    spans = {
+        label: [match.span() for match in re.finditer(rf"(?<!\S){re.escape(normalized)}(?!\S)", text)]
+        for label, normalized in words.items()
+        if normalized
+    }
+    spans = {label: found for label, found in spans.items() if found}
+    # "non toxic" also contains "toxic": a label seen only inside another label's occurrences does not count.
+    mentioned = [
+        label
+        for label, found in spans.items()
+        if any(
+            not any(other != label and start_o <= start and end <= end_o
+                    for other, other_found in spans.items() for start_o, end_o in other_found)
+            for start, end in found
+        )
+    ]
+    if mentioned:
+        return mentioned[0] if len(mentioned) == 1 else None
+
+    prefixed = [label for label, normalized in words.items() if normalized.startswith(text)]
+    return prefixed[0] if len(prefixed) == 1 else None
+
+
+def label_scores(answer: str, labels: Sequence[str]) -> LabelScores:
+    """The parsed label as certain (one-hot over ``labels``), or no label, keeping the answer for the report."""
+    label = parse_label(answer, labels)
+    if label is None:
+        return LabelScores(None, raw=answer)
+    return LabelScores({name: float(name == label) for name in labels}, raw=answer)
