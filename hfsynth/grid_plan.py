@@ -1,7 +1,7 @@
 """What a recipe's whole grid will take, worked out from the recipe alone in seconds (``hfsynth plan``): nothing is
 generated, trained or downloaded but, where it can be reached, each base model's ``config.json``.
 
-- **Teacher prompts**: generation's own plan (:func:`hfsynth.generation.stage.plan_requests`) for the first pass, and the
+- **Teacher prompts**: generation's own plan (:func:`hfsynth.generation.plan.plan_requests`) for the first pass, and the
   most the top-up rounds (and feedback rounds) may add; the classification prompts of the evaluation, one per test
   text when the test sets' sizes are known here (a local file, or ``max_samples``).
 - **Units**: every student run (:func:`hfsynth.training.planned_runs`: students x training sizes x seeds, and the
@@ -115,8 +115,9 @@ def plan_grid(recipe: Recipe) -> GridPlan:
 
 
 def _feedback_prompts(recipe: Recipe) -> int:
-    """The most prompts feedback rounds may send: each round's samples (:func:`hfsynth.generation.feedback.round_budgets`)
-    spread over the cells, each cell's share asked ``samples_per_call`` at a time (one short call per cell at most)."""
+    """The most prompts feedback rounds may send: each round's samples
+    (:func:`hfsynth.generation.feedback.round_budgets`) spread over the cells, each cell's share asked
+    ``samples_per_call`` at a time (one short call per cell at most)."""
     if recipe.generation.feedback is None:
         return 0
     cells = len(recipe.languages) * len(recipe.label_names)

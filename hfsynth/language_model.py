@@ -140,7 +140,7 @@ class LanguageModel:
         """The exact text of an answer that is just ``label``, for each label.
 
         Chat: the label followed by the template's end of turn (e.g. ``sports<|im_end|>``), found by rendering an
-        assistant turn. Completion: the documents of :mod:`hfsynth.generation.prompts` end in ``Label:`` and put each answer on
+        assistant turn. Completion: the documents of :mod:`hfsynth.prompting` end in ``Label:`` and put each answer on
         its own line, so `` sports\\n``.
         """
         if not self.chat:

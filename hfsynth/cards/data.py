@@ -1,5 +1,5 @@
-"""What hfsynth's cards say, typed and computed apart from rendering (:mod:`hfsynth.cards.render`), as huggingface_hub keeps
-``repocard_data.py`` apart from ``repocard.py`` and setfit keeps ``SetFitModelCardData`` apart from its template.
+"""What hfsynth's cards say, typed and computed apart from rendering (:mod:`hfsynth.cards.render`), as huggingface_hub
+keeps ``repocard_data.py`` apart from ``repocard.py`` and setfit keeps ``SetFitModelCardData`` apart from its template.
 
 Each class holds the facts one card is made of and gives the card's Hub metadata (huggingface_hub's typed
 ``DatasetCardData``/``ModelCardData``/``SpaceCardData``) and the values its template renders.

@@ -1,4 +1,5 @@
-"""Where a recipe's work runs: in this process (the local engine) or on a Ray cluster (:mod:`hfsynth.engines.ray_engine`).
+"""Where a recipe's work runs: in this process (the local engine) or on a Ray cluster
+(:mod:`hfsynth.engines.ray_engine`).
 
 An engine is a generic executor and knows no stage. The stages own their plan and their unit function and hand them
 over (as ``concurrent.futures`` and Ray's own libraries do):

@@ -30,9 +30,9 @@ except ImportError:  # pragma: no cover - depends on the installation
 logger = logging.getLogger(__name__)
 
 #: The driver's environment variables that Ray workers get too (when set): Hub endpoint and offline mode, token,
-#: object storage credentials and checksum settings (a run folder on s3://: hfsynth.storage.object_store), hfsynth's model
-#: cache, thread counts and verbosity, OpenMP's wait policy (read before torch loads), and the import path. Not
-#: HFSYNTH_SCRATCH: each node keeps its own.
+#: object storage credentials and checksum settings (a run folder on s3://: hfsynth.storage.object_store),
+#: hfsynth's model cache, thread counts and verbosity, OpenMP's wait policy (read before torch loads), and the import
+#: path. Not HFSYNTH_SCRATCH: each node keeps its own.
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_TOKEN", "TRANSFORMERS_OFFLINE",
                  "HF_DATASETS_OFFLINE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                  "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL", *CHECKSUM_SETTINGS,

@@ -5,7 +5,8 @@
   spread its requests over a list of replica URLs). The replicas' resources are reserved together in one placement
   group, spread over nodes, so that several recipes on one cluster never deadlock holding half their replicas each.
   Units (the cache's fixed batches) go to the actors one at a time each, and every answer streams back to the
-  driver the moment the actor has it (:mod:`hfsynth.engines.ray_streams`); the driver alone writes them to its call cache.
+  driver the moment the actor has it (:mod:`hfsynth.engines.ray_streams`); the driver alone writes them to its call
+  cache.
   An actor whose process or node died restarts (``max_restarts``) and is given only what its unit still lacks; on
   Ctrl-C the actors send no new request and hand over the answers in flight.
 - **Other units** (``RayEngine.map``: a stage's student runs, its evaluations) are Ray tasks with the resources and
@@ -198,7 +199,8 @@ class RayTeacherPool(Teacher):
     def _stream(self, method: str, units: Sequence[Any],
                 on_answer: Callable[[int, int, Any], None] | None) -> Iterator[tuple[int, dict[int, Any], Any]]:
         """``(unit index, answers by position, outcome)`` for every unit as it finishes, one unit per replica at a
-        time; every answer is handed to ``on_answer`` the moment it reaches the driver (:class:`hfsynth.engines.ray_streams.UnitStreams`)."""
+        time; every answer is handed to ``on_answer`` the moment it reaches the driver
+        (:class:`hfsynth.engines.ray_streams.UnitStreams`)."""
         streams = UnitStreams(self.actors, method, units, on_answer, self.retries)
         self._streaming = True
         try:

@@ -1,6 +1,6 @@
-"""The Ray engine's teacher units as streams (:class:`hfsynth.engines.ray_engine.RayTeacherPool`): every answer a replica
-gets travels to the driver the moment it arrives, so the driver's call cache holds it even when the driver is killed
-the next instant; a replica that dies is given back only what its unit still lacks."""
+"""The Ray engine's teacher units as streams (:class:`hfsynth.engines.ray_engine.RayTeacherPool`): every answer a
+replica gets travels to the driver the moment it arrives, so the driver's call cache holds it even when the driver is
+killed the next instant; a replica that dies is given back only what its unit still lacks."""
 
 from __future__ import annotations
 

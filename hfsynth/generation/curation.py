@@ -1,10 +1,10 @@
 """Curation of generated samples, keeping a record of every dropped sample and why.
 
-Filters, in order: teacher chatter (the teacher talking about the task instead of writing a text), test-set overlap
-(a long word n-gram shared with a real test text: a leak that would inflate every score), length bounds, language
+Filters, in order: teacher chatter (the teacher talking about the task instead of writing a text), test-set overlap (a
+long word n-gram shared with a real test text: a leak that would inflate every score), length bounds, language
 identification, exact duplicates (normalised text), copies of real seed examples, near duplicates (character 3-gram
-Jaccard similarity within a language, :mod:`hfsynth.generation.near_duplicates`), and optionally the teacher's own check that a text fits its label (applied by the generation
-stage, which owns the teacher).
+Jaccard similarity within a language, :mod:`hfsynth.generation.near_duplicates`), and optionally the teacher's own check
+that a text fits its label (applied by the generation stage, which owns the teacher).
 """
 
 from __future__ import annotations

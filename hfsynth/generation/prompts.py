@@ -33,8 +33,8 @@ class GenerationRequest:
     count: int
     call_index: int  # position of this call among the calls for (label, language); drives diversity rotation
     seed_examples: tuple[str, ...] = ()  # real texts of this label (few-shot), shown to be imitated, not copied
-    #: Error-driven generation (hfsynth.generation.feedback): the round (0: the first pass), the real validation texts of this
-    #: label a student mistook (with the label each was taken for: S3), synthetic demonstrations (ProGen).
+    #: Error-driven generation (hfsynth.generation.feedback): the round (0: the first pass), the real validation texts
+    #: of this label a student mistook (with the label each was taken for: S3), synthetic demonstrations (ProGen).
     feedback_round: int = 0
     errors: tuple[tuple[str, str], ...] = ()
     demonstrations: tuple[str, ...] = ()

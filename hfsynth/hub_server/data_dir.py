@@ -2,8 +2,8 @@
 
 Two servers on one folder would each serialize writers with their own in-process locks and overwrite each other's
 refs.json, silently losing commits. An exclusive `flock` on `hub-server.lock` inside the folder
-(:mod:`hfsynth.storage.folder_lock`) rules that out; the kernel drops it when the process ends, however it ends, so a crash
-leaves no stale lock behind. The file names its holder for the message a second server prints.
+(:mod:`hfsynth.storage.folder_lock`) rules that out; the kernel drops it when the process ends, however it ends, so a
+crash leaves no stale lock behind. The file names its holder for the message a second server prints.
 """
 
 from __future__ import annotations

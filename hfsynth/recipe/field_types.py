@@ -1,6 +1,6 @@
-"""Field types that several recipe sections share (:mod:`hfsynth.recipe.schema`, :mod:`hfsynth.recipe.student_params`), checked
-when the recipe loads: a value torch, numpy or a trainer would refuse is one line at ``validate``, not a traceback
-after the teacher calls were paid for."""
+"""Field types that several recipe sections share (:mod:`hfsynth.recipe.schema`, :mod:`hfsynth.recipe.student_params`),
+checked when the recipe loads: a value torch, numpy or a trainer would refuse is one line at ``validate``, not a
+traceback after the teacher calls were paid for."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Training settings per student kind: what a recipe's ``students[i].params`` may hold, with CPU-sized defaults.
 
 Kept apart from the students themselves (as setfit keeps ``training_args.py`` apart from ``trainer.py``) so that a
-recipe is validated without importing setfit, peft or trl (:mod:`hfsynth.recipe.student_kinds` maps kinds to them). The paper's values are noted where the defaults differ:
-its students trained on GPUs, ours must finish on two CPU cores.
+recipe is validated without importing setfit, peft or trl (:mod:`hfsynth.recipe.student_kinds` maps kinds to them).
+The paper's values are noted where the defaults differ: its students trained on GPUs, ours must finish on two CPU
+cores.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Recipe checks that go beyond the schema in :mod:`hfsynth.recipe.schema`: the data files, the labels, what is installed
-and how much work the recipe plans. ``hfsynth recipes validate`` and every command run them when a recipe file is
-loaded (:func:`hfsynth.recipes.files.parse_recipe` with a ``base_dir``), so a mistake costs one line before any work, not a
-traceback after the teacher calls were paid for.
+"""Recipe checks that go beyond the schema in :mod:`hfsynth.recipe.schema`: the data files, the labels, what is
+installed and how much work the recipe plans. ``hfsynth recipes validate`` and every command run them when a recipe file
+is loaded (:func:`hfsynth.recipes.files.parse_recipe` with a ``base_dir``), so a mistake costs one line before any work,
+not a traceback after the teacher calls were paid for.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A small LLM fine-tuned with LoRA (peft) on the synthetic data as prompt/completion pairs (TRL ``SFTTrainer``).
 
 The training prompt is the very classification prompt the teacher and the other LLM students answer
-(:func:`hfsynth.generation.prompts.classification_prompt`), and the completion is the label, so train and test prompts agree.
+(:func:`hfsynth.prompting.classification_prompt`), and the completion is the label, so train and test prompts agree.
 Predictions score each label as the answer (:mod:`hfsynth.language_model`), never parse generated text.
 
 A trained student is saved as its LoRA adapter alone in ``adapter/`` (``PeftModel.from_pretrained(base, folder,
