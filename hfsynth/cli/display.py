@@ -92,8 +92,7 @@ class RunDisplay(RunEvents):
         generation = recipe.generation
         console.print(f"plan: {recipe.planned_calls:,} teacher calls ({len(recipe.labels)} labels x "
                       f"{len(recipe.languages)} language(s) x {generation.samples_per_label} samples in calls of "
-                      f"{generation.samples_per_call}), then top-up calls for what curation drops", highlight=False,
-                      soft_wrap=True)
+                      f"{generation.samples_per_call}), then top-up calls for what curation drops", highlight=False)
         if not self._live:
             return self._generation_lines()
         progress = self._bars(TextColumn("{task.fields[samples]} samples parsed"))
