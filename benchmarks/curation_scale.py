@@ -7,7 +7,8 @@ every 20th is a near copy of an earlier sample of its language (one word dropped
 copy. The real dev sentences are the seed texts (``seed_copy``). The recipe's curation is the paper's
 (``pecher2026-topic``: 4 to 80 words, threshold 0.8, seed copies removed) with language identification on.
 
-- before: ``hfsynth/generation/curation.py`` at BEFORE_COMMIT (a dense n x n 3-gram Jaccard matrix, all languages together);
+- before: ``hfsynth/curation.py`` at BEFORE_COMMIT (a dense n x n 3-gram Jaccard matrix, all languages together; its
+  imports pointed at today's modules);
 - after: this checkout's ``curate`` (MinHash LSH within a language, every candidate's exact Jaccard verified);
 - after, 3 rounds: the same samples added in three rounds (80%, 10%, 10%) as generation's top-ups do, each round
   against what is already kept; it must give the same drops as one pass.
@@ -90,8 +91,11 @@ def _curation_config() -> Any:
 
 
 def _before_module() -> Any:
-    source = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:hfsynth/generation/curation.py"], cwd=ROOT, check=True,
+    source = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:hfsynth/curation.py"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout
+    # The modules it imported have moved since (the generation package, the recipe package).
+    source = source.replace("from hfsynth.prompts import", "from hfsynth.generation.prompts import").replace(
+        "from hfsynth.recipe import", "from hfsynth.recipe.schema import")
     path = Path(tempfile.mkdtemp(prefix="curation-before-")) / "curation_before.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("curation_before", path)

@@ -1,8 +1,8 @@
 """A content-addressed, crash-safe record of teacher calls: nothing already paid for is paid for twice.
 
 Each finished call is stored under a key made from everything that determines its output (model, prompt, sampling
-parameters, seed). The stages commit each answer in its own SQLite transaction the moment it arrives, so a run killed
-at any point loses nothing it was paid for, and a re-run finds every earlier answer.
+parameters, seed), with the tokens it cost. The stages commit each answer in its own SQLite transaction the moment
+it arrives, so a run killed at any point loses nothing it was paid for, and a re-run finds every earlier answer.
 
 The cache is ``teacher_calls.sqlite`` in WAL mode: committed answers first land in ``teacher_calls.sqlite-wal`` and
 are moved into the main file by a checkpoint. One runs after every write and when the cache is opened and closed, so
@@ -28,6 +28,9 @@ from hfsynth.errors import HfsynthError
 
 #: The files SQLite keeps beside the cache in WAL mode; they belong with it (see the module docstring).
 SIDE_SUFFIXES = ("-wal", "-shm")
+#: Each answer's cost, where the teacher reported it: ``(prompt tokens, completion tokens)``.
+Tokens = tuple[int, int]
+TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens")
 
 
 class CacheError(HfsynthError):
@@ -66,7 +69,12 @@ class CallCache:
             self._db = sqlite3.connect(path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, response TEXT NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, response TEXT NOT NULL, "
+                             "prompt_tokens INTEGER, completion_tokens INTEGER)")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+            for column in TOKEN_COLUMNS:  # a cache written before tokens were recorded: its answers stay, uncounted
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE calls ADD COLUMN {column} INTEGER")
             # Answers a killed run left in the -wal file move into the main file now.
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -88,17 +96,44 @@ class CallCache:
                 found.update(dict(rows.fetchall()))
         return found
 
-    def put_many(self, responses: Mapping[str, str]) -> None:
+    def put_many(self, responses: Mapping[str, str], tokens: Mapping[str, Tokens | None] | None = None) -> None:
+        """Store answers, with the ``(prompt, completion)`` tokens each cost where known (an answer stored again
+        keeps its tokens when none are given)."""
+        tokens = tokens or {}
+        rows = [(key, response, *(tokens.get(key) or (None, None))) for key, response in responses.items()]
         with self._guard():
             self._db.execute("BEGIN")
             try:
-                self._db.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?)", responses.items())
+                self._db.executemany(
+                    "INSERT INTO calls VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                    "response = excluded.response, prompt_tokens = coalesce(excluded.prompt_tokens, prompt_tokens), "
+                    "completion_tokens = coalesce(excluded.completion_tokens, completion_tokens)", rows)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
             # Into the main file at once: a copy of the .sqlite alone then has every answer but the next batch's.
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def tokens_of(self, keys: Iterable[str]) -> dict[str, Tokens]:
+        """``(prompt, completion)`` tokens of each of ``keys`` stored with its tokens."""
+        keys = list(keys)
+        found: dict[str, Tokens] = {}
+        with self._guard():
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(f"SELECT key, prompt_tokens, completion_tokens FROM calls WHERE key IN "
+                                        f"({marks}) AND prompt_tokens IS NOT NULL", chunk)
+                found.update({key: (prompt, completion) for key, prompt, completion in rows.fetchall()})
+        return found
+
+    def spent(self) -> Tokens:
+        """Every token the stored answers cost: what this run folder's teacher calls were paid, in any run."""
+        with self._guard():
+            prompt, completion = self._db.execute(
+                "SELECT coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0) FROM calls").fetchone()
+        return int(prompt), int(completion)
 
     def __len__(self) -> int:
         with self._guard():

@@ -73,6 +73,7 @@ def generation_stats(recipe: Recipe, result: GenerationResult, dataset: datasets
         per_language_label=per_cell_counts(result.samples),
         target_per_label=recipe.generation.samples_per_label,
         splits={split: len(rows) for split, rows in dataset.items()},
+        teacher_tokens=result.teacher_tokens,
     )
 
 

@@ -343,6 +343,20 @@ def resolve_model(name: str) -> str:
     return str(_cached_build(embedded))
 
 
+def folder_if_present(name: str) -> str | None:
+    """An embedded model's folder when it is here already (installed, or built by an earlier run), without building
+    it; a local folder as given; ``None`` otherwise."""
+    embedded = EMBEDDED_MODELS.get(name)
+    if embedded is None:
+        return name if Path(name).expanduser().is_dir() else None
+    if any(importlib.util.find_spec(module) is None for module in embedded.packages.values()):
+        return None
+    if embedded.installed_folder is not None:
+        return str(embedded.installed_folder())
+    built = cache_dir() / "models" / f"{embedded.name}-v{embedded.build_version}"
+    return str(built) if built.is_dir() else None
+
+
 def _require_packages(model: EmbeddedModel) -> None:
     for package, module in model.packages.items():
         if importlib.util.find_spec(module) is None:

@@ -80,8 +80,9 @@ def generate(
     dataset_dir = run_folder.dataset.root
     engine = engine or LOCAL
     checkpoint(run_folder.cache)  # a damaged cache fails now, not after the teacher loaded; a killed run's -wal merged
-    with measured_stage(out_dir, "generate", engine.name), engine.load_teacher(recipe) as teacher:
+    with measured_stage(out_dir, "generate", engine.name) as costs, engine.load_teacher(recipe) as teacher:
         result = generate_samples(recipe, teacher, run_folder.cache, progress)
+        costs.teacher_tokens = result.teacher_tokens
         dataset = save_dataset(recipe, result, dataset_dir)
         # While the teacher is loaded: it judges label fidelity when the recipe has no real reference data.
         write_quality(recipe, dataset_dir, lambda: teacher_classifier(recipe, teacher, run_folder.cache),
@@ -114,8 +115,9 @@ def train(recipe: Recipe, out_dir: Path, dataset_source: str | Path | None = Non
 def evaluate(recipe: Recipe, out_dir: Path, engine: Engine | None = None,
              on_progress: UnitsProgress | None = None) -> EvaluationResults:
     """Teacher and students on the real test sets; results, report and plots into ``out_dir/eval``, then cards."""
-    with measured_stage(out_dir, "evaluate", (engine or LOCAL).name):
+    with measured_stage(out_dir, "evaluate", (engine or LOCAL).name) as costs:
         results = run_evaluation(recipe, out_dir, engine=engine, on_progress=on_progress)
+        costs.teacher_tokens = results.teacher_tokens
         write_cards(recipe, out_dir, results)
     return results
 

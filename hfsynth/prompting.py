@@ -34,11 +34,39 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """The tokens one call cost: a server's reported ``usage``, or the local tokenizer's count."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Answer(str):
+    """A teacher's answer: its text (a ``str`` wherever text is expected) and the tokens it cost (``usage``, ``None``
+    when the backend reports none). Only the teacher makes them; anything derived from the text is a plain ``str``."""
+
+    usage: Usage | None
+
+    def __new__(cls, text: str, usage: Usage | None = None) -> Answer:
+        answer = super().__new__(cls, text)
+        answer.usage = usage
+        return answer
+
+    def __reduce__(self) -> tuple[type[Answer], tuple[str, Usage | None]]:  # pickled with its usage (Ray)
+        return Answer, (str(self), self.usage)
+
+
+def usage_of(answer: str) -> Usage | None:
+    return answer.usage if isinstance(answer, Answer) else None
+
+
+@dataclass(frozen=True)
 class LabelScores:
     """A teacher's classification of one text: a probability per label, or ``None`` where no label could be read."""
 
     probabilities: dict[str, float] | None
     raw: str = ""  # the teacher's answer as text (remote backends); kept for the unparseable-answer report
+    usage: Usage | None = None  # the tokens the answer cost
 
     @property
     def label(self) -> str | None:
@@ -47,12 +75,12 @@ class LabelScores:
         return max(self.probabilities, key=self.probabilities.__getitem__)
 
     @classmethod
-    def from_logprobs(cls, logprobs: dict[str, float], raw: str = "") -> LabelScores:
+    def from_logprobs(cls, logprobs: dict[str, float], raw: str = "", usage: Usage | None = None) -> LabelScores:
         """Softmax over per-label log-likelihoods."""
         top = max(logprobs.values())
         exps = {label: math.exp(value - top) for label, value in logprobs.items()}
         total = sum(exps.values())
-        return cls({label: value / total for label, value in exps.items()}, raw)
+        return cls({label: value / total for label, value in exps.items()}, raw, usage)
 
 
 #: Completion-style documents separate items with this marker, so a base model's continuation can be cut there.
@@ -94,6 +122,11 @@ def classification_prompt(
         document += [f"{ITEM_MARKER} {example_text}", f"Label: {example_label}", ""]
     document += [f"{ITEM_MARKER} {text}", "Label:"]
     return Prompt(messages=tuple(messages), completion="\n".join(document))
+
+
+def prompt_text(prompt: Prompt, chat: bool) -> str:
+    """What a backend reads of ``prompt``: its messages' contents (chat), or the document (completion)."""
+    return "\n".join(content for _, content in prompt.messages) if chat else prompt.completion
 
 
 def prompt_fingerprint(prompt: Prompt) -> str:
@@ -165,7 +198,7 @@ def parse_label(answer: str, labels: Sequence[str]) -> str | None:
 
 def label_scores(answer: str, labels: Sequence[str]) -> LabelScores:
     """The parsed label as certain (one-hot over ``labels``), or no label, keeping the answer for the report."""
-    label = parse_label(answer, labels)
+    label, usage = parse_label(answer, labels), usage_of(answer)
     if label is None:
-        return LabelScores(None, raw=answer)
-    return LabelScores({name: float(name == label) for name in labels}, raw=answer)
+        return LabelScores(None, raw=str(answer), usage=usage)
+    return LabelScores({name: float(name == label) for name in labels}, raw=str(answer), usage=usage)

@@ -42,6 +42,7 @@ from hfsynth.recipe.schema import Recipe
 from hfsynth.runs.folder import DatasetFolder
 from hfsynth.runs.records import GenerationStats, QualityReport
 from hfsynth.teachers.cached import CachedTeacher, label_key
+from hfsynth.teachers.spending import Spending
 from hfsynth.text_measures import (
     Embedder,
     coverage,
@@ -397,8 +398,9 @@ def teacher_classifier(recipe: Recipe, teacher: Teacher, cache_path: Path) -> Cl
         prompts = [classification_prompt(recipe, text, language)
                    for text, language in zip(texts, languages, strict=True)]
         keys = [label_key(teacher.model_id, teacher.uses_chat, prompt, recipe.label_names) for prompt in prompts]
+        spending = Spending(recipe.teacher, "the quality report")  # within the budget, not in a stage's count
         with CallCache(cache_path) as cache:
-            return [label or None for label in CachedTeacher(teacher, cache).classify(prompts, keys,
-                                                                                     recipe.label_names)]
+            labels = CachedTeacher(teacher, cache, spending).classify(prompts, keys, recipe.label_names)
+        return [label or None for label in labels]
 
     return classify

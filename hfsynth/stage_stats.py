@@ -14,10 +14,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from hfsynth.runs.folder import RunFolder
-from hfsynth.runs.records import RunStats, StageStats
+from hfsynth.runs.records import RunStats, StageStats, TeacherTokens
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
@@ -52,9 +53,17 @@ def _process_peak_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, kB elsewhere
 
 
+@dataclass
+class StageCosts:
+    """What a measured block reports beside its time and memory."""
+
+    teacher_tokens: TeacherTokens | None = None
+
+
 @contextmanager
-def measured_stage(out_dir: Path, stage: str, engine: str = "local") -> Iterator[None]:
-    """Time the block and record its peak memory as ``stage`` in ``out_dir``'s run stats (when it succeeds).
+def measured_stage(out_dir: Path, stage: str, engine: str = "local") -> Iterator[StageCosts]:
+    """Time the block and record its peak memory as ``stage`` in ``out_dir``'s run stats (when it succeeds), with
+    the teacher tokens the block sets on the :class:`StageCosts` it is given.
 
     The peak is the stage's own when it ran alone in the process; with other stages running alongside (another
     recipe's, in another thread) it is the process's peak, and the record says so."""
@@ -65,8 +74,9 @@ def measured_stage(out_dir: Path, stage: str, engine: str = "local") -> Iterator
         _started += 1
         started_before = _started
     started = time.perf_counter()
+    costs = StageCosts()
     try:
-        yield
+        yield costs
     finally:
         with _lock:
             _active -= 1
@@ -74,17 +84,19 @@ def measured_stage(out_dir: Path, stage: str, engine: str = "local") -> Iterator
     seconds = time.perf_counter() - started
     stage_peak = _stage_peak_mib() if own_peak else None
     record = StageStats(seconds=seconds, peak_rss_mib=stage_peak if stage_peak is not None else _process_peak_mib(),
-                        peak_scope="stage" if stage_peak is not None else "process", engine=engine)
+                        peak_scope="stage" if stage_peak is not None else "process", engine=engine,
+                        teacher_tokens=costs.teacher_tokens)
     path = RunFolder(out_dir).stats
     earlier = RunStats.load_if_present(path)
     RunStats(stages={**(earlier.stages if earlier else {}), stage: record}).save(path)
 
 
 def summary(out_dir: Path) -> str | None:
-    """One line: each recorded stage's minutes and peak memory."""
+    """One line: each recorded stage's minutes, peak memory and teacher tokens."""
     stats = RunStats.load_if_present(RunFolder(out_dir).stats)
     if stats is None or not stats.stages:
         return None
     parts = [f"{name} {entry.seconds / 60:.1f} min, peak {entry.peak_rss_mib / 1024:.2f} GiB"
+             + (f", {entry.teacher_tokens.describe()}" if entry.teacher_tokens else "")
              for name, entry in stats.stages.items()]
     return "stages: " + "; ".join(parts)

@@ -3,7 +3,8 @@ deterministically, and can be made to hold its answers (a slow or hung server) t
 
 A chat request with ``max_tokens`` above the classification budget gets a numbered list of pseudo-sentences derived
 from its messages and its ``seed`` (a sampling LLM: the same request gives the same texts, another seed others); a
-classification request gets one of ``labels``, derived from its messages. Every request is counted when it arrives,
+classification request gets one of ``labels``, derived from its messages; each answer reports its ``usage`` (in
+words). Every request is counted when it arrives,
 with its headers (names in lower case), so a test sees exactly what was paid for and which key came with it.
 """
 
@@ -87,7 +88,7 @@ class OpenAIServer:
                     "id": "answer", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
                     "choices": [{"index": 0, "finish_reason": "stop",
                                  "message": {"role": "assistant", "content": text}}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+                    "usage": usage(body, text),
                 }).encode()
                 try:
                     self.send_response(200)
@@ -105,6 +106,13 @@ class OpenAIServer:
                 pass
 
         return Handler
+
+
+def usage(body: dict[str, Any], text: str) -> dict[str, int]:
+    """A server's token counts, here words: the messages' for the prompt, the answer's for the completion."""
+    prompt = sum(len(str(message.get("content", "")).split()) for message in body.get("messages") or [])
+    completion = len(text.split())
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 @contextmanager

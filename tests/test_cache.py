@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,23 @@ def test_a_failed_batch_stores_nothing(tmp_path: Path) -> None:
         with pytest.raises(Exception):
             cache.put_many({"a": "1", "b": None})  # type: ignore[dict-item]  # NOT NULL: the batch fails
         assert len(cache) == 0
+
+
+def test_tokens_are_stored_with_answers_and_kept_when_an_answer_is_stored_again(tmp_path: Path) -> None:
+    with CallCache(tmp_path / "calls.sqlite") as cache:
+        cache.put_many({"a": "1", "b": "2"}, {"a": (30, 7)})
+        cache.put_many({"a": "1 with timing"})  # the evaluation's second write of an answer: its tokens stay
+        assert cache.tokens_of(["a", "b", "missing"]) == {"a": (30, 7)}
+        assert cache.spent() == (30, 7) and cache.get_many(["a"]) == {"a": "1 with timing"}
+
+
+def test_a_cache_written_before_tokens_were_kept_opens_with_its_answers(tmp_path: Path) -> None:
+    path = tmp_path / "calls.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE calls (key TEXT PRIMARY KEY, response TEXT NOT NULL)")
+        db.execute("INSERT INTO calls VALUES ('old', 'an answer paid before')")
+    with CallCache(path) as cache:
+        assert cache.get_many(["old"]) == {"old": "an answer paid before"}
+        assert cache.tokens_of(["old"]) == {} and cache.spent() == (0, 0)  # uncounted, not lost
+        cache.put_many({"new": "x"}, {"new": (1, 2)})
+        assert cache.spent() == (1, 2)

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 
 from hfsynth.cli import display as cli_display
@@ -128,3 +129,39 @@ def test_samples_kept_of_11_languages_fit_80_columns() -> None:
     assert max(map(len, lines)) <= 80 and "…" not in narrow.file.getvalue()
     rows = [line.split() for line in lines if line.split()[:1] and line.split()[0] in recipe.label_names]
     assert len(rows) == 7 and all(row[1:] == ["200"] * 11 for row in rows)
+
+
+def test_plan_shows_teacher_tokens_and_cost_per_recipe_and_in_total() -> None:
+    recipes = [str(REPO_ROOT / "recipes" / f"pecher2026-{task}.yaml") for task in ("topic", "sentiment", "intent")]
+    prices = ("--input-per-million", "0.6", "--output-per-million", "0.8", "--currency", "EUR")
+    shown = run_cli("plan", *recipes, *prices, timeout=300, HF_HUB_OFFLINE="1", COLUMNS="80")
+    assert shown.returncode == 0, shown.stderr
+    costs = {line.split()[0]: line.split()[-2] for line in shown.stderr.splitlines()
+             if re.match(r"(pecher2026-\S+|total) +~[\d,]+ .* EUR$", line)}
+    assert set(costs) == {"pecher2026-topic", "pecher2026-sentiment", "pecher2026-intent", "total"}
+    assert max(map(len, shown.stderr.splitlines())) <= 80
+
+    as_json = json.loads(run_cli("plan", *recipes, *prices, "--json", timeout=300, HF_HUB_OFFLINE="1").stdout)
+    teachers = {plan["recipe"]: plan["teacher"] for plan in as_json["recipes"]}
+    for name, teacher in teachers.items():
+        # Seed and test sets on the Hub are not fetched: generation estimated, evaluation unknown.
+        assert teacher["estimated"] and teacher["evaluation_tokens"] is None
+        assert teacher["generation_tokens_max"] > teacher["generation_tokens"] > 0
+        assert teacher["currency"] == "EUR" and costs[name] == f"{teacher['cost_max']:,.2f}"
+    assert costs["total"] == f"{sum(teacher['cost_max'] for teacher in teachers.values()):,.2f}"
+
+
+def test_plan_warns_when_the_teacher_may_pass_its_budget(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO_ROOT / "recipes" / "quickstart.yaml").read_text())
+    data["teacher"]["budget"] = {"max_tokens": 1000}
+    (tmp_path / "data").symlink_to(REPO_ROOT / "data")  # the recipe's ../data/... paths
+    recipe = tmp_path / "recipes" / "capped.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text(yaml.safe_dump(data))
+    shown = run_cli("plan", str(recipe), timeout=300, HF_HUB_OFFLINE="1", COLUMNS="200")
+    assert shown.returncode == 0, shown.stderr
+    teacher = json.loads(run_cli("plan", str(recipe), "--json", timeout=300, HF_HUB_OFFLINE="1").stdout)[
+        "recipes"][0]["teacher"]
+    assert teacher["evaluation_tokens"] > 0 and teacher["tokens_max"] > 1000  # local test sets: counted
+    assert (f"warning: {data['name']}: the plan may pass teacher.budget: at most {teacher['tokens_max']:,} tokens, "
+            "above teacher.budget.max_tokens 1,000") in shown.stderr

@@ -170,8 +170,9 @@ def test_generate_states_the_plan_before_starting(tmp_path: Path) -> None:
     cache.write_text("damaged")
     code, output = invoke("generate", str(recipe), "--out", str(tmp_path / "run"))
     assert code == 1
-    assert output.splitlines()[0] == ("plan: 4 teacher calls (2 labels x 1 language(s) x 3 samples in calls of 2), "
-                                      "then top-up calls for what curation drops")
+    # First, wrapped at the terminal's width.
+    assert " ".join(output.split()).startswith("plan: 4 teacher calls (2 labels x 1 language(s) x 3 samples in calls "
+                                               "of 2), then top-up calls for what curation drops error: ")
 
 
 # --- the Hub ------------------------------------------------------------------------------------------------------

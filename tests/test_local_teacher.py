@@ -111,6 +111,11 @@ def test_generation_ends_at_special_tokens(gemma: LocalTeacher) -> None:
     assert picture == "" and caption.startswith("A dog") and "<start_of_image>" not in caption
     # Both stopped at the marker: fewer tokens together than the picture's alone had it been written 12 times.
     assert gemma.stats.completion_tokens - tokens_before < 12
+    # Each answer carries its own tokens: together, what the batch cost.
+    assert picture.usage is not None and caption.usage is not None
+    assert picture.usage.completion_tokens + caption.usage.completion_tokens == \
+        gemma.stats.completion_tokens - tokens_before
+    assert picture.usage.prompt_tokens < caption.usage.prompt_tokens  # its own prompt, not the padded batch's
 
 
 @pytest.mark.slow

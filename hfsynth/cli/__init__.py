@@ -274,12 +274,27 @@ def plan(recipes: Annotated[list[str], typer.Argument(help="One or more recipe Y
              min=0)] = 30.0,
          evaluation_minutes: Annotated[float, typer.Option(
              help="Minutes one evaluation (a trained run on all its test sets) takes.", min=0)] = 2.0,
+         input_per_million: Annotated[float | None, typer.Option(
+             help="A teacher price to plan with, per million prompt tokens (instead of the recipes' "
+                  "teacher.pricing): what the grid would cost at another provider.", min=0)] = None,
+         output_per_million: Annotated[float | None, typer.Option(
+             help="The same, per million answer tokens.", min=0)] = None,
+         currency: Annotated[str, typer.Option(help="The currency of those prices.")] = "USD",
          as_json: JsonOption = False) -> None:
-    """What the recipes' whole grid will take (teacher prompts, units, GPU-hours, storage), without running it."""
-    from hfsynth.cli.display import plans_json, show_plans
+    """What the recipes' whole grid will take (teacher prompts and tokens, their cost, units, GPU-hours, storage),
+    without running it."""
+    from hfsynth.cli.plan_display import plans_json, show_plans
     from hfsynth.grid_plan import plan_grid
+    from hfsynth.recipe.teacher_costs import Pricing
 
+    if (input_per_million is None) != (output_per_million is None):
+        raise HfsynthError("--input-per-million and --output-per-million go together: give both")
     loaded = [_load(recipe) for recipe in recipes]
+    if input_per_million is not None and output_per_million is not None:
+        pricing = Pricing(input_per_million=input_per_million, output_per_million=output_per_million,
+                          currency=currency)
+        loaded = [one.model_copy(update={"teacher": one.teacher.model_copy(update={"pricing": pricing})})
+                  for one in loaded]
     for one in loaded:
         _warn_about_the_human_pool(one)  # on stderr, as every message: --json's standard output stays JSON
     plans = [plan_grid(one) for one in loaded]

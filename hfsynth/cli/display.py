@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from hfsynth.errors import HfsynthError
     from hfsynth.evaluation.results import EvaluationResults, SummaryEntry
     from hfsynth.generation.samples import GenerationProgress, GenerationResult
-    from hfsynth.grid_plan import GridPlan
     from hfsynth.recipe.schema import Recipe
     from hfsynth.training import TrainedRun
     from hfsynth.training_progress import TrainingStep
@@ -93,8 +92,7 @@ class RunDisplay(RunEvents):
         generation = recipe.generation
         console.print(f"plan: {recipe.planned_calls:,} teacher calls ({len(recipe.labels)} labels x "
                       f"{len(recipe.languages)} language(s) x {generation.samples_per_label} samples in calls of "
-                      f"{generation.samples_per_call}), then top-up calls for what curation drops", highlight=False,
-                      soft_wrap=True)
+                      f"{generation.samples_per_call}), then top-up calls for what curation drops", highlight=False)
         if not self._live:
             return self._generation_lines()
         progress = self._bars(TextColumn("{task.fields[samples]} samples parsed"))
@@ -325,87 +323,3 @@ def _verdicts(results: EvaluationResults, entry: SummaryEntry) -> str:
         lines.append(escape(f"{human.comparison.ratio_text()} of human data ({human.human_examples_per_label or 0:.0f}"
                             f" per label{pool})"))
     return "\n".join(lines)
-
-
-def _size(size: int | None) -> str:
-    if size is None:
-        return "?"
-    if size == 0:
-        return "its examples only"
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
-        if size >= scale:
-            return f"{size / scale:,.1f} {unit}"
-    return f"{size / 1e3:,.1f} kB"
-
-
-def _plan_cells(prompts: int, prompts_max: int, test_texts: int | None, runs: int, evaluations: int,
-                gpu_hours: float, storage: int | None) -> list[str]:
-    return [f"{prompts:,}", f"{prompts_max:,}", "?" if test_texts is None else f"{test_texts:,}", f"{runs:,}",
-            f"{evaluations:,}", f"{gpu_hours:,.0f}", _size(storage)]
-
-
-def show_plans(plans: Sequence[GridPlan], training_minutes: float, evaluation_minutes: float) -> None:
-    """``hfsynth plan``: each recipe's grid, then the totals; whole recipe names and every number at 80 columns."""
-    from hfsynth.model_shapes import CONFIG_TIMEOUT
-
-    table = Table(title="What the grid takes (hfsynth plan: nothing run)", title_justify="left", box=box.SIMPLE_HEAD,
-                  padding=(0, 1), pad_edge=False, collapse_padding=True, show_edge=False)
-    table.add_column("recipe", no_wrap=True)
-    # Headers on two lines and numbers never wrapped: four recipes and a total fit 80 columns.
-    for column in ("gen.\nprompts", "at\nmost", "eval.\nprompts", "student\nruns", "evalu-\nations", "GPU-\nhours",
-                   "on\ndisk"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for position, plan in enumerate(plans):
-        table.add_row(plan.recipe, *_plan_cells(
-            plan.generation_prompts, plan.generation_prompts_max, plan.test_texts, plan.student_runs,
-            plan.student_runs * plan.test_sets, plan.gpu_hours(training_minutes, evaluation_minutes),
-            plan.storage_bytes), end_section=position == len(plans) - 1)
-    total = plans_json(plans, training_minutes, evaluation_minutes)["total"]
-    table.add_row("total", *_plan_cells(
-        total["generation_prompts"], total["generation_prompts_max"], total["test_texts"], total["student_runs"],
-        total["evaluations"], total["gpu_hours"], total["storage_bytes"]))
-    console.print(table)
-    for plan in plans:
-        for student in plan.students:
-            console.print(f"  {plan.recipe} / {student.name} ({student.kind}, {student.model}): {student.runs:,} "
-                          f"runs x {_size(student.bytes_per_run)}", highlight=False)
-    console.print("  gen./eval. prompts: the teacher's, for generation (at most: with every top-up and feedback "
-                  "round the recipe allows) and evaluation; evaluations: student runs x test sets; on disk: the "
-                  "saved students", highlight=False)
-    unreached = sorted({name for plan in plans for name in plan.unreached})
-    if unreached:
-        console.print(f"  ?: the config.json of {', '.join(unreached)} could not be reached from here within "
-                      f"{CONFIG_TIMEOUT:g} s (offline, or a gated model without a token): gave up on it",
-                      highlight=False)
-    unknown = [plan.recipe for plan in plans if plan.test_texts is None]
-    if unknown:
-        console.print(f"  evaluation prompts: one per test text; the test sets' sizes of {', '.join(unknown)} are "
-                      "on the Hub (set evaluation.max_samples to bound them)", highlight=False)
-    console.print(f"  GPU-hours at {training_minutes:g} min per student run and {evaluation_minutes:g} min per "
-                  "evaluation on the GPUs the recipe's execution section gives them (in-context runs train "
-                  "nothing: evaluation only; --training-minutes, --evaluation-minutes: measure one run on the "
-                  "target hardware)", highlight=False)
-
-
-def plans_json(plans: Sequence[GridPlan], training_minutes: float, evaluation_minutes: float) -> dict[str, Any]:
-    """``hfsynth plan --json``: each recipe's grid and the totals (None where a part is unknown here)."""
-    rows = []
-    for plan in plans:
-        rows.append({
-            "recipe": plan.recipe, "languages": plan.languages, "labels": plan.labels, "samples": plan.samples,
-            "generation_prompts": plan.generation_prompts, "generation_prompts_max": plan.generation_prompts_max,
-            "test_texts": plan.test_texts, "test_sets": plan.test_sets, "student_runs": plan.student_runs,
-            "trained_runs": plan.trained_runs, "evaluations": plan.student_runs * plan.test_sets,
-            "gpu_hours": plan.gpu_hours(training_minutes, evaluation_minutes), "storage_bytes": plan.storage_bytes,
-            "unreached_configs": list(plan.unreached),
-            "students": [{"name": s.name, "kind": s.kind, "model": s.model, "runs": s.runs,
-                          "bytes_per_run": s.bytes_per_run} for s in plan.students]})
-
-    def total(key: str) -> Any:
-        values = [row[key] for row in rows]
-        return None if any(value is None for value in values) else sum(values)
-
-    keys = ("samples", "generation_prompts", "generation_prompts_max", "test_texts", "student_runs",
-            "trained_runs", "evaluations", "gpu_hours", "storage_bytes")
-    return {"training_minutes": training_minutes, "evaluation_minutes": evaluation_minutes, "recipes": rows,
-            "total": {key: total(key) for key in keys}}

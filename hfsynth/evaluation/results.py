@@ -8,7 +8,15 @@ from collections import Counter
 from typing import ClassVar, Literal
 
 from hfsynth.formatting import format_number, interval_text
-from hfsynth.runs.records import DataSource, FeedbackReport, HumanReference, QualityReport, Record, Verdict
+from hfsynth.runs.records import (
+    DataSource,
+    FeedbackReport,
+    HumanReference,
+    QualityReport,
+    Record,
+    TeacherTokens,
+    Verdict,
+)
 
 
 class LabelReport(Record):
@@ -211,6 +219,8 @@ class EvaluationResults(Record):
     feedback: FeedbackReport | None = None
     #: What became of the human-data reference's pool, when the recipe has one.
     reference_pool: HumanReference | None = None
+    #: What the teacher's classification of the test sets cost (paid now, or cached from an earlier run).
+    teacher_tokens: TeacherTokens | None = None
 
     @property
     def headline(self) -> list[SummaryEntry]:

@@ -54,6 +54,7 @@ from hfsynth.storage.mirror import FolderAccess, unit_folders
 from hfsynth.students.base import Student, read_meta
 from hfsynth.teachers.base import Teacher
 from hfsynth.teachers.cached import CachedTeacher, evaluation_key
+from hfsynth.teachers.spending import Spending
 from hfsynth.training import StudentRun, run_params, runs_to_evaluate
 
 logger = logging.getLogger(__name__)
@@ -108,13 +109,14 @@ class _TeacherSession:
             gc.collect()
 
 
-def evaluate_teacher(recipe: Recipe, test_set: TestSet, session: _TeacherSession, cache: CallCache) -> ScoredRun:
+def evaluate_teacher(recipe: Recipe, test_set: TestSet, session: _TeacherSession, cache: CallCache,
+                     spending: Spending | None = None) -> ScoredRun:
     demonstrations = teacher_demonstrations(recipe, test_set)
     prompts = [classification_prompt(recipe, text, test_set.language, demonstrations) for text in test_set.texts]
     keys = [evaluation_key(session.model_id, test_set.language, text, prompt)
             for text, prompt in zip(test_set.texts, prompts, strict=True)]
     # Each answer is cached with its batch's timing: the latency and throughput of the report.
-    values = CachedTeacher(session.get, cache).classify(prompts, keys, recipe.label_names, record=_record,
+    values = CachedTeacher(session.get, cache, spending).classify(prompts, keys, recipe.label_names, record=_record,
                                                          batching=latency_then_batches, progress=test_set.language)
     answered = [json.loads(value) for value in values]
     predicted = [LabelScores(record["probabilities"]).label for record in answered]
@@ -252,10 +254,11 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
 
     scored: list[ScoredRun] = []
     session = _TeacherSession(recipe, teacher, engine)
+    spending = Spending(recipe.teacher, "the teacher's evaluation")
     try:
         with CallCache(run_folder.cache) as cache:
             for test_set in test_sets:
-                scored.append(evaluate_teacher(recipe, test_set, session, cache))
+                scored.append(evaluate_teacher(recipe, test_set, session, cache, spending))
         quality = _quality(recipe, run_folder, session)
     finally:
         session.close()
@@ -275,6 +278,7 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
     feedback = FeedbackReport.load_if_present(run_folder.dataset.feedback)
     reference = HumanReference.load_if_present(run_folder.human_reference) if recipe.reference_students else None
     results = build_results(recipe, scored, test_sets, session.model_id, quality, feedback, reference)
+    results.teacher_tokens = spending.record()
     results.save(eval_dir.results)
     plot_teacher_vs_students(results, eval_dir.bars_plot)
     plot_learning_curve(results, eval_dir.curve_plot)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import datasets
 
-from hfsynth.runs.records import FeedbackReport
+from hfsynth.runs.records import FeedbackReport, TeacherTokens
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class GenerationResult:
     teacher_shown: list[str] = field(default_factory=list)
     asked: int = 0  # samples asked of the teacher, every round (top-up and feedback) included
     feedback: FeedbackReport | None = None
+    teacher_tokens: TeacherTokens | None = None  # what the stage's teacher calls cost
 
     def counts(self) -> Counter[tuple[str, str]]:
         return Counter((sample.language, sample.label) for sample in self.samples)

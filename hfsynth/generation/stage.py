@@ -26,6 +26,7 @@ from hfsynth.realdata import labelled_texts
 from hfsynth.recipe.schema import Recipe
 from hfsynth.teachers.base import Teacher
 from hfsynth.teachers.cached import CachedTeacher, generation_key, label_key
+from hfsynth.teachers.spending import Spending
 
 Cell = tuple[str, str]  # (language, label)
 
@@ -123,13 +124,15 @@ def generate_samples(
     curator = Curator(recipe.curation, [*seed_texts, *validation_texts], test_texts, chatter, validation_texts)
 
     with CallCache(cache_path) as cache:
-        generation = _Generation(recipe, CachedTeacher(teacher, cache), result, curator, progress)
+        spending = Spending(recipe.teacher, "generation")
+        generation = _Generation(recipe, CachedTeacher(teacher, cache, spending), result, curator, progress)
         raw = generation.first_pass(seed_examples)
         if validation is not None:
             raw, result.feedback = run_feedback(recipe, raw, generation.ask, generation.dataset_samples,
                                                 steerer or SetFitSteerer(recipe), validation, engine or LOCAL)
         curated = generation.curate(raw)
     result.parsed = len(raw)
+    result.teacher_tokens = spending.record()
     result.samples = _dataset_samples(curated.kept, targets)
     result.dropped = curated.dropped
     return result

@@ -23,6 +23,7 @@ from hfsynth.recipe.execution import ExecutionConfig, StrictSection
 from hfsynth.recipe.field_types import Device, Seed
 from hfsynth.recipe.student_kinds import STUDENT_KINDS, student_kind
 from hfsynth.recipe.student_params import StudentParams
+from hfsynth.recipe.teacher_costs import Budget, Pricing
 
 #: Upper bounds that keep a typo from planning a run that never ends (the plan is held in memory, one request per
 #: call): 100k samples per label and language, 500k teacher calls in a round.
@@ -69,9 +70,13 @@ class TeacherConfig(StrictSection):
     timeout: float = Field(120.0, gt=0)
     max_retries: int = Field(4, ge=0)
     sampling: SamplingParams = SamplingParams()
+    pricing: Pricing | None = None
+    budget: Budget | None = None
 
     @model_validator(mode="after")
     def _remote_needs_a_target(self) -> TeacherConfig:
+        if self.budget and self.budget.max_cost is not None and self.pricing is None:
+            raise ValueError("budget.max_cost needs the teacher's pricing (input_per_million, output_per_million)")
         if self.backend == "local" and (self.base_url or self.provider or self.api_key_env):
             raise ValueError("base_url/provider/api_key_env are only for backend: remote")
         if self.base_url and self.provider:

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from transformers import TrainerCallback
 
+    from hfsynth.engines.base import Engine
     from hfsynth.errors import HfsynthError
     from hfsynth.evaluation.results import EvaluationResults
-    from hfsynth.engines.base import Engine
     from hfsynth.generation.samples import GenerationProgress, GenerationResult
     from hfsynth.recipe.schema import Recipe
     from hfsynth.training import TrainedRun

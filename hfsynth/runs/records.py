@@ -65,6 +65,55 @@ class Record(BaseModel):
 # --- generation.json ------------------------------------------------------------------------------------------------
 
 
+class TeacherTokens(Record):
+    """The teacher tokens a stage used (:mod:`hfsynth.teachers.spending`): paid for now, and found in the call cache
+    (paid by an earlier run of this folder, not again). Costs at the recipe's ``teacher.pricing``, when it has one."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_calls: int = 0
+    cached_prompt_tokens: int = 0
+    cached_completion_tokens: int = 0
+    #: Answers whose backend reported no token counts: counted as calls, not as tokens.
+    uncounted_calls: int = 0
+    currency: str | None = None
+    cost: float | None = None
+    cached_cost: float | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cached_tokens(self) -> int:
+        return self.cached_prompt_tokens + self.cached_completion_tokens
+
+    def made_with(self) -> str:
+        """What the stage's output took, in any run (paid now or earlier): ``12,345 teacher tokens (9,000 prompt,
+        3,345 completion; 0.0123 USD)``."""
+        prompt = self.prompt_tokens + self.cached_prompt_tokens
+        completion = self.completion_tokens + self.cached_completion_tokens
+        priced = (f"; {format_cost((self.cost or 0) + (self.cached_cost or 0), self.currency)}"
+                  if self.cost is not None else "")
+        uncounted = f", and {self.uncounted_calls:,} calls without token counts" if self.uncounted_calls else ""
+        return f"{prompt + completion:,} teacher tokens ({prompt:,} prompt, {completion:,} completion{priced}){uncounted}"
+
+    def describe(self) -> str:
+        """One line: ``12,345 teacher tokens (0.0123 USD), 1,000 more cached``."""
+        text = f"{self.tokens:,} teacher tokens" + (f" ({format_cost(self.cost, self.currency)})"
+                                                    if self.cost is not None else "")
+        if self.cached_calls:
+            text += f", {self.cached_tokens:,} more cached"
+        if self.uncounted_calls:
+            text += f", {self.uncounted_calls:,} calls without token counts"
+        return text
+
+
+def format_cost(cost: float, currency: str | None) -> str:
+    return f"{cost:,.4f} {currency or ''}".rstrip()
+
+
 class GenerationStats(Record):
     """What the generation stage did; the dataset card is built from it."""
 
@@ -83,6 +132,8 @@ class GenerationStats(Record):
     per_language_label: dict[str, dict[str, int]]
     target_per_label: int
     splits: dict[str, int]
+    #: What the teacher's calls cost, the curation self-check's included (``None``: written before tokens were kept).
+    teacher_tokens: TeacherTokens | None = None
 
 
 class TeacherShown(Record):
@@ -310,6 +361,8 @@ class StageStats(Record):
     #: process's peak since it started (an upper bound for the stage).
     peak_scope: Literal["stage", "process"]
     engine: str
+    #: The stage's teacher calls, when it made any (generation, the teacher's evaluation).
+    teacher_tokens: TeacherTokens | None = None
 
 
 class RunStats(Record):

@@ -7,8 +7,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from hfsynth.prompting import LabelScores, Prompt
+from hfsynth.prompting import LabelScores, Prompt, prompt_text
 from hfsynth.recipe.schema import SamplingParams
+from hfsynth.teachers.spending import estimate_tokens
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,11 @@ class Teacher(ABC):
     def interrupt(self) -> None:  # noqa: B027 - optional hook
         """Called from another thread: a running ``generate`` or ``classify`` sends no new request, hands over the
         answers of those in flight and raises. Backends without requests in flight ignore it."""
+
+    def prompt_tokens(self, prompts: Sequence[Prompt]) -> list[int]:
+        """Each prompt's tokens, for the budget: the backend's own tokenizer where it has one here; by default an
+        estimate that errs high (:func:`hfsynth.teachers.spending.estimate_tokens`)."""
+        return [estimate_tokens(prompt_text(prompt, self.uses_chat)) for prompt in prompts]
 
     @property
     def batch_size(self) -> int:

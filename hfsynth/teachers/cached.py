@@ -8,14 +8,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from tqdm.auto import tqdm
 
 from hfsynth.cache import CallCache, call_key
-from hfsynth.prompting import LabelScores, Prompt, prompt_fingerprint
+from hfsynth.prompting import LabelScores, Prompt, Usage, prompt_fingerprint, usage_of
 from hfsynth.recipe.schema import SamplingParams
 from hfsynth.teachers.base import ClassifyUnit, GenerateUnit, Teacher
+from hfsynth.teachers.remote import CLASSIFY_MAX_TOKENS
+from hfsynth.teachers.spending import Spending
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,10 @@ def fixed_batches(indices: list[int], batch_size: int) -> list[list[int]]:
 class CachedTeacher:
     """``teacher``: the teacher, or a function that loads it, called only when an answer is not cached yet."""
 
-    def __init__(self, teacher: Teacher | Callable[[], Teacher], cache: CallCache) -> None:
-        self._teacher, self.cache = teacher, cache
+    def __init__(self, teacher: Teacher | Callable[[], Teacher], cache: CallCache,
+                 spending: Spending | None = None) -> None:
+        """``spending``: counts every answer's tokens (paid or cached) and keeps the calls within the budget."""
+        self._teacher, self.cache, self.spending = teacher, cache, spending
 
     @property
     def teacher(self) -> Teacher:
@@ -71,6 +74,7 @@ class CachedTeacher:
         ``on_batch_done(batch keys, answers so far)`` follows every batch, cached or answered."""
         answers = self.cache.get_many(keys)
         cached = sum(key in answers for key in keys)
+        self._count_cached([key for key in keys if key in answers])
         on_planned(len(prompts), cached)
         size = self.teacher.batch_size if cached < len(keys) else max(len(keys), 1)
         # Each batch still to pay for is a unit of work: a pure function of its prompts and seed, whichever engine
@@ -93,11 +97,15 @@ class CachedTeacher:
         def store(unit: int, position: int, answer: str) -> None:
             # The moment it exists: an answer paid for is never lost, even when a later call of its unit fails.
             key = unit_keys[unit][0][position]
-            self.cache.put_many({key: answer})
+            self._store({key: answer}, {key: usage_of(answer)})
             answers[key] = answer
 
-        for index, _ in self.teacher.stream_generate(units, on_answer=store):
-            on_batch_done(unit_keys[index][1], answers)
+        def run(chosen: list[int]) -> None:
+            forward = (lambda unit, position, answer: store(chosen[unit], position, answer))
+            for index, _ in self.teacher.stream_generate([units[i] for i in chosen], on_answer=forward):
+                on_batch_done(unit_keys[chosen[index]][1], answers)
+
+        self._within_budget(run, [unit.prompts for unit in units], sampling.max_new_tokens, cached, len(keys))
         return [answers[key] for key in keys], cached
 
     def classify(self, prompts: Sequence[Prompt], keys: Sequence[str], labels: Sequence[str],
@@ -109,6 +117,7 @@ class CachedTeacher:
         a bar over the batches, with this description."""
         answers = self.cache.get_many(keys)
         todo = [index for index, key in enumerate(keys) if key not in answers]
+        self._count_cached([key for key in keys if key in answers])
         if not todo:
             return [answers[key] for key in keys]
         teacher = self.teacher
@@ -118,22 +127,65 @@ class CachedTeacher:
         units = [ClassifyUnit(tuple(prompts[index] for index in batch), tuple(labels)) for batch in batches]
         started, arrived = time.perf_counter(), [0] * len(batches)
 
-        def store(values: dict[str, str]) -> None:
-            self.cache.put_many(values)
-            answers.update(values)
-
         def on_answer(unit: int, position: int, answer: LabelScores) -> None:
             arrived[unit] += 1  # until the batch ends: its time so far over its answers so far
             seconds = (time.perf_counter() - started) / arrived[unit]
-            store({keys[batches[unit][position]]: record(answer, seconds, len(batches[unit]))})
+            key = keys[batches[unit][position]]
+            values = {key: record(answer, seconds, len(batches[unit]))}
+            self._store(values, {key: answer.usage})
+            answers.update(values)
 
-        stream: Any = teacher.stream_classify(units, on_answer=on_answer)
-        if progress:
-            stream = tqdm(stream, total=len(units), desc=f"teacher {progress}", unit="batch")
-        for unit, scores, seconds in stream:
-            batch = batches[unit]
-            timed = {keys[index]: record(answer, seconds / len(batch), len(batch))
-                     for index, answer in zip(batch, scores, strict=True)}
-            store({key: value for key, value in timed.items() if answers.get(key) != value})
-            started = time.perf_counter()
+        bar = tqdm(total=len(units), desc=f"teacher {progress}", unit="batch", disable=not progress)
+
+        def run(chosen: list[int]) -> None:
+            nonlocal started
+            forward = (lambda unit, position, answer: on_answer(chosen[unit], position, answer))
+            for index, scores, seconds in teacher.stream_classify([units[i] for i in chosen], on_answer=forward):
+                batch = batches[chosen[index]]
+                timed = {keys[i]: record(answer, seconds / len(batch), len(batch))
+                         for i, answer in zip(batch, scores, strict=True)}
+                changed = {key: value for key, value in timed.items() if answers.get(key) != value}
+                self.cache.put_many(changed)  # the batch's timing; the tokens stored with each answer stay
+                answers.update(changed)
+                started = time.perf_counter()
+                bar.update()
+
+        with bar:
+            self._within_budget(run, [unit.prompts for unit in units], CLASSIFY_MAX_TOKENS, len(keys) - len(todo),
+                                len(keys))
         return [answers[key] for key in keys]
+
+    # --- what the answers cost ----------------------------------------------------------------------------------
+
+    def _store(self, values: dict[str, str], usage: dict[str, Usage | None]) -> None:
+        tokens = {key: (used.prompt_tokens, used.completion_tokens) for key, used in usage.items() if used}
+        self.cache.put_many(values, tokens)
+        if self.spending is not None:
+            for key in values:
+                self.spending.count(tokens.get(key), cached=False)
+
+    def _count_cached(self, keys: list[str]) -> None:
+        if self.spending is not None and keys:
+            tokens = self.cache.tokens_of(keys)
+            for key in keys:
+                self.spending.count(tokens.get(key), cached=True)
+
+    def _within_budget(self, run: Callable[[list[int]], None], unit_prompts: Sequence[Sequence[Prompt]],
+                       max_answer_tokens: int, answered: int, total: int) -> None:
+        """``run(unit indices)`` over every unit, in order: all at once without a budget; with one, as many at a time
+        as fit beside what the cache says was spent, each unit at its worst case (prompt tokens and the most tokens
+        its answers may take)."""
+        remaining = list(range(len(unit_prompts)))
+        if self.spending is None or not self.spending.capped:
+            run(remaining)
+            return
+        worst = [(sum(self.teacher.prompt_tokens(list(prompts))), max_answer_tokens * len(prompts))
+                 for prompts in unit_prompts]
+        while remaining:
+            spent = self.cache.spent()
+            fit = self.spending.affordable(spent, [worst[index] for index in remaining])
+            if fit == 0:
+                raise self.spending.reached(spent, answered, total, worst[remaining[0]])
+            run(remaining[:fit])
+            answered += sum(len(unit_prompts[index]) for index in remaining[:fit])
+            remaining = remaining[fit:]

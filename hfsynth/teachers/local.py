@@ -10,7 +10,7 @@ import torch
 from hfsynth.embedded import base_model_id
 from hfsynth.errors import HfsynthError, TeacherError
 from hfsynth.language_model import LanguageModel, PrefixCache, device_and_dtype
-from hfsynth.prompting import COMPLETION_STOPS, LabelScores, Prompt, cut_completion
+from hfsynth.prompting import COMPLETION_STOPS, Answer, LabelScores, Prompt, Usage, cut_completion
 from hfsynth.recipe.schema import SamplingParams, TeacherConfig
 from hfsynth.reproducibility import pin_threads
 from hfsynth.teachers.base import Teacher
@@ -87,18 +87,27 @@ class LocalTeacher(Teacher):
         output = self.lm.model.generate(**encoded, **options)
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
 
+        prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
+        completion_tokens = (new_tokens != tokenizer.pad_token_id).sum(dim=1).tolist()
         self.stats.calls += len(prompts)
-        self.stats.prompt_tokens += int(encoded["attention_mask"].sum())
-        self.stats.completion_tokens += int((new_tokens != tokenizer.pad_token_id).sum())
+        self.stats.prompt_tokens += sum(prompt_tokens)
+        self.stats.completion_tokens += sum(completion_tokens)
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         # A chat model stops at its end of turn; a base model's text ends where its next few-shot item would begin.
-        return [text.strip() if self.uses_chat else cut_completion(text) for text in texts]
+        return [Answer(text.strip() if self.uses_chat else cut_completion(text), Usage(int(used), int(written)))
+                for text, used, written in zip(texts, prompt_tokens, completion_tokens, strict=True)]
+
+    def prompt_tokens(self, prompts: Sequence[Prompt]) -> list[int]:
+        return list(map(len, self.lm.encode(prompts)))
 
     def classify(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[LabelScores]:
         scores = self.lm.label_log_likelihoods(prompts, labels, self.batch_size, self.prefix)
+        lengths = list(map(len, self.lm.encode(prompts)))
         self.stats.calls += len(prompts)
-        self.stats.prompt_tokens += sum(map(len, self.lm.encode(prompts)))
-        return [LabelScores.from_logprobs(dict(zip(labels, row))) for row in scores]
+        self.stats.prompt_tokens += sum(lengths)
+        # The labels are scored, not written: a classification costs its prompt's tokens.
+        return [LabelScores.from_logprobs(dict(zip(labels, row)), usage=Usage(length, 0))
+                for row, length in zip(scores, lengths, strict=True)]
 
     def close(self) -> None:
         if getattr(self, "lm", None) is None:

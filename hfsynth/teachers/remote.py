@@ -47,7 +47,7 @@ from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, Offlin
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
 from hfsynth.errors import TeacherError
-from hfsynth.prompting import COMPLETION_STOPS, LabelScores, Prompt, cut_completion, label_scores
+from hfsynth.prompting import COMPLETION_STOPS, Answer, LabelScores, Prompt, Usage, cut_completion, label_scores
 from hfsynth.recipe.schema import SamplingParams, TeacherConfig
 from hfsynth.teachers.base import Teacher
 from hfsynth.teachers.calls import DaemonPool, Stopped, run_calls
@@ -179,8 +179,8 @@ class RemoteTeacher(Teacher):
         finally:
             self._running.discard(stop)
 
-    def _complete(self, request: dict[str, Any], stop: threading.Event) -> str:
-        """One request with retries; its answer text."""
+    def _complete(self, request: dict[str, Any], stop: threading.Event) -> Answer:
+        """One request with retries; its answer, with the tokens the server says it cost."""
         attempt = 0
         while True:
             if stop.is_set():
@@ -206,11 +206,13 @@ class RemoteTeacher(Teacher):
             if stop.wait(delay):
                 raise Stopped
             attempt += 1
+        reported = _usage(usage)
         with self._stats_lock:
             self.stats.calls += 1
-            self.stats.prompt_tokens += usage.get("prompt_tokens") or 0
-            self.stats.completion_tokens += usage.get("completion_tokens") or 0
-        return text
+            if reported is not None:
+                self.stats.prompt_tokens += reported.prompt_tokens
+                self.stats.completion_tokens += reported.completion_tokens
+        return Answer(text, reported)
 
     def _send(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """One attempt: the answer text and the token usage the server reports."""
@@ -368,3 +370,11 @@ def _retry_after_seconds(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _usage(usage: dict[str, Any]) -> Usage | None:
+    """The server's ``usage`` as token counts; ``None`` when it reports none (the call is then counted, not priced)."""
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return Usage(prompt, completion)
