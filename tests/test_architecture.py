@@ -75,3 +75,11 @@ def test_a_planted_long_module_is_found(copy: Path) -> None:
     module = copy / "hfsynth" / "generation" / "plan.py"
     module.write_text(module.read_text() + "\n" * MAX_MODULE_LINES)
     assert list(oversized_modules(copy / "hfsynth")) == ["hfsynth/generation/plan.py"]
+
+
+def test_every_package_ships_in_the_wheel() -> None:
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "hfsynth").rglob("__init__.py")}
+    assert packages - listed == set()

@@ -81,7 +81,7 @@ def test_tokens_and_cost_are_recorded_per_stage_and_a_rerun_shows_them_cached(tm
         results = json.loads((out / "eval" / "results.json").read_text())
         assert results["teacher_tokens"]["calls"] == len(server.bodies) - before == 12
         assert f"{results['teacher_tokens']['prompt_tokens'] + results['teacher_tokens']['completion_tokens']:,} " \
-               "teacher tokens" in evaluated.stdout  # the run's summary line
+               "teacher tokens" in evaluated.stderr  # the command's last line
 
 
 def test_a_budget_stops_before_the_cap_and_a_higher_one_finishes_paying_nothing_twice(tmp_path: Path) -> None:

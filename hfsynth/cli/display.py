@@ -138,6 +138,8 @@ class RunDisplay(RunEvents):
         drops = ", ".join(f"{reason} {count}" for reason, count in result.drop_counts().items())
         console.print(f"{result.calls} teacher calls ({result.cached_calls} from the cache), {result.parsed} samples "
                       f"parsed, {len(result.samples)} kept; dropped: {drops or 'none'}", highlight=False)
+        if result.teacher_tokens is not None:
+            console.print(f"generation: {result.teacher_tokens.describe()}", highlight=False)
         if result.feedback is not None:
             curve = " -> ".join(f"{value:.3f}" for value in result.feedback.learning_curve)
             console.print(f"feedback ({result.feedback.signal}): {len(result.feedback.rounds)} rounds, "
@@ -187,6 +189,8 @@ class RunDisplay(RunEvents):
 
     def evaluated(self, recipe: Recipe, out_dir: Path, results: EvaluationResults) -> None:
         console.print(results_table(results))
+        if results.teacher_tokens is not None:
+            console.print(f"the teacher's evaluation: {results.teacher_tokens.describe()}", highlight=False)
         console.print(f"report: {shown_path(RunFolder(out_dir).eval.report)}", highlight=False)
 
     def published(self, recipe: Recipe, urls: list[str]) -> None:
