@@ -11,8 +11,9 @@ here (the local teacher), otherwise from an estimate that errs high (:func:`esti
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hfsynth.cache import Tokens
 from hfsynth.errors import HfsynthError
@@ -44,38 +45,26 @@ class Spending:
 
     config: TeacherConfig
     stage: str
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_calls: int = 0
-    cached_prompt_tokens: int = 0
-    cached_completion_tokens: int = 0
-    uncounted_calls: int = 0
+    #: The integer fields of :class:`TeacherTokens`, counted so far.
+    counts: Counter[str] = field(default_factory=Counter)
 
     def count(self, tokens: Tokens | None, cached: bool) -> None:
-        if cached:
-            self.cached_calls += 1
-        else:
-            self.calls += 1
+        kind = "cached_" if cached else ""
+        self.counts[f"{kind}calls"] += 1
         if tokens is None:
-            self.uncounted_calls += 1
-        elif cached:
-            self.cached_prompt_tokens += tokens[0]
-            self.cached_completion_tokens += tokens[1]
+            self.counts["uncounted_calls"] += 1
         else:
-            self.prompt_tokens += tokens[0]
-            self.completion_tokens += tokens[1]
+            self.counts[f"{kind}prompt_tokens"] += tokens[0]
+            self.counts[f"{kind}completion_tokens"] += tokens[1]
 
     def record(self) -> TeacherTokens:
-        pricing = self.config.pricing
-        return TeacherTokens(
-            calls=self.calls, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
-            cached_calls=self.cached_calls, cached_prompt_tokens=self.cached_prompt_tokens,
-            cached_completion_tokens=self.cached_completion_tokens, uncounted_calls=self.uncounted_calls,
-            currency=pricing.currency if pricing else None,
-            cost=round(cost(pricing, self.prompt_tokens, self.completion_tokens), 6) if pricing else None,
-            cached_cost=(round(cost(pricing, self.cached_prompt_tokens, self.cached_completion_tokens), 6)
-                         if pricing else None))
+        counts, pricing = self.counts, self.config.pricing
+        priced = {} if pricing is None else {
+            "currency": pricing.currency,
+            "cost": round(cost(pricing, counts["prompt_tokens"], counts["completion_tokens"]), 6),
+            "cached_cost": round(cost(pricing, counts["cached_prompt_tokens"], counts["cached_completion_tokens"]), 6)}
+        integers = [name for name, info in TeacherTokens.model_fields.items() if info.annotation in (int, "int")]
+        return TeacherTokens(**{name: counts[name] for name in integers}, **priced)
 
     @property
     def capped(self) -> bool:
