@@ -34,6 +34,7 @@ from hfsynth.prompting import classification_prompt, prompt_text
 from hfsynth.realdata import load_test_sets, teacher_demonstrations
 from hfsynth.recipe.schema import Recipe, SeedSet
 from hfsynth.recipe.teacher_costs import Budget, Pricing
+from hfsynth.runs.records import TeacherTokens
 from hfsynth.teachers.remote import CLASSIFY_MAX_TOKENS
 from hfsynth.teachers.spending import cost, estimate_tokens
 from hfsynth.training import StudentRun, planned_runs, run_params
@@ -69,6 +70,8 @@ class TeacherPlan:
     evaluation_answer_tokens: int | None
     #: No tokenizer of the teacher here, or seed files not readable: the counts are estimates.
     estimated: bool
+    #: Generation's answers at a run's measured average length, not at ``max_new_tokens``.
+    measured: bool = False
     pricing: Pricing | None = None
     budget: Budget | None = None
 
@@ -158,8 +161,10 @@ class GridPlan:
                 + self.student_runs * self.gpus_per_evaluation * evaluation_minutes) / 60
 
 
-def plan_grid(recipe: Recipe) -> GridPlan:
-    """The recipe's plan, from the stages' own plans, running nothing (student sizes on the meta device)."""
+def plan_grid(recipe: Recipe, measured: TeacherTokens | None = None) -> GridPlan:
+    """The recipe's plan, from the stages' own plans, running nothing (student sizes on the meta device).
+    ``measured``: a run's generation tokens (its ``generation.json``): answers then count at their measured average
+    instead of ``max_new_tokens``."""
     full = {(language, label): recipe.generation.samples_per_label
             for language in recipe.languages for label in recipe.label_names}
     first_pass = len(plan_requests(recipe, full, 0, {}))
@@ -183,11 +188,12 @@ def plan_grid(recipe: Recipe) -> GridPlan:
         gpus_per_training=recipe.execution.students.num_gpus,
         gpus_per_evaluation=recipe.execution.evaluation.num_gpus,
         unreached=tuple(sorted(name for name, model in models.items() if model is None)),
-        teacher=plan_teacher(recipe, first_pass * (1 + recipe.generation.top_up_rounds) + _feedback_prompts(recipe)),
+        teacher=plan_teacher(recipe, first_pass * (1 + recipe.generation.top_up_rounds) + _feedback_prompts(recipe),
+                             measured),
     )
 
 
-def plan_teacher(recipe: Recipe, generation_prompts_max: int) -> TeacherPlan:
+def plan_teacher(recipe: Recipe, generation_prompts_max: int, measured: TeacherTokens | None = None) -> TeacherPlan:
     count, estimated = _token_counter(recipe)
     chat = _uses_chat(recipe)
     full = {(language, label): recipe.generation.samples_per_label
@@ -199,14 +205,24 @@ def plan_teacher(recipe: Recipe, generation_prompts_max: int) -> TeacherPlan:
         estimated = estimated or not seeds
     requests = plan_requests(recipe, full, 0, seeds)
     evaluation = _evaluation_tokens(recipe, count, chat)
+    per_answer = _measured_answer_tokens(measured)
     return TeacherPlan(
         generation_prompt_tokens=sum(count(prompt_text(generation_prompt(recipe, request), chat))
                                      for request in requests),
-        generation_answer_tokens=len(requests) * recipe.teacher.sampling.max_new_tokens,
+        generation_answer_tokens=round(len(requests) * (per_answer or recipe.teacher.sampling.max_new_tokens)),
         generation_scale=generation_prompts_max / len(requests) if requests else 0.0,
         evaluation_prompt_tokens=evaluation[0] if evaluation else None,
         evaluation_answer_tokens=evaluation[1] if evaluation else None,
-        estimated=estimated, pricing=recipe.teacher.pricing, budget=recipe.teacher.budget)
+        estimated=estimated, measured=per_answer is not None, pricing=recipe.teacher.pricing,
+        budget=recipe.teacher.budget)
+
+
+def _measured_answer_tokens(measured: TeacherTokens | None) -> float | None:
+    """A generation answer's average tokens in a run, when it has answers with counted tokens."""
+    if measured is None:
+        return None
+    counted = measured.calls + measured.cached_calls - measured.uncounted_calls
+    return (measured.completion_tokens + measured.cached_completion_tokens) / counted if counted > 0 else None
 
 
 def _token_counter(recipe: Recipe) -> tuple[Callable[[str], int], bool]:

@@ -66,6 +66,11 @@ def test_tokens_and_cost_are_recorded_per_stage_and_a_rerun_shows_them_cached(tm
         stages = RunStats.load(out / "run_stats.json").stages
         assert stages["generate"].teacher_tokens == tokens
 
+        # The plan, given the run: generation's answers at their measured average, not at max_new_tokens.
+        planned = json.loads(run_cli("plan", str(recipe), "--out", str(out), "--json", timeout=300).stdout)
+        teacher = planned["recipes"][0]["teacher"]
+        assert teacher["measured"] and teacher["generation_answer_tokens"] == completion
+
         before = len(server.bodies)
         again = run_cli("generate", str(recipe), "--out", str(out), timeout=300)
         assert again.returncode == 0, again.stderr

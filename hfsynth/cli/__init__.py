@@ -280,12 +280,17 @@ def plan(recipes: Annotated[list[str], typer.Argument(help="One or more recipe Y
          output_per_million: Annotated[float | None, typer.Option(
              help="The same, per million answer tokens.", min=0)] = None,
          currency: Annotated[str, typer.Option(help="The currency of those prices.")] = "USD",
+         out: Annotated[Path | None, typer.Option(
+             help="A local run folder of these recipes (as `hfsynth run` makes it): generation's answers then count "
+                  "at its measured average length instead of max_new_tokens.")] = None,
          as_json: JsonOption = False) -> None:
     """What the recipes' whole grid will take (teacher prompts and tokens, their cost, units, GPU-hours, storage),
     without running it."""
     from hfsynth.cli.plan_display import plans_json, show_plans
     from hfsynth.grid_plan import plan_grid
+    from hfsynth.pipeline import run_folders
     from hfsynth.recipe.teacher_costs import Pricing
+    from hfsynth.runs.records import GenerationStats
 
     if (input_per_million is None) != (output_per_million is None):
         raise HfsynthError("--input-per-million and --output-per-million go together: give both")
@@ -297,7 +302,10 @@ def plan(recipes: Annotated[list[str], typer.Argument(help="One or more recipe Y
                   for one in loaded]
     for one in loaded:
         _warn_about_the_human_pool(one)  # on stderr, as every message: --json's standard output stays JSON
-    plans = [plan_grid(one) for one in loaded]
+    folders = run_folders(loaded, out) if out is not None else [None] * len(loaded)
+    stats = [None if folder is None else GenerationStats.load_if_present(RunFolder(folder).dataset.stats)
+             for folder in folders]
+    plans = [plan_grid(one, run.teacher_tokens if run else None) for one, run in zip(loaded, stats, strict=True)]
     if as_json:
         print(json.dumps(plans_json(plans, training_minutes, evaluation_minutes), indent=2))
     else:

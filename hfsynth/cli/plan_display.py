@@ -111,7 +111,10 @@ def show_teacher_plans(plans: Sequence[GridPlan]) -> None:
                   _tokens(None if None in evaluations else sum(e or 0 for e in evaluations), estimated),
                   _cost([plan for plan, _ in teachers]))
     console.print(table)
-    console.print("  tokens: prompts and their answers at most (max_new_tokens each); at most: with every top-up "
+    measured = [plan.recipe for plan, teacher in teachers if teacher.measured]
+    console.print("  tokens: prompts and their answers at most (max_new_tokens each" + (
+                      f"; {', '.join(measured)}: generation's answers at the run's measured average" if measured
+                      else "") + "); at most: with every top-up "
                   "and feedback round; cost at most: of everything the plan may take (where a part is ?, without "
                   "it)" + (
                       "; ~: estimated, the teacher's tokenizer or seed files are not here (about 3 bytes a token, "
@@ -137,6 +140,7 @@ def plans_json(plans: Sequence[GridPlan], training_minutes: float, evaluation_mi
             "unreached_configs": list(plan.unreached),
             "teacher": None if plan.teacher is None else {
                 "generation_tokens": plan.teacher.generation_tokens,
+                "generation_answer_tokens": plan.teacher.generation_answer_tokens, "measured": plan.teacher.measured,
                 "generation_tokens_max": plan.teacher.generation_tokens_max,
                 "evaluation_tokens": plan.teacher.evaluation_tokens, "tokens_max": plan.teacher.tokens_max,
                 "estimated": plan.teacher.estimated, "cost_max": plan.teacher.cost_max,
