@@ -174,7 +174,9 @@ class RemoteTeacher(Teacher):
         if self.uses_chat:
             request = {**parameters, "messages": prompt.as_openai_messages()}
             if prompt.response_schema is not None:
-                request["response_format"] = response_format(prompt.response_schema)
+                # huggingface_hub takes its typed form, which each provider's helper rewrites into the provider's own.
+                request["response_format"] = (response_format(prompt.response_schema) if self._session is not None
+                                              else _typed_response_format(prompt.response_schema))
             return request
         return {**parameters, "prompt": prompt.completion, "stop": list(COMPLETION_STOPS)}
 
@@ -226,8 +228,6 @@ class RemoteTeacher(Teacher):
     def _send(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """One attempt: the answer text and the token usage the server reports."""
         if self._session is None:  # a provider or a Hugging Face endpoint: through huggingface_hub
-            if "response_format" in request:  # its typed form, which each provider's helper rewrites as it needs
-                request = {**request, "response_format": _client_response_format(request["response_format"])}
             output = self._client.chat_completion(model=self.config.model, **request)
             return _chat_text(output), dict(output.usage or {})
         payload = {"model": self.config.model, **{key: value for key, value in request.items() if value is not None}}
@@ -321,10 +321,11 @@ def response_format(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": "samples", "strict": True, "schema": schema}}
 
 
-def _client_response_format(value: dict[str, Any]) -> ChatCompletionInputResponseFormatJSONSchema:
-    schema = value["json_schema"]
+def _typed_response_format(schema: dict[str, Any]) -> ChatCompletionInputResponseFormatJSONSchema:
+    """:func:`response_format` as ``InferenceClient.chat_completion`` types it."""
+    openai = response_format(schema)["json_schema"]
     return ChatCompletionInputResponseFormatJSONSchema(type="json_schema", json_schema=ChatCompletionInputJSONSchema(
-        name=schema["name"], schema=schema["schema"], strict=schema["strict"]))
+        name=openai["name"], schema=openai["schema"], strict=openai["strict"]))
 
 
 def _chat_text(output: ChatCompletionOutput) -> str:
