@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from huggingface_hub import ChatCompletionInputResponseFormatJSONSchema, InferenceClient, constants
 
+from hfsynth.generation.curation import ChatterCheck, instruction_texts
 from hfsynth.generation.prompts import GenerationRequest, generation_prompt, samples_schema
 from hfsynth.generation.stage import generate_samples
 from hfsynth.prompting import prompt_fingerprint
@@ -93,6 +94,17 @@ def test_a_server_that_ignores_response_format_still_yields_samples(tmp_path: Pa
     assert all(server.answer_text(body).startswith("1. ") for body in server.bodies)
     assert result.parsed == 18 and len(result.samples) == 18
     assert {sample.text for sample in result.samples} <= answered_texts(server)
+
+
+def test_an_echoed_json_instruction_is_chatter() -> None:
+    def chatter(structured: str) -> ChatterCheck:
+        recipe = make_recipe("http://127.0.0.1:9/v1", structured)
+        return ChatterCheck.for_task(recipe.label_names, instruction_texts(recipe),
+                                     recipe.curation.instruction_echo_share)
+
+    echo = "Answer with only a JSON array of exactly three strings, one text per string."
+    assert chatter("none").why(echo) is None
+    assert chatter("json").why(echo).startswith("echoes the instructions")
 
 
 def test_a_completion_teacher_is_never_asked_for_json(tmp_path: Path) -> None:
