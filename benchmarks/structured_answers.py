@@ -170,14 +170,16 @@ def spread(value: dict[str, float] | None, digits: int, percent: bool = False) -
 
 def markdown(result: dict[str, Any]) -> str:
     teacher = result["models"]["smollm2-135m-instruct"]
-    header = ("| `generation.structured` | parse rate | JSON answers | kept per call | chatter dropped (per round) "
-              "| completion tokens per kept sample | load avg before |")
-    lines = [header, "|---|---|---|---|---|---|---|"]
+    header = ("| `generation.structured` | parse rate | JSON answers | parsed per call | kept per call "
+              "| chatter dropped (per round) | completion tokens per kept sample | load avg before |")
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
     for setting in SETTINGS:
-        values = teacher["summary"][setting]
-        loads = [run["loadavg_before"][0] for run in teacher["runs"][setting]]
+        values, runs = teacher["summary"][setting], teacher["runs"][setting]
+        loads = [run["loadavg_before"][0] for run in runs]
+        parsed = summarize([run["samples_parsed"] / run["calls"] for run in runs])
         lines.append(f"| `{setting}` | {spread(values['parse_rate'], 0, True)} | "
-                     f"{spread(values['json_answers'], 0, True)} | {spread(values['kept_per_call'], 2)} | "
+                     f"{spread(values['json_answers'], 0, True)} | {spread(parsed, 2)} | "
+                     f"{spread(values['kept_per_call'], 2)} | "
                      f"{spread(values['chatter_dropped'], 1)} | {spread(values['completion_tokens_per_kept'], 1)} | "
                      f"{', '.join(f'{load:.1f}' for load in loads)} |")
     drops = {setting: dict(sum((Counter(run["drops"]) for run in teacher["runs"][setting]), Counter()))

@@ -75,7 +75,8 @@ def test_json_answers(answer: str, samples: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "answer",
-    ["1. The UN [United Nations] met.\n2. Rain fell.", '{"a": [1], "b": [2]}', '"just a string"', "no JSON at all"],
+    ["1. The UN [United Nations] met.\n2. Rain fell.", "[1] A bracketed number.\n[2] Another.", '{"a": [1], "b": [2]}',
+     '"just a string"', '["cut before its first string ended', "no JSON at all"],
 )
 def test_answers_that_are_not_json_arrays_are_read_as_lines(answer: str) -> None:
     assert parse_json_answer(answer) is None

@@ -70,7 +70,7 @@ def parse_completion_answer(answer: str) -> list[str]:
 def parse_json_answer(answer: str) -> list[str] | None:
     """Samples from a structured answer: a JSON array of strings, possibly in a code fence, after a preamble line, or
     as an object's one list value; an array cut short (the token budget) keeps its complete strings. ``None`` when
-    the answer holds no JSON, so that it can be read as lines."""
+    the answer holds no such strings ("[1] A text." is a numbered line), so that it can be read as lines."""
     fenced = _FENCE.search(answer)
     text = fenced.group(1) if fenced else answer
     start = _JSON_START.search(text)
@@ -80,19 +80,14 @@ def parse_json_answer(answer: str) -> list[str] | None:
     try:
         value, _ = json.JSONDecoder().raw_decode(text)
     except json.JSONDecodeError:
-        if not text.startswith("["):
-            return None
-        value = [json.loads(literal) for literal in _STRING_LITERAL.findall(text)]
-        if not value:
-            return None
+        value = [json.loads(literal) for literal in _STRING_LITERAL.findall(text)] if text.startswith("[") else None
     if isinstance(value, dict):
         lists = [item for item in value.values() if isinstance(item, list)]
-        if len(lists) != 1:
-            return None
-        value = lists[0]
-    if not isinstance(value, list):
+        value = lists[0] if len(lists) == 1 else None
+    strings = [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+    if not strings:
         return None
-    return [sample for sample in (clean_sample(item) for item in value if isinstance(item, str)) if sample]
+    return [sample for sample in map(clean_sample, strings) if sample]
 
 
 def parse_answer(answer: str, chat: bool, structured: bool = False) -> list[str]:
