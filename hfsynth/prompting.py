@@ -9,10 +9,12 @@ local teacher never needs this: it scores the labels, see :mod:`hfsynth.language
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from hfsynth.languages import language_name
 from hfsynth.recipe.schema import Label, Recipe
@@ -24,10 +26,14 @@ class Prompt:
 
     ``messages`` (role, content) pairs go through the chat template of an instruction-tuned model; ``completion`` is
     the same request as a plain-text few-shot prompt for a base model (which continues it). A backend uses one.
+    ``response_schema``: the JSON schema the chat answer must follow (``generation.structured: json``), sent by a
+    remote teacher as ``response_format``; left out of the hash (a dict is not hashable; equal prompts still hash
+    alike).
     """
 
     messages: tuple[tuple[str, str], ...]
     completion: str
+    response_schema: dict[str, Any] | None = field(default=None, hash=False)
 
     def as_openai_messages(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
@@ -130,7 +136,12 @@ def prompt_text(prompt: Prompt, chat: bool) -> str:
 
 
 def prompt_fingerprint(prompt: Prompt) -> str:
-    return hashlib.sha256(repr((prompt.messages, prompt.completion)).encode()).hexdigest()
+    """The prompt's identity in cache keys: a prompt without a schema keeps the fingerprint it had before schemas
+    existed, so the answers already paid for stay in the cache."""
+    content: tuple[Any, ...] = (prompt.messages, prompt.completion)
+    if prompt.response_schema is not None:
+        content += (json.dumps(prompt.response_schema, sort_keys=True),)
+    return hashlib.sha256(repr(content).encode()).hexdigest()
 
 
 def cut_completion(text: str) -> str:

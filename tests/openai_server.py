@@ -2,10 +2,12 @@
 deterministically, and can be made to hold its answers (a slow or hung server) to interrupt a run at an exact point.
 
 A chat request with ``max_tokens`` above the classification budget gets a numbered list of pseudo-sentences derived
-from its messages and its ``seed`` (a sampling LLM: the same request gives the same texts, another seed others); a
-classification request gets one of ``labels``, derived from its messages; each answer reports its ``usage`` (in
-words). Every request is counted when it arrives,
-with its headers (names in lower case), so a test sees exactly what was paid for and which key came with it.
+from its messages and its ``seed`` (a sampling LLM: the same request gives the same texts, another seed others), or,
+when it names a JSON schema in ``response_format``, a JSON array of as many of them as the schema asks for (a server
+that constrains decoding) unless the server ignores ``response_format``; a classification request gets one of
+``labels``, derived from its messages; each answer reports its ``usage`` (in words). Every request is counted when
+it arrives, with its headers (names in lower case), so a test sees exactly what was paid for and which key came with
+it.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ WORDS = ("amber basil cedar dune ember fjord grove harbor islet juniper kelp lag
 
 
 class OpenAIServer:
-    """``hold_after``: requests arriving after that many are held until :meth:`release` (or the server closes)."""
+    """``hold_after``: requests arriving after that many are held until :meth:`release` (or the server closes);
+    ``structured``: whether ``response_format`` is honoured."""
 
-    def __init__(self, labels: list[str], hold_after: int | None = None) -> None:
+    def __init__(self, labels: list[str], hold_after: int | None = None, structured: bool = True) -> None:
         self.labels = labels
         self.hold_after = hold_after
+        self.structured = structured
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.answered = 0
@@ -68,7 +72,13 @@ class OpenAIServer:
         digest = hashlib.sha256(json.dumps([body.get("messages"), body.get("seed")]).encode()).digest()
         if (body.get("max_tokens") or 0) <= CLASSIFY_MAX_TOKENS:
             return self.labels[digest[0] % len(self.labels)]
-        lines = [" ".join(WORDS[byte % len(WORDS)] for byte in digest[row * 6 : row * 6 + 6]) for row in range(4)]
+        schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
+        count = schema["maxItems"] if self.structured and schema else 4
+        while len(digest) < count * 6:  # more texts than one digest spells
+            digest += hashlib.sha256(digest).digest()
+        lines = [" ".join(WORDS[byte % len(WORDS)] for byte in digest[row * 6 : row * 6 + 6]) for row in range(count)]
+        if self.structured and schema:
+            return json.dumps([f"{line}." for line in lines])
         return "\n".join(f"{number}. {line}." for number, line in enumerate(lines, 1))
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -116,8 +126,9 @@ def usage(body: dict[str, Any], text: str) -> dict[str, int]:
 
 
 @contextmanager
-def openai_server(labels: list[str], hold_after: int | None = None) -> Iterator[OpenAIServer]:
-    server = OpenAIServer(labels, hold_after)
+def openai_server(labels: list[str], hold_after: int | None = None, structured: bool = True
+                  ) -> Iterator[OpenAIServer]:
+    server = OpenAIServer(labels, hold_after, structured)
     try:
         yield server
     finally:

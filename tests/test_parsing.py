@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from hfsynth.generation.parsing import clean_sample, parse_completion_answer, parse_list_answer
+from hfsynth.generation.parsing import (
+    clean_sample,
+    parse_answer,
+    parse_completion_answer,
+    parse_json_answer,
+    parse_list_answer,
+)
 from hfsynth.prompting import cut_completion, label_scores, parse_label
 
 SENTIMENT = ["positive", "negative"]
@@ -26,7 +32,8 @@ def test_numbered_list_with_preamble_and_signoff() -> None:
 
 
 def test_bullets_and_text_prefixes() -> None:
-    answer = "- Text 1: A new vaccine was approved.\n* \u201cDoctors warn about the flu season.\u201d\n\u2022 Sample: Eat more fibre."
+    answer = ("- Text 1: A new vaccine was approved.\n* \u201cDoctors warn about the flu season.\u201d\n"
+              "\u2022 Sample: Eat more fibre.")
     assert parse_list_answer(answer) == [
         "A new vaccine was approved.",
         "Doctors warn about the flu season.",
@@ -40,7 +47,8 @@ def test_headings_and_label_lines_are_not_samples() -> None:
 
 
 def test_completion_continuation_splits_on_item_marker() -> None:
-    continuation = " The museum reopened after renovation.\n\nText: Fans queued for the concert tickets.\nLabel: x\n\nText:"
+    continuation = (" The museum reopened after renovation.\n\nText: Fans queued for the concert tickets.\nLabel: x"
+                    "\n\nText:")
     assert parse_completion_answer(continuation) == [
         "The museum reopened after renovation.",
         "Fans queued for the concert tickets.",
@@ -48,9 +56,38 @@ def test_completion_continuation_splits_on_item_marker() -> None:
 
 
 @pytest.mark.parametrize(
+    ("answer", "samples"),
+    [
+        ('["The striker scored twice.", "Fans queued for tickets."]',
+         ["The striker scored twice.", "Fans queued for tickets."]),
+        ('```json\n[\n  "A new vaccine was approved.",\n  "Eat more fibre."\n]\n```',
+         ["A new vaccine was approved.", "Eat more fibre."]),
+        ('Here is the JSON array:\n["1. Numbered inside.", " Spaced   out. "]', ["Numbered inside.", "Spaced out."]),
+        ('{"texts": ["Wrapped in an object."], "count": 1}', ["Wrapped in an object."]),
+        ('["Complete before the cut.", "Cut sho', ["Complete before the cut."]),  # the token budget ran out
+        ('["A text.", 3, {"text": "not a string"}]', ["A text."]),
+    ],
+)
+def test_json_answers(answer: str, samples: list[str]) -> None:
+    assert parse_json_answer(answer) == samples
+    assert parse_answer(answer, chat=True, structured=True) == samples
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["1. The UN [United Nations] met.\n2. Rain fell.", "[1] A bracketed number.\n[2] Another.", '{"a": [1], "b": [2]}',
+     '"just a string"', '["cut before its first string ended', "no JSON at all"],
+)
+def test_answers_that_are_not_json_arrays_are_read_as_lines(answer: str) -> None:
+    assert parse_json_answer(answer) is None
+    assert parse_answer(answer, chat=True, structured=True) == parse_list_answer(answer)
+
+
+@pytest.mark.parametrize(
     ("raw", "clean"),
-    [("  12. 'Quoted'  ", "Quoted"), ("(3) spaced   out  text", "spaced out text"), ("### Heading text", "Heading text"),
-     ("\u00abGuillemets\u00bb", "Guillemets"), ("2024 was a good year for films.", "2024 was a good year for films.")],
+    [("  12. 'Quoted'  ", "Quoted"), ("(3) spaced   out  text", "spaced out text"),
+     ("### Heading text", "Heading text"), ("\u00abGuillemets\u00bb", "Guillemets"),
+     ("2024 was a good year for films.", "2024 was a good year for films.")],
 )
 def test_clean_sample(raw: str, clean: str) -> None:
     assert clean_sample(raw) == clean

@@ -111,6 +111,8 @@ BAD = [
     ("invalid dataset repo id", mutate("dataset.repo_id", "a b"), "field 'dataset.repo_id': 'a b' is not a valid"),
     ("organization with a slash", mutate("publish", {"organization": "a/b"}), "field 'publish.organization'"),
     ("huge samples_per_label", mutate("generation.samples_per_label", 10**9), "generation.samples_per_label"),
+    ("structured answers in yaml", mutate("generation.structured", "yaml"),
+     "field 'generation.structured': Input should be 'none' or 'json'"),
     # Values the schema once let through and a later command died on, after the teacher calls were paid for.
     ("infinite timeout", mutate("teacher.timeout", float("inf")), "field 'teacher.timeout': Input should be a finite"),
     ("infinite CPUs", mutate("execution", {"students": {"num_cpus": float("nan")}}), "execution.students.num_cpus"),

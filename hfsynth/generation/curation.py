@@ -108,14 +108,16 @@ def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
 
 def instruction_texts(recipe: Recipe) -> list[str]:
     """What the teacher is told in generation prompts, without the real seed examples (a text that copies a seed is
-    a seed copy, not chatter): one prompt per label, each diversity instruction, and the base-model header."""
+    a seed copy, not chatter): one prompt per label, each diversity instruction, and the base-model header; with
+    ``generation.structured: json`` the JSON request too."""
 
     texts = list(DIVERSITY_INSTRUCTIONS)
     for label in recipe.label_names:
         for language in recipe.languages:
             request = GenerationRequest(label, language, recipe.generation.samples_per_call, call_index=0)
-            prompt = generation_prompt(recipe, request)
-            texts += [content for _, content in prompt.messages] + [prompt.completion]
+            for structured in {False, recipe.generation.structured == "json"}:
+                prompt = generation_prompt(recipe, request, structured)
+                texts += [content for _, content in prompt.messages] + [prompt.completion]
     return texts
 
 

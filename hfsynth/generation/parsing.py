@@ -3,11 +3,13 @@ by :mod:`hfsynth.prompting`).
 
 Teachers answer with numbered or bulleted lists, quoted lines, a chatty preamble ("Sure! Here are 5 ..."),
 or, for base models, a document continuation with item markers. The paper strips quotes and numbering; so do we.
-
+Asked for JSON (``generation.structured: json``), a chat teacher answers with an array of strings, which needs no
+guessing where a text ends or whether a line is chatter.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 from hfsynth.prompting import ITEM_MARKER
@@ -21,6 +23,11 @@ _PREAMBLE = re.compile(
     re.IGNORECASE,
 )
 _LABEL_LINE = re.compile(r"^\s*(?:label|labels|language|topic)\s*:", re.IGNORECASE)
+# Structured answers: a fenced block (its closing fence may be cut off), where JSON starts (at a line's start), and a
+# complete JSON string literal.
+_FENCE = re.compile(r"```(?:json)?[ \t]*\n?(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+_JSON_START = re.compile(r"^[ \t]*[\[{]", re.MULTILINE)
+_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 def clean_sample(line: str) -> str:
@@ -60,5 +67,36 @@ def parse_completion_answer(answer: str) -> list[str]:
     return samples
 
 
-def parse_answer(answer: str, chat: bool) -> list[str]:
-    return parse_list_answer(answer) if chat else parse_completion_answer(answer)
+def parse_json_answer(answer: str) -> list[str] | None:
+    """Samples from a structured answer: a JSON array of strings, possibly in a code fence, after a preamble line, or
+    as an object's one list value; an array cut short (the token budget) keeps its complete strings. ``None`` when
+    the answer holds no such strings ("[1] A text." is a numbered line), so that it can be read as lines."""
+    fenced = _FENCE.search(answer)
+    text = fenced.group(1) if fenced else answer
+    start = _JSON_START.search(text)
+    if start is None:
+        return None
+    text = text[start.end() - 1 :]
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text)
+    except json.JSONDecodeError:
+        value = [json.loads(literal) for literal in _STRING_LITERAL.findall(text)] if text.startswith("[") else None
+    if isinstance(value, dict):
+        lists = [item for item in value.values() if isinstance(item, list)]
+        value = lists[0] if len(lists) == 1 else None
+    strings = [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+    if not strings:
+        return None
+    return [sample for sample in map(clean_sample, strings) if sample]
+
+
+def parse_answer(answer: str, chat: bool, structured: bool = False) -> list[str]:
+    """The samples of one generation answer; ``structured`` (a chat teacher asked for JSON) reads JSON first and
+    falls back to lines, for a server that ignored ``response_format`` and a model that ignored the instruction."""
+    if not chat:
+        return parse_completion_answer(answer)
+    if structured:
+        samples = parse_json_answer(answer)
+        if samples is not None:
+            return samples
+    return parse_list_answer(answer)

@@ -11,6 +11,7 @@ them).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from hfsynth.languages import language_name
 from hfsynth.prompting import ITEM_MARKER, Prompt, label_line, recipe_label
@@ -51,7 +52,14 @@ class GenerationRequest:
         return self.seed_examples + tuple(text for text, _ in self.errors) + self.demonstrations
 
 
-def generation_prompt(recipe: Recipe, request: GenerationRequest) -> Prompt:
+def samples_schema(count: int) -> dict[str, Any]:
+    """The JSON schema of a structured generation answer: an array of exactly ``count`` texts."""
+    return {"type": "array", "items": {"type": "string"}, "minItems": count, "maxItems": count}
+
+
+def generation_prompt(recipe: Recipe, request: GenerationRequest, structured: bool = False) -> Prompt:
+    """The request in both forms. ``structured`` (``generation.structured: json`` for a chat teacher): the chat form
+    asks for a JSON array and carries its schema; the base model's document is the same either way."""
     task, config = recipe.task, recipe.generation
     label = recipe_label(recipe, request.label)
     language = language_name(request.language)
@@ -80,7 +88,11 @@ def generation_prompt(recipe: Recipe, request: GenerationRequest) -> Prompt:
         lines.extend(f"- {example}" for example in request.demonstrations)
     if diversity:
         lines.append(diversity)
-    lines.append(f"Write only the texts, one per line, numbered 1 to {request.count}, all in {language}.")
+    if structured:
+        lines.append(f"Answer with only a JSON array of exactly {request.count} strings, one text per string, all in "
+                     f"{language}.")
+    else:
+        lines.append(f"Write only the texts, one per line, numbered 1 to {request.count}, all in {language}.")
     messages = (("user", "\n".join(lines)),)
 
     # Base model: a document of labelled items it continues with one more item of the requested label.
@@ -89,4 +101,5 @@ def generation_prompt(recipe: Recipe, request: GenerationRequest) -> Prompt:
     for example in request.examples:
         document += [f"{ITEM_MARKER} {example}", ""]
     document.append(ITEM_MARKER)
-    return Prompt(messages=messages, completion="\n".join(document))
+    return Prompt(messages=messages, completion="\n".join(document),
+                  response_schema=samples_schema(request.count) if structured else None)

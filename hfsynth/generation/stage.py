@@ -39,13 +39,16 @@ class _Generation:
         self.recipe, self.teacher, self.result, self.curator = recipe, teacher, result, curator
         self.progress = progress or GenerationProgress()
         chat = teacher.teacher.uses_chat
-        self.parse = functools.lru_cache(maxsize=None)(lambda answer: parse_answer(answer, chat))  # progress too
+        # JSON answers are for chat teachers: a base model's document, and so its cache keys, stay as they were.
+        self.structured = chat and recipe.generation.structured == "json"
+        self.parse = functools.lru_cache(maxsize=None)(  # progress too
+            lambda answer: parse_answer(answer, chat, self.structured))
 
     def ask(self, requests: list[GenerationRequest]) -> list[Sample]:
         """The parsed, uncurated samples of ``requests`` (at most the texts each asked for: a chatty teacher may
         write more)."""
         recipe, teacher = self.recipe, self.teacher.teacher
-        prompts = [generation_prompt(recipe, request) for request in requests]
+        prompts = [generation_prompt(recipe, request, self.structured) for request in requests]
         keys = [generation_key(teacher.model_id, teacher.uses_chat, prompt, request.prompt_id,
                                recipe.teacher.sampling, recipe.generation.seed)
                 for prompt, request in zip(prompts, requests, strict=True)]

@@ -17,6 +17,9 @@ from hfsynth.teachers.base import Teacher
 
 
 class LocalTeacher(Teacher):
+    """A prompt's ``response_schema`` is not enforced (no constrained decoding): the model is asked for JSON in
+    words only, and the generation stage reads an answer that is not JSON as lines."""
+
     def __init__(self, config: TeacherConfig) -> None:
         super().__init__()
         # Its texts and scores depend on torch's thread count: hfsynth's fixed one, also when used outside a stage.

@@ -4,7 +4,8 @@
 without it, ``model`` is a Hub id served by ``provider`` (default: the Hugging Face router's "auto"). An
 instruction-tuned model gets chat requests (``/v1/chat/completions``); a base model (``prompt_format: completion``)
 gets its few-shot document as a legacy completion request (``/v1/completions``, which needs a ``base_url``), cut
-where its next item would begin, as the local teacher does.
+where its next item would begin, as the local teacher does. A chat prompt with a JSON schema
+(``generation.structured: json``) asks for it with OpenAI's ``response_format``.
 
 A ``base_url`` server gets both kinds of request from the teacher's own pooled HTTP client (httpx2, what
 huggingface_hub uses), posted to ``/v1/chat/completions`` or ``/v1/completions``: it is the recipe's own server, not
@@ -42,7 +43,14 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import httpx2
-from huggingface_hub import ChatCompletionOutput, InferenceClient, constants, get_token
+from huggingface_hub import (
+    ChatCompletionInputJSONSchema,
+    ChatCompletionInputResponseFormatJSONSchema,
+    ChatCompletionOutput,
+    InferenceClient,
+    constants,
+    get_token,
+)
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
@@ -164,7 +172,12 @@ class RemoteTeacher(Teacher):
 
     def _request(self, prompt: Prompt, parameters: dict[str, Any]) -> dict[str, Any]:
         if self.uses_chat:
-            return {**parameters, "messages": prompt.as_openai_messages()}
+            request = {**parameters, "messages": prompt.as_openai_messages()}
+            if prompt.response_schema is not None:
+                # huggingface_hub takes its typed form, which each provider's helper rewrites into the provider's own.
+                request["response_format"] = (response_format(prompt.response_schema) if self._session is not None
+                                              else _typed_response_format(prompt.response_schema))
+            return request
         return {**parameters, "prompt": prompt.completion, "stop": list(COMPLETION_STOPS)}
 
     def _run_all(self, requests: list[dict[str, Any]],
@@ -302,6 +315,19 @@ def request_seed(batch_seed: int, index: int) -> int:
     """The seed of the ``index``-th request of a batch: reproducible, distinct per prompt, fits every server's int."""
     digest = hashlib.sha256(f"{batch_seed}:{index}".encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def response_format(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's structured-output request for an answer following ``schema`` (vLLM, TGI, llama.cpp's server and
+    OpenAI constrain decoding to it; a server that ignores it answers as the prompt asks)."""
+    return {"type": "json_schema", "json_schema": {"name": "samples", "strict": True, "schema": schema}}
+
+
+def _typed_response_format(schema: dict[str, Any]) -> ChatCompletionInputResponseFormatJSONSchema:
+    """:func:`response_format` as ``InferenceClient.chat_completion`` types it."""
+    openai = response_format(schema)["json_schema"]
+    return ChatCompletionInputResponseFormatJSONSchema(type="json_schema", json_schema=ChatCompletionInputJSONSchema(
+        name=openai["name"], schema=openai["schema"], strict=openai["strict"]))
 
 
 def _chat_text(output: ChatCompletionOutput) -> str:
