@@ -1,13 +1,12 @@
 """A small real HTTP server on loopback that answers like an OpenAI-compatible LLM, in microseconds and
 deterministically, and can be made to hold its answers (a slow or hung server) to interrupt a run at an exact point.
 
-A chat request with ``max_tokens`` above the classification budget gets a numbered list of pseudo-sentences derived
-from its messages and its ``seed`` (a sampling LLM: the same request gives the same texts, another seed others), or,
-when it names a JSON schema in ``response_format``, a JSON array of as many of them as the schema asks for (a server
-that constrains decoding) unless the server ignores ``response_format``; a classification request gets one of
-``labels``, derived from its messages; each answer reports its ``usage`` (in words). Every request is counted when
-it arrives, with its headers (names in lower case), so a test sees exactly what was paid for and which key came with
-it.
+A chat request with ``max_tokens`` above the classification budget gets a numbered list of pseudo-sentences derived from
+its messages and its ``seed`` (a sampling LLM: the same request gives the same texts, another seed others), or, when it
+names a JSON schema in ``response_format``, a JSON object holding as many of them as the schema asks for (a server that
+constrains decoding) unless the server ignores ``response_format``; a classification request gets one of ``labels``,
+derived from its messages; each answer reports its ``usage`` (in words). Every request is counted when it arrives, with
+its headers (names in lower case), so a test sees exactly what was paid for and which key came with it.
 """
 
 from __future__ import annotations
@@ -72,13 +71,15 @@ class OpenAIServer:
         digest = hashlib.sha256(json.dumps([body.get("messages"), body.get("seed")]).encode()).digest()
         if (body.get("max_tokens") or 0) <= CLASSIFY_MAX_TOKENS:
             return self.labels[digest[0] % len(self.labels)]
-        schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
-        count = schema["maxItems"] if self.structured and schema else 4
+        response_format = body.get("response_format") or {}
+        # OpenAI's form, or TGI's (what huggingface_hub sends an Inference Endpoint).
+        schema = response_format.get("json_schema", {}).get("schema") or response_format.get("value")
+        count = schema["properties"]["samples"]["maxItems"] if self.structured and schema else 4
         while len(digest) < count * 6:  # more texts than one digest spells
             digest += hashlib.sha256(digest).digest()
         lines = [" ".join(WORDS[byte % len(WORDS)] for byte in digest[row * 6 : row * 6 + 6]) for row in range(count)]
         if self.structured and schema:
-            return json.dumps([f"{line}." for line in lines])
+            return json.dumps({"samples": [f"{line}." for line in lines]})
         return "\n".join(f"{number}. {line}." for number, line in enumerate(lines, 1))
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

@@ -65,6 +65,8 @@ def test_completion_continuation_splits_on_item_marker() -> None:
         ('Here is the JSON array:\n["1. Numbered inside.", " Spaced   out. "]', ["Numbered inside.", "Spaced out."]),
         ('{"texts": ["Wrapped in an object."], "count": 1}', ["Wrapped in an object."]),
         ('["Complete before the cut.", "Cut sho', ["Complete before the cut."]),  # the token budget ran out
+        ('{"samples": ["What the schema asks for.", "Two texts."]}', ["What the schema asks for.", "Two texts."]),
+        ('{"samples": ["Whole.", "Cut sho', ["Whole."]),  # an object cut short: its list's complete strings
         ('["A text.", 3, {"text": "not a string"}]', ["A text."]),
     ],
 )

@@ -67,7 +67,9 @@ def test_fingerprint_changes_with_content(recipe) -> None:  # noqa: ANN001
 def test_a_structured_prompt_asks_for_a_json_array_and_carries_its_schema(recipe) -> None:  # noqa: ANN001
     request = GenerationRequest("sports", "en", 3, 0)
     plain, structured = generation_prompt(recipe, request), generation_prompt(recipe, request, structured=True)
-    assert "a JSON array of exactly 3 strings" in structured.messages[-1][1]
+    assert 'a JSON object {"samples": [...]} whose list holds exactly 3 strings' in structured.messages[-1][1]
     assert "numbered" not in structured.messages[-1][1] and "numbered 1 to 3" in plain.messages[-1][1]
-    assert structured.response_schema == {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 3}
+    assert structured.response_schema == {
+        "type": "object", "required": ["samples"], "additionalProperties": False,
+        "properties": {"samples": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 3}}}
     assert plain.response_schema is None and structured.completion == plain.completion

@@ -1,7 +1,7 @@
-"""``generation.structured: json``: a chat teacher is asked for a JSON array of exactly ``samples_per_call`` strings and
-a remote one gets its schema as OpenAI's ``response_format``; JSON answers become samples, and a server that ignores
-``response_format`` still yields samples (its answers are read as lines). Unstructured prompts keep the cache keys
-they always had. The generation stage runs against a real OpenAI-compatible server on loopback
+"""``generation.structured: json``: a chat teacher is asked for a JSON object holding exactly ``samples_per_call``
+strings and a remote one gets its schema as OpenAI's ``response_format``; JSON answers become samples, and a server that
+ignores ``response_format`` still yields samples (its answers are read as lines). Unstructured prompts keep the cache
+keys they always had. The generation stage runs against a real OpenAI-compatible server on loopback
 (:mod:`tests.openai_server`).
 """
 
@@ -14,20 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from huggingface_hub import ChatCompletionInputResponseFormatJSONSchema, InferenceClient, constants
+from huggingface_hub import constants
 
 from hfsynth.generation.curation import ChatterCheck, instruction_texts
+from hfsynth.generation.parsing import parse_answer
 from hfsynth.generation.prompts import GenerationRequest, generation_prompt, samples_schema
 from hfsynth.generation.stage import generate_samples
 from hfsynth.prompting import prompt_fingerprint
 from hfsynth.recipe.schema import Recipe
 from hfsynth.recipes.files import parse_recipe
+from hfsynth.teachers import remote
 from hfsynth.teachers.remote import RemoteTeacher
 from tests.openai_server import OpenAIServer, openai_server
 
 LABELS = ["sports", "health", "travel"]
 PER_CALL = 3
-SCHEMA = {"type": "array", "items": {"type": "string"}, "minItems": PER_CALL, "maxItems": PER_CALL}
+SCHEMA = {"type": "object", "required": ["samples"], "additionalProperties": False, "properties": {
+    "samples": {"type": "array", "items": {"type": "string"}, "minItems": PER_CALL, "maxItems": PER_CALL}}}
 RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "samples", "strict": True, "schema": SCHEMA}}
 
 
@@ -53,12 +56,12 @@ def run_generation(server: OpenAIServer, tmp_path: Path, structured: str) -> Any
 
 
 def answered_texts(server: OpenAIServer) -> set[str]:
-    """Every text the server wrote, JSON array or numbered list."""
+    """Every text the server wrote, JSON object or numbered list."""
     texts = set()
     for body in server.bodies:
         answer = server.answer_text(body)
-        lines = json.loads(answer) if answer.startswith("[") else [line.split(". ", 1)[1] for line in
-                                                                      answer.splitlines()]
+        lines = json.loads(answer)["samples"] if answer.startswith("{") else [line.split(". ", 1)[1] for line in
+                                                                                answer.splitlines()]
         texts.update(lines)
     return texts
 
@@ -68,7 +71,7 @@ def test_the_request_carries_the_schema_exactly_when_structured(tmp_path: Path) 
         run_generation(server, tmp_path, "json")
     assert len(server.bodies) == 6  # 3 labels x 2 calls of 3
     assert all(body["response_format"] == RESPONSE_FORMAT for body in server.bodies)
-    assert all(f"a JSON array of exactly {PER_CALL} strings" in body["messages"][-1]["content"]
+    assert all(f"whose list holds exactly {PER_CALL} strings" in body["messages"][-1]["content"]
                for body in server.bodies)
 
     with openai_server(LABELS) as server:
@@ -81,7 +84,7 @@ def test_the_request_carries_the_schema_exactly_when_structured(tmp_path: Path) 
 def test_json_answers_become_samples(tmp_path: Path) -> None:
     with openai_server(LABELS) as server:
         result = run_generation(server, tmp_path, "json")
-    assert all(server.answer_text(body).startswith("[") for body in server.bodies)
+    assert all(server.answer_text(body).startswith('{"samples": [') for body in server.bodies)
     assert result.parsed == 18 and len(result.samples) == 18
     assert {sample.text for sample in result.samples} == answered_texts(server)
 
@@ -129,31 +132,17 @@ def test_unstructured_prompts_keep_their_fingerprint() -> None:
     assert hash(structured) == hash(pickle.loads(pickle.dumps(structured)))
 
 
-def test_a_provider_teacher_passes_the_schema_to_huggingface_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An Inference Endpoint goes through ``InferenceClient.chat_completion``: the typed ``response_format``, which
-    its provider helper turns into the server's own form (TGI's grammar)."""
+def test_a_hugging_face_teacher_sends_the_schema_through_huggingface_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Inference Endpoint or provider goes through ``InferenceClient.chat_completion``, which turns the typed
+    ``response_format`` into the server's own form (TGI's): the real client, against the real loopback server, which
+    hfsynth here takes for a Hugging Face host."""
+    monkeypatch.setattr(remote, "_HUGGING_FACE_HOSTS", ("127.0.0.1",))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    sent: list[Any] = []
-    passed: list[Any] = []
-    chat_completion = InferenceClient.chat_completion
-
-    def record_arguments(client: InferenceClient, *args: Any, **kwargs: Any) -> Any:
-        passed.append(kwargs.get("response_format"))
-        return chat_completion(client, *args, **kwargs)
-
-    def answer(client: InferenceClient, request_parameters: Any, *, stream: bool = False) -> bytes:
-        sent.append(request_parameters.json)
-        return json.dumps({"id": "a", "object": "chat.completion", "created": 0, "model": "m",
-                           "choices": [{"index": 0, "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": '["a b c"]'}}]}).encode()
-
-    monkeypatch.setattr(InferenceClient, "chat_completion", record_arguments)
-    monkeypatch.setattr(InferenceClient, "_inner_post", answer)
-    recipe = make_recipe("https://my-teacher.endpoints.huggingface.cloud", "json")
-    prompt = generation_prompt(recipe, GenerationRequest("sports", "en", PER_CALL, 0), structured=True)
-    with RemoteTeacher(recipe.teacher) as teacher:
-        assert teacher.generate([prompt], recipe.teacher.sampling, seed=0) == ['["a b c"]']
-    assert isinstance(passed[0], ChatCompletionInputResponseFormatJSONSchema)
-    assert passed[0].json_schema.schema == SCHEMA and passed[0].json_schema.strict
-    assert sent[0]["response_format"] == {"type": "json_object", "value": SCHEMA}
+    with openai_server(LABELS) as server:
+        recipe = make_recipe(server.base_url, "json")
+        prompt = generation_prompt(recipe, GenerationRequest("sports", "en", PER_CALL, 0), structured=True)
+        with RemoteTeacher(recipe.teacher) as teacher:
+            assert teacher._session is None  # the huggingface_hub client, not hfsynth's own
+            [answer] = teacher.generate([prompt], recipe.teacher.sampling, seed=0)
+    assert server.bodies[0]["response_format"] == {"type": "json_object", "value": SCHEMA}
+    assert len(parse_answer(answer, chat=True, structured=True)) == PER_CALL

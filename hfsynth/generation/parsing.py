@@ -68,9 +68,10 @@ def parse_completion_answer(answer: str) -> list[str]:
 
 
 def parse_json_answer(answer: str) -> list[str] | None:
-    """Samples from a structured answer: a JSON array of strings, possibly in a code fence, after a preamble line, or
-    as an object's one list value; an array cut short (the token budget) keeps its complete strings. ``None`` when
-    the answer holds no such strings ("[1] A text." is a numbered line), so that it can be read as lines."""
+    """Samples from a structured answer: an object's one list of strings (what the schema asks for) or a bare JSON
+    array, possibly in a code fence or after a preamble line; an array cut short (the token budget) keeps its complete
+    strings. ``None`` when the answer holds no such strings ("[1] A text." is a numbered line), so that it can be read
+    as lines."""
     fenced = _FENCE.search(answer)
     text = fenced.group(1) if fenced else answer
     start = _JSON_START.search(text)
@@ -80,7 +81,9 @@ def parse_json_answer(answer: str) -> list[str] | None:
     try:
         value, _ = json.JSONDecoder().raw_decode(text)
     except json.JSONDecodeError:
-        value = [json.loads(literal) for literal in _STRING_LITERAL.findall(text)] if text.startswith("[") else None
+        # Cut short by the token budget: the complete strings of its list (after its "[", past an object's key).
+        opening = text.find("[")
+        value = [json.loads(literal) for literal in _STRING_LITERAL.findall(text[opening:])] if opening >= 0 else None
     if isinstance(value, dict):
         lists = [item for item in value.values() if isinstance(item, list)]
         value = lists[0] if len(lists) == 1 else None

@@ -53,13 +53,16 @@ class GenerationRequest:
 
 
 def samples_schema(count: int) -> dict[str, Any]:
-    """The JSON schema of a structured generation answer: an array of exactly ``count`` texts."""
-    return {"type": "array", "items": {"type": "string"}, "minItems": count, "maxItems": count}
+    """The JSON schema of a structured generation answer: an object whose one field, ``samples``, is an array of
+    exactly ``count`` texts (OpenAI's strict mode wants an object at the root; vLLM, TGI and llama.cpp take it too)."""
+    texts = {"type": "array", "items": {"type": "string"}, "minItems": count, "maxItems": count}
+    return {"type": "object", "properties": {"samples": texts}, "required": ["samples"], "additionalProperties": False}
 
 
 def generation_prompt(recipe: Recipe, request: GenerationRequest, structured: bool = False) -> Prompt:
     """The request in both forms. ``structured`` (``generation.structured: json`` for a chat teacher): the chat form
-    asks for a JSON array and carries its schema; the base model's document is the same either way."""
+    asks for a JSON object holding the texts and carries its schema; the base model's document is the same either
+    way."""
     task, config = recipe.task, recipe.generation
     label = recipe_label(recipe, request.label)
     language = language_name(request.language)
@@ -89,7 +92,8 @@ def generation_prompt(recipe: Recipe, request: GenerationRequest, structured: bo
     if diversity:
         lines.append(diversity)
     if structured:
-        lines.append(f"Answer with only a JSON array of exactly {request.count} strings, one text per string, all in "
+        lines.append(f'Answer with only a JSON object {{"samples": [...]}} whose list holds exactly {request.count} '
+                     f"strings, one text per string, all in "
                      f"{language}.")
     else:
         lines.append(f"Write only the texts, one per line, numbered 1 to {request.count}, all in {language}.")
