@@ -156,9 +156,9 @@ class GenerationConfig(StrictSection):
     samples_per_label: int = Field(20, ge=1, le=MAX_SAMPLES_PER_LABEL,
                                    description="Per label and language, before curation.")
     samples_per_call: int = Field(5, ge=1, le=50)
-    # json: a chat teacher is asked for a JSON object holding exactly samples_per_call strings, and a remote one gets that
-    # array's JSON schema as response_format (constrained decoding where the server supports it); answers that are
-    # not JSON are still read as lines.
+    # json: a chat teacher is asked for a JSON object holding exactly samples_per_call strings, and a remote one gets
+    # its JSON schema as response_format (constrained decoding where the server supports it); answers that are not
+    # JSON are still read as lines.
     structured: Literal["none", "json"] = "none"
     # Li et al.: every few calls, ask for something different from what came before.
     diversity_every: int = Field(3, ge=0)

@@ -97,7 +97,8 @@ class TeacherTokens(Record):
         priced = (f"; {format_cost((self.cost or 0) + (self.cached_cost or 0), self.currency)}"
                   if self.cost is not None else "")
         uncounted = f", and {self.uncounted_calls:,} calls without token counts" if self.uncounted_calls else ""
-        return f"{prompt + completion:,} teacher tokens ({prompt:,} prompt, {completion:,} completion{priced}){uncounted}"
+        split = f"{prompt:,} prompt, {completion:,} completion{priced}"
+        return f"{prompt + completion:,} teacher tokens ({split}){uncounted}"
 
     def describe(self) -> str:
         """One line: ``12,345 teacher tokens (0.0123 USD), 1,000 more cached``."""
