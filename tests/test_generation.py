@@ -115,3 +115,29 @@ def test_saved_dataset_schema_and_card(tmp_path: Path) -> None:
     assert (tmp_path / "dataset" / "recipe.yaml").is_file()
     card = (tmp_path / "dataset" / "README.md").read_text()
     assert "arxiv.org/abs/2601.16278" in card and "pecher-etal-2026-better" in card
+
+
+class BatchBoundTeacher(ScriptedTeacher):
+    """A teacher whose answers depend on their whole batch, as a local model's do (padding, one seed per batch)."""
+
+    answers_need_their_batch = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[int] = []  # prompts per generate call
+
+    def generate(self, prompts, sampling, seed, on_answer=None, positions=None):  # noqa: ANN001, ANN201
+        self.asked.append(len(prompts))
+        return super().generate(prompts, sampling, seed, on_answer, positions)
+
+
+def test_a_batch_a_kill_left_half_stored_is_asked_again_whole(tmp_path: Path) -> None:
+    cache = tmp_path / "cache.sqlite"
+    first = generate_samples(recipe(), BatchBoundTeacher(), cache)
+    with CallCache(cache) as stored:  # a kill between two answers' stores: the first batch's last answer is lost
+        keys = list(stored.get_many([key for key, in stored._db.execute("SELECT key FROM calls")]))
+        stored._db.execute("DELETE FROM calls WHERE key = ?", (keys[2],))
+    again = BatchBoundTeacher()
+    second = generate_samples(recipe(), again, cache)
+    assert again.asked == [again.batch_size]  # the whole batch, not the one answer missing
+    assert rows(second) == rows(first)

@@ -99,6 +99,7 @@ class TeacherActor:
         teacher = self.teacher
         context = ray.get_runtime_context()
         return {"model_id": teacher.model_id, "uses_chat": teacher.uses_chat, "batch_size": teacher.batch_size,
+                "answers_need_their_batch": teacher.answers_need_their_batch,
                 "node_id": context.get_node_id(), "pid": os.getpid(), "gpu_ids": ray.get_gpu_ids()}
 
     def generate(self, index: int, unit: GenerateUnit, places: Sequence[int]) -> Iterator[UnitItem]:
@@ -191,6 +192,7 @@ class RayTeacherPool(Teacher):
             raise
         first = self.replicas[0]
         self.model_id, self.uses_chat, self._batch_size = first["model_id"], first["uses_chat"], first["batch_size"]
+        self.answers_need_their_batch = first["answers_need_their_batch"]
 
     @property
     def batch_size(self) -> int:

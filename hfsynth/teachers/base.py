@@ -55,6 +55,9 @@ class Teacher(ABC):
     model_id: str
     #: Whether prompts go through a chat template (``Prompt.messages``) or as plain text (``Prompt.completion``).
     uses_chat: bool
+    #: Whether an answer depends on the whole batch it was written in (a local model: padding, one seed for the
+    #: batch), so that part of a batch is never asked alone: a batch a kill left half stored is asked again whole.
+    answers_need_their_batch: bool = False
 
     def __init__(self) -> None:
         self.stats = TeacherStats()

@@ -81,12 +81,15 @@ class CachedTeacher:
         # runs it; the answers are cached here, by the driver, as they arrive.
         units: list[GenerateUnit] = []
         unit_keys: list[tuple[list[str], list[str]]] = []
+        whole_batches = cached < len(keys) and self.teacher.answers_need_their_batch
         for start in range(0, len(prompts), size):
             batch_keys = list(keys[start : start + size])
             todo = [i for i, key in enumerate(batch_keys, start) if key not in answers]
             if not todo:
                 on_batch_done(batch_keys, answers)
                 continue
+            if whole_batches:  # a kill between two of its answers' stores: the batch again, as it was written
+                todo = list(range(start, start + len(batch_keys)))
             # The seed depends on the batch's content only, and each prompt keeps its place in the batch, so a
             # resumed run asks what is left exactly as an uninterrupted run did.
             batch_seed = int(call_key(keys=batch_keys)[:8], 16)

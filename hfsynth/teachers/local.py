@@ -33,6 +33,7 @@ class LocalTeacher(Teacher):
             raise TeacherError(f"teacher {error}") from None
         self.lm.model.eval()
         self.uses_chat = self.lm.chat
+        self.answers_need_their_batch = True
         # The teacher's weights never change, so the instructions and demonstrations its classification prompts
         # share are read once and kept from one classify call to the next.
         self.prefix = PrefixCache()
