@@ -208,6 +208,16 @@ def bench_model(model: str, args: argparse.Namespace, scratch: Path) -> dict[str
     }
 
 
+def run_context(started: float) -> dict[str, Any]:
+    """What a llama-server benchmark's results record of its run: the server's build, the machine, the load."""
+    import xllamacpp
+
+    return {"llama_cpp": {"package": "xllamacpp", "version": importlib.metadata.version("xllamacpp"),
+                          "system_info": xllamacpp.get_system_info().strip()},
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "loadavg_at_end": os.getloadavg(), "minutes": (time.time() - started) / 60}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(TEACHERS))
@@ -224,19 +234,13 @@ def main() -> None:
         serve(gguf, int(port), int(parallel), int(threads), int(context))
         return
 
-    import xllamacpp
-
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch:
         models = {model: bench_model(model, args, Path(scratch)) for model in args.models.split(",")}
     result = {
         "benchmark": "local teacher by batch size vs llama-server through the remote teacher",
         "prompts_per_round": args.prompts, "rounds": args.rounds, "server_parallel": args.parallel,
-        "llama_cpp": {"package": "xllamacpp", "version": importlib.metadata.version("xllamacpp"),
-                      "system_info": xllamacpp.get_system_info().strip()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "loadavg_at_end": os.getloadavg(), "minutes": (time.time() - started) / 60,
-        "models": models,
+        **run_context(started), "models": models,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,10 +24,8 @@ wrap its messages in a generic template it was never trained on), so it is not m
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,7 +35,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from local_teacher_vs_llama_server import free_port, gguf_file, wait_ready
+from local_teacher_vs_llama_server import free_port, gguf_file, run_context, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -204,8 +202,6 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "structured_answers.json"))
     args = parser.parse_args()
 
-    import xllamacpp
-
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch:
         gemma_template = chat_template(gguf_file("gemma-3-270m", Path(scratch)))
@@ -213,11 +209,7 @@ def main() -> None:
     result = {
         "benchmark": "generation.structured: json against numbered lines, llama-server through the remote teacher",
         "calls_per_round": args.calls, "rounds": args.rounds, "server_parallel": args.parallel,
-        "llama_cpp": {"package": "xllamacpp", "version": importlib.metadata.version("xllamacpp"),
-                      "system_info": xllamacpp.get_system_info().strip()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "loadavg_at_end": os.getloadavg(), "minutes": (time.time() - started) / 60,
-        "models": {"smollm2-135m-instruct": smollm},
+        **run_context(started), "models": {"smollm2-135m-instruct": smollm},
         "not_measured": {"gemma-3-270m": "a base model: hfsynth sends it completion requests, which carry no schema"
                          + ("" if gemma_template else "; its GGUF file has no chat template for /v1/chat/completions")},
     }

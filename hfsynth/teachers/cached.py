@@ -76,12 +76,12 @@ class CachedTeacher:
         cached = sum(key in answers for key in keys)
         self._count_cached([key for key in keys if key in answers])
         on_planned(len(prompts), cached)
-        size = self.teacher.batch_size if cached < len(keys) else max(len(keys), 1)
+        size = self.teacher.batch_size
         # Each batch still to pay for is a unit of work: a pure function of its prompts and seed, whichever engine
         # runs it; the answers are cached here, by the driver, as they arrive.
         units: list[GenerateUnit] = []
         unit_keys: list[tuple[list[str], list[str]]] = []
-        whole_batches = cached < len(keys) and self.teacher.answers_need_their_batch
+        whole_batches = self.teacher.answers_need_their_batch
         for start in range(0, len(prompts), size):
             batch_keys = list(keys[start : start + size])
             todo = [i for i, key in enumerate(batch_keys, start) if key not in answers]
