@@ -34,6 +34,7 @@ from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global fi
 
 from hfsynth.cache import CallCache, call_key
 from hfsynth.dataset import load_synthetic_dataset, load_teacher_shown
+from hfsynth.embeddings import Embedder, EmbeddingSpec
 from hfsynth.generation.curation import ChatterCheck, TestOverlap, instruction_texts
 from hfsynth.human_reference import reference_pool
 from hfsynth.prompting import classification_prompt
@@ -44,7 +45,6 @@ from hfsynth.runs.records import GenerationStats, QualityReport
 from hfsynth.teachers.cached import CachedTeacher, label_key
 from hfsynth.teachers.spending import Spending
 from hfsynth.text_measures import (
-    Embedder,
     coverage,
     embedding_model,
     leave_one_out_nearest,
@@ -206,15 +206,17 @@ def quality_report(
     classify: Classify | None = None,
     teacher: str | None = None,
     projection_path: Path | None = None,
+    embeddings: Path | None = None,
 ) -> QualityReport:
     """The report for ``synthetic`` (the curated texts), with ``drop_counts`` from curation. ``classify``: the
     teacher in classification mode, used for label fidelity when there is no reference data (``teacher`` names it).
+    ``embeddings``: the run's embedding store (:mod:`hfsynth.embeddings`).
     """
     test_sets = {test_set.language: test_set for test_set in load_test_sets(recipe)}
     pool, pool_source = _real_pool(recipe, synthetic.teacher_shown)
     model = embedding_model(recipe)
     logger.info("quality report: embedding %d synthetic texts with %s", len(synthetic.texts), model)
-    embedder = Embedder(model)
+    embedder = Embedder(EmbeddingSpec(model), store=embeddings, normalize=True)
     rng = random.Random(recipe.evaluation.seed)
 
     judged, fidelity = _label_fidelity(recipe, embedder, pool, synthetic, list(test_sets.values()), classify,
@@ -369,10 +371,11 @@ def write_quality(
     classify: Callable[[], Classify | None] = lambda: None,
     teacher: str | None = None,
     force: bool = False,
+    embeddings: Path | None = None,
 ) -> QualityReport | None:
     """(Re)compute the quality report and its plot in a saved dataset folder; kept as it is when it was made from
     the same texts and settings (unless ``force``). ``classify`` is called only when the teacher judges fidelity.
-    ``None`` when the recipe turns the report off."""
+    ``embeddings``: the run's embedding store. ``None`` when the recipe turns the report off."""
     folder = DatasetFolder(dataset_dir)
     if not recipe.quality.enabled:
         folder.quality.unlink(missing_ok=True)  # from an earlier run with the report on: no card may show it
@@ -386,7 +389,7 @@ def write_quality(
         return stored
     stats = GenerationStats.load_if_present(folder.stats)
     report = quality_report(recipe, synthetic, stats.drop_reasons if stats else {},
-                            classify() if method == "teacher" else None, teacher, folder.quality_plot)
+                            classify() if method == "teacher" else None, teacher, folder.quality_plot, embeddings)
     report.fingerprint = fingerprint
     report.save(folder.quality)
     return report

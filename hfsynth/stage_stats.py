@@ -3,7 +3,8 @@
 
 Peak memory is the process's high-water mark of resident memory (``VmHWM``). Linux lets a process reset it (writing
 ``5`` to ``/proc/self/clear_refs``), so each stage reports its own peak; where that is not possible the record says
-the peak is the whole process's (``resource.getrusage``), an upper bound.
+the peak is the whole process's (``resource.getrusage``), an upper bound. Texts embedded by the stage's driver are
+counted too (:mod:`hfsynth.embeddings`; a cluster's units look theirs up in tables the driver computed).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from hfsynth import embeddings
 from hfsynth.runs.folder import RunFolder
-from hfsynth.runs.records import RunStats, StageStats, TeacherTokens
+from hfsynth.runs.records import EmbeddedTexts, RunStats, StageStats, TeacherTokens
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
@@ -74,6 +76,7 @@ def measured_stage(out_dir: Path, stage: str, engine: str = "local") -> Iterator
         _started += 1
         started_before = _started
     started = time.perf_counter()
+    embedded_before = embeddings.snapshot()
     costs = StageCosts()
     try:
         yield costs
@@ -83,20 +86,23 @@ def measured_stage(out_dir: Path, stage: str, engine: str = "local") -> Iterator
             own_peak = own_peak and _started == started_before  # and none started while it ran
     seconds = time.perf_counter() - started
     stage_peak = _stage_peak_mib() if own_peak else None
+    embedded = embeddings.counts_since(embedded_before)
     record = StageStats(seconds=seconds, peak_rss_mib=stage_peak if stage_peak is not None else _process_peak_mib(),
                         peak_scope="stage" if stage_peak is not None else "process", engine=engine,
-                        teacher_tokens=costs.teacher_tokens)
+                        teacher_tokens=costs.teacher_tokens,
+                        embedded_texts=EmbeddedTexts(**embedded) if any(embedded.values()) else None)
     path = RunFolder(out_dir).stats
     earlier = RunStats.load_if_present(path)
     RunStats(stages={**(earlier.stages if earlier else {}), stage: record}).save(path)
 
 
 def summary(out_dir: Path) -> str | None:
-    """One line: each recorded stage's minutes, peak memory and teacher tokens."""
+    """One line: each recorded stage's minutes, peak memory, teacher tokens and texts embedded."""
     stats = RunStats.load_if_present(RunFolder(out_dir).stats)
     if stats is None or not stats.stages:
         return None
     parts = [f"{name} {entry.seconds / 60:.1f} min, peak {entry.peak_rss_mib / 1024:.2f} GiB"
              + (f", {entry.teacher_tokens.describe()}" if entry.teacher_tokens else "")
+             + (f", {entry.embedded_texts.computed:,} texts embedded" if entry.embedded_texts else "")
              for name, entry in stats.stages.items()]
     return "stages: " + "; ".join(parts)

@@ -1,6 +1,6 @@
 """Measures of a set of texts that the quality report (:mod:`hfsynth.quality`) compares between synthetic and real
-data: lexical diversity (distinct-n, compression ratio), semantic diversity and coverage over sentence embeddings,
-and the embedder itself; and the normal form every stage compares texts in (:func:`normalize`)."""
+data: lexical diversity (distinct-n, compression ratio), semantic diversity and coverage over sentence embeddings
+(:mod:`hfsynth.embeddings` computes them); and the normal form every stage compares texts in (:func:`normalize`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hfsynth.embedded import base_model_id, resolve_model
 from hfsynth.recipe.schema import Recipe
 
 
@@ -54,12 +53,16 @@ def cosine_distances(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 
 def mean_pairwise_distance(embeddings: np.ndarray) -> float | None:
-    """Mean cosine distance over all pairs of different texts; ``None`` for fewer than two texts."""
+    """Mean cosine distance over all pairs of different unit vectors; ``None`` for fewer than two texts.
+
+    Linear, not an n x n matrix: the pairs' similarities sum to |sum of the vectors|^2 minus each vector's own."""
     count = len(embeddings)
     if count < 2:
         return None
-    distances = cosine_distances(embeddings, embeddings)
-    return float((distances.sum() - np.trace(distances)) / (count * (count - 1)))
+    vectors = embeddings.astype(np.float64)
+    total = vectors.sum(axis=0)
+    similarity = (float(total @ total) - float((vectors * vectors).sum())) / (count * (count - 1))
+    return 1.0 - similarity
 
 
 def nearest_distances(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -79,26 +82,6 @@ def leave_one_out_nearest(embeddings: np.ndarray) -> np.ndarray:
     distances = cosine_distances(embeddings, embeddings)
     np.fill_diagonal(distances, np.inf)
     return distances.min(axis=1)
-
-
-class Embedder:
-    """Sentence embeddings (L2-normalised), each distinct text encoded once."""
-
-    def __init__(self, model: str) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        self.model_id = base_model_id(model)
-        # On CPU even with a GPU present: a few hundred short texts, and the students may hold the GPU.
-        self.model = SentenceTransformer(resolve_model(model), device="cpu")
-        self.cache: dict[str, np.ndarray] = {}
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(text for text in texts if text not in self.cache))
-        if missing:
-            vectors = self.model.encode(missing, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
-            self.cache.update(zip(missing, vectors, strict=True))
-        dimension = self.model.get_embedding_dimension() or 0
-        return np.array([self.cache[text] for text in texts]).reshape(len(texts), dimension)
 
 
 def embedding_model(recipe: Recipe) -> str:

@@ -29,6 +29,7 @@ import datasets
 
 from hfsynth import __version__
 from hfsynth.cache import call_key
+from hfsynth.embeddings import Embedder, EmbeddingSpec, EmbeddingTable
 from hfsynth.engines.base import LOCAL, Engine, UnitSpec, UnitsProgress, gather
 from hfsynth.errors import HfsynthError, SharedStorageError
 from hfsynth.human_reference import human_reference, synthetic_at_human_size
@@ -86,6 +87,8 @@ class TrainingContext:
     callbacks: tuple[TrainerCallback, ...] = ()
     #: How the runs reach their folders (directly, or staged through the run folder's object storage).
     folders: FolderAccess = field(default_factory=FolderAccess)
+    #: The training texts' embeddings, per pretrained model a student embeds with (:func:`embedding_tables`).
+    embeddings: dict[EmbeddingSpec, EmbeddingTable] = field(default_factory=dict)
 
 
 def run_params(run: StudentRun) -> StudentParams:
@@ -124,6 +127,19 @@ def runs_to_evaluate(recipe: Recipe, out_dir: Path) -> list[StudentRun]:
     reference = HumanReference.load_if_present(RunFolder(out_dir).human_reference)
     extra = equal_size_runs(recipe, out_dir) if reference is not None and reference.smaller_than_synthetic else []
     return [*planned_runs(recipe, out_dir), *extra]
+
+
+def embedding_spec(run: StudentRun) -> EmbeddingSpec | None:
+    """The pretrained model the run's student embeds texts with, if any."""
+    return student_class(student_kind(run.config.kind)).embedding_spec(run.config.model, run_params(run))
+
+
+def embedding_tables(runs: Sequence[StudentRun], texts: Sequence[str], store: Path
+                     ) -> dict[EmbeddingSpec, EmbeddingTable]:
+    """Every text of ``texts`` embedded by each pretrained model the runs' students embed with, once per run folder
+    (``store``, :mod:`hfsynth.embeddings`): computed here, on the driver, and sent to the units."""
+    specs = dict.fromkeys(spec for run in runs if (spec := embedding_spec(run)) is not None)
+    return {spec: Embedder(spec, store=store).table(texts) for spec in specs}
 
 
 def per_label_subset(train_data: datasets.Dataset, train_size: int | None, seed: int) -> datasets.Dataset:
@@ -224,7 +240,8 @@ def train_students(
             _check_visible(result)
             progress(before + done, len(runs))
 
-        context = TrainingContext(recipe, in_memory, tuple(callbacks), folders)
+        tables = embedding_tables(planned, in_memory["text"], RunFolder(out_dir).embeddings)
+        context = TrainingContext(recipe, in_memory, tuple(callbacks), folders, tables)
         stream = engine.map(train_run, planned, context, spec)
         trained += gather(stream, len(planned), finished)
     return trained
@@ -245,11 +262,12 @@ def train_run(context: TrainingContext, run: StudentRun) -> TrainedRun:
     folder already holds it."""
     with context.folders.staged(run.directory, write=True) as directory:
         callbacks = (*context.callbacks, *context.folders.checkpoint_callbacks(run.directory, directory))
-        return _train_into(context.recipe, context.train_data, callbacks, run, directory)
+        return _train_into(context, callbacks, run, directory)
 
 
-def _train_into(recipe: Recipe, train_data: datasets.Dataset, callbacks: Sequence[TrainerCallback], run: StudentRun,
+def _train_into(context: TrainingContext, callbacks: Sequence[TrainerCallback], run: StudentRun,
                 directory: Path) -> TrainedRun:
+    recipe, train_data = context.recipe, context.train_data
     config = run.config
     params = run_params(run)
     subset = per_label_subset(train_data, run.train_size, params.seed)
@@ -276,6 +294,8 @@ def _train_into(recipe: Recipe, train_data: datasets.Dataset, callbacks: Sequenc
     marker.write_text(fingerprint)
 
     student = student_class(student_kind(config.kind))(recipe, config.model, params)
+    spec = embedding_spec(run)
+    student.embedding_table = context.embeddings.get(spec) if spec is not None else None
     logger.info("student %s: training on %d %s examples (%s per label, seed %d)", config.name, len(subset),
                 run.data, run.train_size or "all", params.seed)
     started = time.monotonic()

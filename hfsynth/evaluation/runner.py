@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from hfsynth.cache import CallCache
 from hfsynth.embedded import base_model_id
+from hfsynth.embeddings import EmbeddingSpec, EmbeddingTable
 from hfsynth.engines.base import LOCAL, Engine, UnitSpec, UnitsProgress, gather
 from hfsynth.errors import HfsynthError
 from hfsynth.evaluation.plots import (
@@ -55,7 +56,7 @@ from hfsynth.students.base import Student, read_meta
 from hfsynth.teachers.base import Teacher
 from hfsynth.teachers.cached import CachedTeacher, evaluation_key
 from hfsynth.teachers.spending import Spending
-from hfsynth.training import StudentRun, run_params, runs_to_evaluate
+from hfsynth.training import StudentRun, embedding_spec, embedding_tables, run_params, runs_to_evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,8 @@ class EvaluationContext:
     test_sets: tuple[TestSet, ...]
     #: How the evaluations reach the students' folders (directly, or staged from the run folder's object storage).
     folders: FolderAccess = field(default_factory=FolderAccess)
+    #: The test texts' embeddings, per pretrained model a student embeds with (``training.embedding_tables``).
+    embeddings: dict[EmbeddingSpec, EmbeddingTable] = field(default_factory=dict)
 
 
 def evaluate_run(context: EvaluationContext, run: StudentRun) -> list[ScoredRun]:
@@ -154,6 +157,8 @@ def evaluate_run(context: EvaluationContext, run: StudentRun) -> list[ScoredRun]
     The student is loaded once for all its languages."""
     with context.folders.staged(run.directory, write=False) as directory:
         student = Student.load(directory)
+    spec = embedding_spec(run)
+    student.embedding_table = context.embeddings.get(spec) if spec is not None else None
     return [evaluate_student(context.recipe, run, student, test_set) for test_set in context.test_sets]
 
 
@@ -228,7 +233,7 @@ def _quality(recipe: Recipe, run_folder: RunFolder, session: _TeacherSession) ->
     if not recipe.quality.enabled or not dataset.stats.is_file():
         return None
     report = write_quality(recipe, dataset.root, lambda: teacher_classifier(recipe, session.get(), run_folder.cache),
-                           session.model_id)
+                           session.model_id, embeddings=run_folder.embeddings)
     if report is not None and dataset.quality_plot.is_file():
         run_folder.eval.root.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(dataset.quality_plot, run_folder.eval.quality_plot)
@@ -270,7 +275,8 @@ def run_evaluation(recipe: Recipe, out_dir: Path, teacher: Teacher | None = None
     spec = UnitSpec("evaluations", recipe.execution.evaluation, recipe.execution.max_retries,
                     shared_folder=Path(out_dir) if folders.direct else None, resources_field="execution.evaluation",
                     describe=lambda index: f"evaluation of {runs[index].directory}")
-    stream = engine.map(evaluate_run, runs, EvaluationContext(recipe, tuple(test_sets), folders), spec)
+    tables = embedding_tables(runs, [text for test_set in test_sets for text in test_set.texts], run_folder.embeddings)
+    stream = engine.map(evaluate_run, runs, EvaluationContext(recipe, tuple(test_sets), folders, tables), spec)
     per_run = gather(stream, len(runs), lambda index, rows, done: progress(done, len(runs)))
     scored += [row for rows in per_run for row in rows]
 

@@ -99,8 +99,10 @@ class Steerer(Protocol):
 class SetFitSteerer:
     """A head-only SetFit (the pretrained body encodes, a logistic regression is fitted): seconds per round."""
 
-    def __init__(self, recipe: Recipe) -> None:
+    def __init__(self, recipe: Recipe, embeddings: Path | None = None) -> None:
         self.recipe = recipe
+        #: The run's embedding store: each round's student re-embeds only the texts that are new.
+        self.embeddings = embeddings
         setfit = [student for student in recipe.students if student.kind == "setfit"]
         chosen = _config(recipe).student
         config = next((student for student in setfit if student.name == chosen), setfit[0] if setfit else None)
@@ -118,6 +120,7 @@ class SetFitSteerer:
         data = datasets.Dataset.from_dict({"text": list(texts), "label": list(labels)},
                                           features=datasets.Features({k: schema[k] for k in ("text", "label")}))
         self.student = SetFitStudent(self.recipe, self.name, self.params)
+        self.student.embedding_store = self.embeddings
         with training_context(self.params.seed), tempfile.TemporaryDirectory() as checkpoints:
             self.student.train(data, Path(checkpoints))
 
@@ -127,7 +130,7 @@ class SetFitSteerer:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         with training_context(self.params.seed):
-            return np.asarray(self.student.model.model_body.encode(list(texts), normalize_embeddings=True))
+            return self.student.pretrained_embedder(normalize=True).encode(texts)
 
 
 @dataclass(frozen=True)

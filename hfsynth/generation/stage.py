@@ -104,11 +104,11 @@ class _Generation:
 
 def generate_samples(
     recipe: Recipe, teacher: Teacher, cache_path: Path, progress: GenerationProgress | None = None,
-    steerer: Steerer | None = None, engine: Engine | None = None,
+    steerer: Steerer | None = None, engine: Engine | None = None, embeddings: Path | None = None,
 ) -> GenerationResult:
     """Run generation and curation to the recipe's targets (within ``generation.top_up_rounds`` extra rounds), then
     the recipe's feedback rounds (:mod:`hfsynth.generation.feedback`; ``steerer``: its steering student, default a
-    head-only SetFit, fitted in units ``engine`` runs)."""
+    head-only SetFit embedding through the run's store ``embeddings``, fitted in units ``engine`` runs)."""
     config = recipe.generation
     seed_examples = load_seed_examples(recipe) if config.strategy == "few-shot" else {}
     seed_texts = [text for by_label in seed_examples.values() for texts in by_label.values() for text in texts]
@@ -131,8 +131,9 @@ def generate_samples(
         generation = _Generation(recipe, CachedTeacher(teacher, cache, spending), result, curator, progress)
         raw = generation.first_pass(seed_examples)
         if validation is not None:
-            raw, result.feedback = run_feedback(recipe, raw, generation.ask, generation.dataset_samples,
-                                                steerer or SetFitSteerer(recipe), validation, engine or LOCAL)
+            steerer = steerer or SetFitSteerer(recipe, embeddings)
+            raw, result.feedback = run_feedback(recipe, raw, generation.ask, generation.dataset_samples, steerer,
+                                                validation, engine or LOCAL)
         curated = generation.curate(raw)
     result.parsed = len(raw)
     result.teacher_tokens = spending.record()

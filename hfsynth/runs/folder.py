@@ -4,6 +4,7 @@
 
     DIR/
       cache/teacher_calls.sqlite        every teacher call of the generation stage (resumable)
+      cache/embeddings.sqlite           every text a pretrained sentence model embedded (hfsynth.embeddings)
       dataset/                          DatasetFolder: the synthetic DatasetDict (save_to_disk) and its side files
       students/<name>/                  StudentFolder: each recipe student trained on all the data (the published one)
       student_runs/<name>/<size>-per-label-seed<k>/   StudentFolder: learning-curve subsets and seed repeats
@@ -253,6 +254,11 @@ class RunFolder:
     def cache(self) -> Path:
         """The generation stage's teacher calls (``hfsynth.cache.CallCache``)."""
         return self.root / "cache" / "teacher_calls.sqlite"
+
+    @property
+    def embeddings(self) -> Path:
+        """The run's sentence embeddings, each (model, text) once (``hfsynth.embeddings.EmbeddingStore``)."""
+        return self.root / "cache" / "embeddings.sqlite"
 
     @property
     def dataset(self) -> DatasetFolder:

@@ -352,6 +352,15 @@ class QualityReport(Record):
 # --- run_stats.json -------------------------------------------------------------------------------------------------
 
 
+class EmbeddedTexts(Record):
+    """Texts a stage's driver embedded with pretrained sentence models (:mod:`hfsynth.embeddings`)."""
+
+    #: Embedded now (each a forward pass).
+    computed: int
+    #: Found already embedded by an earlier stage or run (the run's store), or earlier in the stage.
+    reused: int
+
+
 class StageStats(Record):
     """One stage's last run in this folder (:mod:`hfsynth.stage_stats`)."""
 
@@ -364,6 +373,8 @@ class StageStats(Record):
     engine: str
     #: The stage's teacher calls, when it made any (generation, the teacher's evaluation).
     teacher_tokens: TeacherTokens | None = None
+    #: Its sentence embeddings, when it used any (the quality report, head-only SetFit, nearest examples).
+    embedded_texts: EmbeddedTexts | None = None
 
 
 class RunStats(Record):

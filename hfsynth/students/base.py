@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from hfsynth.embedded import base_model_id
+from hfsynth.embeddings import EmbeddingSpec, EmbeddingTable
 from hfsynth.errors import HfsynthError
 from hfsynth.recipe.schema import Recipe
 from hfsynth.recipe.student_kinds import StudentKind, student_kind
@@ -47,6 +48,16 @@ class Student(ABC):
         self.params = params
         #: What it was trained on (size, seed, data fingerprint); written into the meta file. None until trained.
         self.training: TrainingRecord | None = None
+        #: For a kind that embeds texts with a pretrained model (:meth:`embedding_spec`): the embeddings the run
+        #: computed beforehand (the stage's table for its spec), then the run's store; the rest is computed.
+        self.embedding_table: EmbeddingTable | None = None
+        self.embedding_store: Path | None = None
+
+    @classmethod
+    def embedding_spec(cls, model: str, params: StudentParams) -> EmbeddingSpec | None:
+        """The pretrained model a student of these settings embeds texts with, if any: the stages embed its
+        training and test texts once (:mod:`hfsynth.embeddings`)."""
+        return None
 
     @property
     def labels(self) -> list[str]:

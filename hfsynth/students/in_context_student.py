@@ -15,13 +15,12 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback
 
-from hfsynth.embedded import resolve_model
+from hfsynth.embeddings import Embedder, EmbeddingSpec
 from hfsynth.language_model import LanguageModel, device_and_dtype
 from hfsynth.prompting import classification_prompt
-from hfsynth.recipe.student_params import InContextParams
+from hfsynth.recipe.student_params import InContextParams, StudentParams
 from hfsynth.runs.folder import StudentFolder
 from hfsynth.students.base import Student
 
@@ -29,6 +28,11 @@ from hfsynth.students.base import Student
 class InContextStudent(Student):
     kind = "in-context"
     params: InContextParams
+
+    @classmethod
+    def embedding_spec(cls, model: str, params: StudentParams) -> EmbeddingSpec | None:
+        assert isinstance(params, InContextParams)
+        return EmbeddingSpec(params.embedding_model) if params.selection == "nearest" else None
 
     def train(
         self, train_data: datasets.Dataset, checkpoint_dir: Path, callbacks: Sequence[TrainerCallback] = ()
@@ -40,18 +44,22 @@ class InContextStudent(Student):
                                              strict=True)
         ]
         self._load_models()
-        self.embeddings = (self._embed([example["text"] for example in self.examples])
-                           if self.params.selection == "nearest" else None)
+        self.example_vectors = (self._embed([example["text"] for example in self.examples])
+                                if self.params.selection == "nearest" else None)
 
     def _load_models(self) -> None:
         device, dtype = device_and_dtype(self.params.device, self.params.dtype)
         self.lm = LanguageModel.load(self.model_name, device, dtype)
         self.lm.model.eval()
-        self.embedder = (SentenceTransformer(resolve_model(self.params.embedding_model), device=str(device))
-                         if self.params.selection == "nearest" else None)
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self.embedder.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
+        spec = self.embedding_spec(self.model_name, self.params)
+        assert spec is not None, "only nearest-example selection embeds"
+        embedder = getattr(self, "_embedder", None)
+        if embedder is None or embedder.known is not self.embedding_table:  # a stage may give a table after loading
+            embedder = self._embedder = Embedder(spec, store=self.embedding_store, known=self.embedding_table,
+                                                 normalize=True)
+        return embedder.encode(texts)
 
     def _demonstrations(self, text: str, language: str, query: np.ndarray | None) -> list[tuple[str, str]]:
         """``examples_per_label`` (text, label) pairs per label, in a shuffled order (no label always comes last).
@@ -65,7 +73,7 @@ class InContextStudent(Student):
         for label in self.labels:
             candidates = [i for i in pool if self.examples[i]["label"] == label]
             if query is not None:
-                similarity = self.embeddings[candidates] @ query
+                similarity = self.example_vectors[candidates] @ query
                 chosen += [candidates[i] for i in np.argsort(-similarity)[: self.params.examples_per_label]]
             else:
                 chosen += rng.sample(candidates, min(self.params.examples_per_label, len(candidates)))
@@ -73,7 +81,7 @@ class InContextStudent(Student):
         return [(self.examples[i]["text"], self.examples[i]["label"]) for i in chosen]
 
     def predict_proba(self, texts: Sequence[str], languages: Sequence[str]) -> np.ndarray:
-        queries = self._embed(texts) if self.embedder is not None else [None] * len(texts)
+        queries = self._embed(texts) if self.params.selection == "nearest" else [None] * len(texts)
         prompts = [
             classification_prompt(self.recipe, text, language, self._demonstrations(text, language, query))
             for text, language, query in zip(texts, languages, queries, strict=True)
@@ -83,12 +91,12 @@ class InContextStudent(Student):
     def save_model(self, directory: Path) -> None:
         with StudentFolder(directory).in_context_examples.open("w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(example, ensure_ascii=False) + "\n" for example in self.examples)
-        if self.embeddings is not None:
-            np.save(StudentFolder(directory).in_context_embeddings, self.embeddings)
+        if self.example_vectors is not None:
+            np.save(StudentFolder(directory).in_context_embeddings, self.example_vectors)
 
     def load_model(self, directory: Path) -> None:
         with StudentFolder(directory).in_context_examples.open(encoding="utf-8") as handle:
             self.examples = [json.loads(line) for line in handle]
         embeddings = StudentFolder(directory).in_context_embeddings
-        self.embeddings = np.load(embeddings) if self.params.selection == "nearest" else None
+        self.example_vectors = np.load(embeddings) if self.params.selection == "nearest" else None
         self._load_models()
