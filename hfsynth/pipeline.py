@@ -8,6 +8,7 @@ memory go to ``DIR/run_stats.json`` (:mod:`hfsynth.stage_stats`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import tempfile
@@ -80,13 +81,16 @@ def generate(
     dataset_dir = run_folder.dataset.root
     engine = engine or LOCAL
     checkpoint(run_folder.cache)  # a damaged cache fails now, not after the teacher loaded; a killed run's -wal merged
-    with measured_stage(out_dir, "generate", engine.name) as costs, engine.load_teacher(recipe) as teacher:
-        result = generate_samples(recipe, teacher, run_folder.cache, progress, embeddings=run_folder.embeddings)
-        costs.teacher_tokens = result.teacher_tokens
-        dataset = save_dataset(recipe, result, dataset_dir)
+    with contextlib.ExitStack() as loaded:
+        with measured_stage(out_dir, "generate", engine.name) as costs:
+            teacher = loaded.enter_context(engine.load_teacher(recipe))
+            result = generate_samples(recipe, teacher, run_folder.cache, progress, embeddings=run_folder.embeddings)
+            costs.teacher_tokens = result.teacher_tokens
+            dataset = save_dataset(recipe, result, dataset_dir)
         # While the teacher is loaded: it judges label fidelity when the recipe has no real reference data.
-        write_quality(recipe, dataset_dir, lambda: teacher_classifier(recipe, teacher, run_folder.cache),
-                      teacher.model_id, embeddings=run_folder.embeddings)
+        with measured_stage(out_dir, "quality report", engine.name):
+            write_quality(recipe, dataset_dir, lambda: teacher_classifier(recipe, teacher, run_folder.cache),
+                          teacher.model_id, embeddings=run_folder.embeddings)
     release_memory()  # the teacher's weights, before students train
     write_dataset_card(recipe, dataset_dir)
     return dataset, result

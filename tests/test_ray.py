@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -177,6 +178,38 @@ def test_same_dataset_and_scores_as_the_local_engine(local_run: tuple[Recipe, Pa
         assert (out / "eval" / name).is_file()
     assert (out / "students" / "setfit-minilm" / "README.md").is_file()
     assert not list(out.rglob(".hfsynth-ray-probe-*"))
+
+
+def test_head_only_setfit_gets_its_embeddings_from_the_driver_and_scores_as_locally(
+        local_run: tuple[Recipe, Path], ray_cluster: RayCluster, tmp_path: Path) -> None:
+    """A head-only SetFit sweep: the driver embeds every training and test text once into the run's store and sends
+    the units tables; the scores on Ray are the local engine's."""
+    _, local_out = local_run
+    data = yaml.safe_load(tiny_quickstart(tmp_path).read_text())
+    data["students"] = [{"name": "setfit-head", "kind": "setfit", "model": "all-minilm-l6-v2",
+                         "params": {"body_training": "none"}, "train_sizes": [2], "repeats": 2}]
+    path = tmp_path / "head-only.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    recipe = load_recipe(path)
+    outs = {}
+    for name in ("local", "ray"):
+        out = outs[name] = tmp_path / name
+        shutil.copytree(local_out / "dataset", out / "dataset")
+        shutil.copytree(local_out / "cache", out / "cache")  # the teacher's answers: its evaluation is cached
+        (out / "cache" / "embeddings.sqlite").unlink(missing_ok=True)
+    pipeline.train(recipe, outs["local"])
+    pipeline.evaluate(recipe, outs["local"])
+    with engine(ray_cluster) as ray_engine:
+        trained = pipeline.train(recipe, outs["ray"], engine=ray_engine)
+        pipeline.evaluate(recipe, outs["ray"], engine=ray_engine)
+    assert len(trained) == 4 and scores(outs["ray"]) == scores(outs["local"])
+    for out in outs.values():
+        stages = json.loads((out / "run_stats.json").read_text())["stages"]
+        with sqlite3.connect(out / "cache" / "embeddings.sqlite") as store:
+            rows = store.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+        # The driver computed every stored vector, the training texts then the test texts, each once.
+        assert stages["train"]["embedded_texts"]["computed"] + stages["evaluate"]["embedded_texts"]["computed"] == rows
+        assert rows >= len(load_synthetic_dataset(out / "dataset")["train"])
 
 
 def test_actor_killed_mid_generation(local_run: tuple[Recipe, Path], ray_cluster: RayCluster, tmp_path: Path) -> None:

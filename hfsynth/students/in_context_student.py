@@ -28,6 +28,7 @@ from hfsynth.students.base import Student
 class InContextStudent(Student):
     kind = "in-context"
     params: InContextParams
+    _embedder: Embedder | None = None
 
     @classmethod
     def embedding_spec(cls, model: str, params: StudentParams) -> EmbeddingSpec | None:
@@ -55,7 +56,7 @@ class InContextStudent(Student):
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         spec = self.embedding_spec(self.model_name, self.params)
         assert spec is not None, "only nearest-example selection embeds"
-        embedder = getattr(self, "_embedder", None)
+        embedder = self._embedder
         if embedder is None or embedder.known is not self.embedding_table:  # a stage may give a table after loading
             embedder = self._embedder = Embedder(spec, store=self.embedding_store, known=self.embedding_table,
                                                  normalize=True)
