@@ -48,19 +48,18 @@ STUDENT = {"name": "setfit-head", "kind": "setfit", "model": "multilingual-e5-sm
            "params": {"body_training": "none"}}
 
 
-def recipe_changes() -> dict[str, Any]:
-    data = yaml.safe_load((ROOT / "recipes" / "pecher2026-topic.yaml").read_text())
-    evaluation = dict(data["evaluation"])
-    evaluation["reference"] = {
-        "sets": [{"language": code, "path": str(ROOT / "data" / "sib200" / folder / "train.jsonl")}
-                 for code, folder in SIB200_FOLDERS.items()],
-        "students": [STUDENT["name"]]}
-    return {"students": [STUDENT], "evaluation": evaluation}
+def human_reference() -> dict[str, Any]:
+    """The SIB-200 training splits as the human-data reference of the head-only student."""
+    return {"sets": [{"language": code, "path": str(ROOT / "data" / "sib200" / folder / "train.jsonl")}
+                     for code, folder in SIB200_FOLDERS.items()],
+            "students": [STUDENT["name"]]}
 
 
 def run_once(folder: Path, scale: int) -> dict[str, Any]:
-    path = topic_recipe(folder, PAPER_SAMPLES_PER_LABEL * scale, **recipe_changes())
+    path = topic_recipe(folder, PAPER_SAMPLES_PER_LABEL * scale, students=[STUDENT])
     data = yaml.safe_load(path.read_text())
+    data["evaluation"]["reference"] = human_reference()
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     with load_teacher(load_recipe(path)) as teacher:
         data["teacher"]["base_url"] = teacher.base_url
         path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
@@ -98,7 +97,7 @@ def main() -> None:
                         help="rounds at the largest scale (default: --rounds); it takes as long as the others together")
     arguments = parser.parse_args()
     largest = max(arguments.scales)
-    runs = []
+    runs: list[dict[str, Any]] = []
     for round_index in range(arguments.rounds):
         for scale in arguments.scales:
             if scale == largest and arguments.largest_rounds is not None and round_index >= arguments.largest_rounds:
@@ -107,13 +106,18 @@ def main() -> None:
                 run = run_once(Path(folder), scale) | {"round": round_index}
             print(json.dumps(run), flush=True)
             runs.append(run)
-    summary = summarize(runs, arguments.scales)
+            write(runs, [scale for scale in arguments.scales if any(run["scale"] == scale for run in runs)])
+    print(markdown(summarize(runs, arguments.scales), runs))
+
+
+def write(runs: list[dict[str, Any]], scales: list[int]) -> None:
+    """The results so far (after every run: a long benchmark stopped early keeps what it measured)."""
+    summary = summarize(runs, scales)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "paper_scale_run.json").write_text(json.dumps(
         {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "runs": runs,
          "summary": summary}, indent=2))
     (RESULTS / "paper_scale_run.md").write_text(markdown(summary, runs))
-    print(markdown(summary, runs))
 
 
 def _spread(values: list[float]) -> dict[str, float]:

@@ -144,6 +144,8 @@ class Embedder:
         self.model_id = base_model_id(spec.model)
         self.store_path = store
         self.known = known
+        #: What this embedder read or computed so far, without a table (a table already holds its texts).
+        self._seen: dict[str, np.ndarray] = {}
         self._model = model
         self._identity = _model_identity(spec.model)
 
@@ -180,12 +182,15 @@ class Embedder:
     def _vectors(self, texts: list[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         for text in texts:
-            vector = self.known.get(text) if self.known is not None else None
+            vector = self.known.get(text) if self.known is not None else self._seen.get(text)
             if vector is not None:
                 found[text] = vector
         missing = [text for text in texts if text not in found]
         if missing:
-            found |= self._from_store_or_computed(missing)
+            fresh = self._from_store_or_computed(missing)
+            if self.known is None:  # the quality report asks for the same texts per label, language and set
+                self._seen |= fresh
+            found |= fresh
         _count(computed=0, reused=len(texts) - len(missing))
         return found
 
