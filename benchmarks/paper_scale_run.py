@@ -12,7 +12,7 @@ texts there were: when the stages computed exactly that many, each (model, text)
 Growth exponent per stage: log(time at the largest scale / time at the smallest) / log(scale ratio), from the
 medians (1.0 is linear).
 
-    python benchmarks/paper_scale_run.py [--rounds 2] [--scales 1 3 10] [--largest-rounds 1]
+    python benchmarks/paper_scale_run.py [--rounds 2] [--scales 1 3 10] [--largest-rounds 1] [--append]
 
 Writes benchmarks/results/paper_scale_run.json and paper_scale_run.md.
 """
@@ -95,19 +95,25 @@ def main() -> None:
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 3, 10])
     parser.add_argument("--largest-rounds", type=int, default=None,
                         help="rounds at the largest scale (default: --rounds); it takes as long as the others together")
+    parser.add_argument("--append", action="store_true",
+                        help="add these rounds to the runs already in the results file (a long series in parts)")
     arguments = parser.parse_args()
     largest = max(arguments.scales)
-    runs: list[dict[str, Any]] = []
-    for round_index in range(arguments.rounds):
+    results = RESULTS / "paper_scale_run.json"
+    runs: list[dict[str, Any]] = json.loads(results.read_text())["runs"] if arguments.append else []
+    first = 1 + max((run["round"] for run in runs), default=-1)
+    for round_index in range(first, first + arguments.rounds):
         for scale in arguments.scales:
-            if scale == largest and arguments.largest_rounds is not None and round_index >= arguments.largest_rounds:
+            if (scale == largest and arguments.largest_rounds is not None
+                    and round_index - first >= arguments.largest_rounds):
                 continue
             with tempfile.TemporaryDirectory(prefix="paper-scale-run-") as folder:
                 run = run_once(Path(folder), scale) | {"round": round_index}
             print(json.dumps(run), flush=True)
             runs.append(run)
-            write(runs, [scale for scale in arguments.scales if any(run["scale"] == scale for run in runs)])
-    print(markdown(summarize(runs, arguments.scales), runs))
+            measured = sorted({run["scale"] for run in runs})
+            write(runs, measured)
+    print(markdown(summarize(runs, sorted({run["scale"] for run in runs})), runs))
 
 
 def write(runs: list[dict[str, Any]], scales: list[int]) -> None:
