@@ -29,7 +29,7 @@ import datasets
 
 from hfsynth import __version__
 from hfsynth.cache import call_key
-from hfsynth.embeddings import Embedder, EmbeddingSpec, EmbeddingTable
+from hfsynth.embeddings import Embedder, EmbeddingSpec, EmbeddingTables
 from hfsynth.engines.base import LOCAL, Engine, UnitSpec, UnitsProgress, gather
 from hfsynth.errors import HfsynthError, SharedStorageError
 from hfsynth.human_reference import human_reference, synthetic_at_human_size
@@ -88,7 +88,7 @@ class TrainingContext:
     #: How the runs reach their folders (directly, or staged through the run folder's object storage).
     folders: FolderAccess = field(default_factory=FolderAccess)
     #: The training texts' embeddings, per pretrained model a student embeds with (:func:`embedding_tables`).
-    embeddings: dict[EmbeddingSpec, EmbeddingTable] = field(default_factory=dict)
+    embeddings: EmbeddingTables = field(default_factory=dict)
 
 
 def run_params(run: StudentRun) -> StudentParams:
@@ -134,8 +134,7 @@ def embedding_spec(run: StudentRun) -> EmbeddingSpec | None:
     return student_class(student_kind(run.config.kind)).embedding_spec(run.config.model, run_params(run))
 
 
-def embedding_tables(runs: Sequence[StudentRun], texts: Sequence[str], store: Path
-                     ) -> dict[EmbeddingSpec, EmbeddingTable]:
+def embedding_tables(runs: Sequence[StudentRun], texts: Sequence[str], store: Path) -> EmbeddingTables:
     """Every text of ``texts`` embedded by each pretrained model the runs' students embed with, once per run folder
     (``store``, :mod:`hfsynth.embeddings`): computed here, on the driver, and sent to the units."""
     specs = dict.fromkeys(spec for run in runs if (spec := embedding_spec(run)) is not None)
@@ -294,8 +293,7 @@ def _train_into(context: TrainingContext, callbacks: Sequence[TrainerCallback], 
     marker.write_text(fingerprint)
 
     student = student_class(student_kind(config.kind))(recipe, config.model, params)
-    spec = embedding_spec(run)
-    student.embedding_table = context.embeddings.get(spec) if spec is not None else None
+    student.embedding_table = context.embeddings.get(embedding_spec(run))
     logger.info("student %s: training on %d %s examples (%s per label, seed %d)", config.name, len(subset),
                 run.data, run.train_size or "all", params.seed)
     started = time.monotonic()

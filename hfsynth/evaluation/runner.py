@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from hfsynth.cache import CallCache
 from hfsynth.embedded import base_model_id
-from hfsynth.embeddings import EmbeddingSpec, EmbeddingTable
+from hfsynth.embeddings import EmbeddingTables
 from hfsynth.engines.base import LOCAL, Engine, UnitSpec, UnitsProgress, gather
 from hfsynth.errors import HfsynthError
 from hfsynth.evaluation.plots import (
@@ -149,7 +149,7 @@ class EvaluationContext:
     #: How the evaluations reach the students' folders (directly, or staged from the run folder's object storage).
     folders: FolderAccess = field(default_factory=FolderAccess)
     #: The test texts' embeddings, per pretrained model a student embeds with (``training.embedding_tables``).
-    embeddings: dict[EmbeddingSpec, EmbeddingTable] = field(default_factory=dict)
+    embeddings: EmbeddingTables = field(default_factory=dict)
 
 
 def evaluate_run(context: EvaluationContext, run: StudentRun) -> list[ScoredRun]:
@@ -157,8 +157,7 @@ def evaluate_run(context: EvaluationContext, run: StudentRun) -> list[ScoredRun]
     The student is loaded once for all its languages."""
     with context.folders.staged(run.directory, write=False) as directory:
         student = Student.load(directory)
-    spec = embedding_spec(run)
-    student.embedding_table = context.embeddings.get(spec) if spec is not None else None
+    student.embedding_table = context.embeddings.get(embedding_spec(run))
     return [evaluate_student(context.recipe, run, student, test_set) for test_set in context.test_sets]
 
 
