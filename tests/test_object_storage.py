@@ -182,6 +182,12 @@ def test_storage_that_cannot_be_used_is_one_line_before_anything_runs(any_s3_ser
         assert "refused these credentials (AWS_ACCESS_KEY_ID" in one_error_line(result) and result.stdout == ""
 
 
+def test_asking_a_store_nobody_answers_for_a_file_is_a_storage_error() -> None:
+    storage = RunStorage(f"s3://bucket/run?endpoint_override=127.0.0.1:{free_port()}&scheme=http&region=us-east-1")
+    with pytest.raises(StorageError, match="nobody answers at the store at 127.0.0.1:"):
+        storage.exists("dataset")
+
+
 def test_a_prefix_the_credentials_cannot_write_and_unknown_keys_are_one_line(guarded_s3: GuardedS3,
                                                                              tmp_path: Path) -> None:
     """On a store that checks permissions: a prefix the keys may not write, and keys the store does not know."""

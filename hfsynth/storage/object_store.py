@@ -271,9 +271,11 @@ class RunStorage:
         import pyarrow.fs
 
         filesystem, path = self._path(relative)
-        if filesystem.get_file_info(path).type == pyarrow.fs.FileType.File:
-            return True
-        return bool(self._files(relative))
+        try:
+            is_file = filesystem.get_file_info(path).type == pyarrow.fs.FileType.File
+        except OSError as error:
+            raise StorageError(describe_failure(self.uri, error)) from None
+        return is_file or bool(self._files(relative))
 
     def object_name(self, relative: str) -> str:
         """The object's URI, for messages."""
