@@ -44,6 +44,7 @@ from benchmarks.load_teacher import SIB200_FOLDERS, load_teacher, topic_recipe  
 from hfsynth.recipes.files import load_recipe  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+RESULTS_FILE = RESULTS / "paper_scale_run.json"
 PAPER_SAMPLES_PER_LABEL = 200
 STAGES = ("generate", "quality report", "train", "evaluate")
 STUDENT = {"name": "setfit-head", "kind": "setfit", "model": "multilingual-e5-small",
@@ -101,9 +102,9 @@ def main() -> None:
                         help="add these rounds to the runs already in the results file (a long series in parts)")
     arguments = parser.parse_args()
     largest = max(arguments.scales)
-    results = RESULTS / "paper_scale_run.json"
-    runs: list[dict[str, Any]] = json.loads(results.read_text())["runs"] if arguments.append else []
+    runs: list[dict[str, Any]] = json.loads(RESULTS_FILE.read_text())["runs"] if arguments.append else []
     first = 1 + max((run["round"] for run in runs), default=-1)
+    table = ""
     for round_index in range(first, first + arguments.rounds):
         for scale in arguments.scales:
             if (scale == largest and arguments.largest_rounds is not None
@@ -113,26 +114,31 @@ def main() -> None:
                 run = run_once(Path(folder), scale) | {"round": round_index}
             print(json.dumps(run), flush=True)
             runs.append(run)
-            measured = sorted({run["scale"] for run in runs})
-            write(runs, measured)
-    print(markdown(summarize(runs, sorted({run["scale"] for run in runs})), runs))
+            table = write(runs)
+    print(table)
 
 
-def write(runs: list[dict[str, Any]], scales: list[int]) -> None:
-    """The results so far (after every run: a long benchmark stopped early keeps what it measured)."""
-    summary = summarize(runs, scales)
+def write(runs: list[dict[str, Any]]) -> str:
+    """The results so far (after every run: a long benchmark stopped early keeps what it measured); their table."""
+    summary = summarize(runs)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "paper_scale_run.json").write_text(json.dumps(
+    partial = RESULTS_FILE.with_name(f".{RESULTS_FILE.name}.partial")  # whole or not at all: --append reads it
+    partial.write_text(json.dumps(
         {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "runs": runs,
          "summary": summary}, indent=2))
-    (RESULTS / "paper_scale_run.md").write_text(markdown(summary, runs))
+    os.replace(partial, RESULTS_FILE)
+    table = markdown(summary, runs)
+    (RESULTS / "paper_scale_run.md").write_text(table)
+    return table
 
 
 def _spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
 
 
-def summarize(runs: list[dict[str, Any]], scales: list[int]) -> dict[str, Any]:
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per scale measured, each stage's spread over the runs; each stage's growth exponent between the extremes."""
+    scales = sorted({run["scale"] for run in runs})
     rows: dict[str, Any] = {}
     for scale in scales:
         mine = [run for run in runs if run["scale"] == scale]
